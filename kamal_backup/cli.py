@@ -1,0 +1,352 @@
+"""The kamal-backup command line (Typer): renders service results, owns nothing about safety."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import wraps
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kamal_backup import __version__, process
+from kamal_backup.console import live_progress, setup_logging, stderr
+from kamal_backup.errors import ExitCode, Interrupted, KamalBackupError
+from kamal_backup.redact import redact
+from kamal_backup.settings import Settings, load_settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+log = logging.getLogger("kamal_backup.cli")
+
+app = typer.Typer(
+    name="kamal-backup",
+    help="Encrypted, restic-backed backups of a Kamal app's database and files.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass
+class Options:
+    env_file: Path | None = None
+
+    def settings(self) -> Settings:
+        return load_settings(self.env_file)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"kamal-backup {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--env-file",
+            help="Load settings from a dotenv file (variables already set in the environment win).",
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Log debug detail.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-v",
+            callback=_version_callback,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    setup_logging(verbose)
+    ctx.obj = Options(env_file=env_file)
+
+
+def _options(ctx: typer.Context) -> Options:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, Options) else Options()
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def _cancel_on_signals() -> Iterator[None]:
+    """SIGINT/SIGTERM kill the running children; the operation then ends with Interrupted (130)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=process.cancel_all, daemon=True).start()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def operation(func: Callable[P, R]) -> Callable[P, R]:
+    """Runs a command under the signal handlers; turns typed errors into one line and an exit code."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _cancel_on_signals():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+# Commands -----------------------------------------------------------------------------------
+
+
+@app.command()
+@operation
+def backup(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+) -> None:
+    """Run one backup now: a database snapshot and a file snapshot of all BACKUP_PATHS.
+
+    Then apply retention (RESTIC_FORGET_AFTER_BACKUP) and, if RESTIC_CHECK_AFTER_BACKUP, check.
+    """
+    from kamal_backup.services.backup import run_backup
+
+    settings = _options(ctx).settings()
+    with live_progress() as on_status:
+        run = run_backup(settings, on_status=on_status)  # type: ignore[arg-type]
+    if as_json:
+        _print_json(run.model_dump(mode="json"))
+        return
+    db = run.database_snapshot.short_id if run.database_snapshot else "-"
+    files = run.files_snapshot.short_id if run.files_snapshot else "-"
+    stdout.print(
+        f"backup {run.run} saved: database snapshot {db}, file snapshot {files} "
+        f"({run.duration_seconds:.1f}s)"
+    )
+
+
+@app.command("restore-db")
+@operation
+def restore_db(
+    ctx: typer.Context,
+    snapshot: Annotated[
+        str, typer.Argument(help="'latest' or a database snapshot id of this app.")
+    ] = "latest",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Restore a database dump into the restore target (never into DATABASE_URL).
+
+    Needs KAMAL_BACKUP_ALLOW_RESTORE=true and RESTORE_DATABASE_URL (postgres, mysql) or
+    RESTORE_SQLITE_DATABASE_PATH (sqlite). Production-like targets also need
+    KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE=true.
+    """
+    from kamal_backup.services.restore import restore_database
+
+    result = restore_database(_options(ctx).settings(), snapshot)
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+        return
+    stdout.print(
+        f"restored database snapshot {result.snapshot.short_id} into {result.target} "
+        f"({result.duration_seconds:.1f}s)"
+    )
+
+
+@app.command("restore-files")
+@operation
+def restore_files_command(
+    ctx: typer.Context,
+    snapshot: Annotated[
+        str, typer.Argument(help="'latest' or a file snapshot id of this app.")
+    ] = "latest",
+    target: Annotated[str, typer.Argument(help="Directory to restore into.")] = "/restore/files",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Restore a file snapshot under a target directory (default /restore/files).
+
+    Files land at TARGET/<original path>. Needs KAMAL_BACKUP_ALLOW_RESTORE=true; a target equal to,
+    inside or containing a backup path also needs KAMAL_BACKUP_ALLOW_IN_PLACE_FILE_RESTORE=true.
+    """
+    from kamal_backup.services.restore import restore_files
+
+    with live_progress() as on_status:
+        result = restore_files(_options(ctx).settings(), snapshot, target, on_status=on_status)  # type: ignore[arg-type]
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+        return
+    stdout.print(
+        f"restored file snapshot {result.snapshot.short_id} into {result.target} "
+        f"({result.duration_seconds:.1f}s)"
+    )
+
+
+@app.command("list")
+@operation
+def list_command(
+    ctx: typer.Context,
+    kind: Annotated[
+        str | None, typer.Option("--type", help="Only 'database' or 'files' snapshots.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the snapshots as JSON.")] = False,
+) -> None:
+    """List this app's snapshots, newest first."""
+    from kamal_backup.errors import ConfigError
+    from kamal_backup.models import SnapshotRecord
+    from kamal_backup.services.snapshots import list_snapshots
+
+    if kind not in (None, "database", "files"):
+        raise ConfigError("--type", "must be database or files")
+    chosen: Literal["database", "files"] | None = kind  # type: ignore[assignment]
+    snapshots = list_snapshots(_options(ctx).settings(), chosen)
+    if as_json:
+        _print_json([SnapshotRecord.from_snapshot(s).model_dump(mode="json") for s in snapshots])
+        return
+    table = Table("id", "time (UTC)", "type", "adapter", "run", "size", "paths")
+    for s in snapshots:
+        size = s.summary.total_bytes_processed if s.summary else None
+        table.add_row(
+            s.short,
+            s.time.strftime("%Y-%m-%d %H:%M:%S"),
+            s.kind or "-",
+            s.adapter or "",
+            s.run or "",
+            _human_bytes(size),
+            ", ".join(s.paths),
+        )
+    stdout.print(table)
+    if not snapshots:
+        stderr.print("no snapshots yet")
+
+
+@app.command()
+@operation
+def check(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Run restic check (reading RESTIC_CHECK_READ_DATA_SUBSET) and record the result for evidence."""
+    from kamal_backup.services.check import run_check
+
+    result = run_check(_options(ctx).settings())
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+    else:
+        stdout.print(f"repository check {result.status} ({result.duration_seconds:.1f}s)")
+        if result.status != "success":
+            stderr.print(result.output, markup=False, highlight=False)
+    if result.status != "success":
+        raise typer.Exit(ExitCode.FAILED)
+
+
+@app.command()
+@operation
+def evidence(
+    ctx: typer.Context,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write the JSON to this file.")
+    ] = None,
+) -> None:
+    """Print redacted JSON evidence: configuration, latest snapshots, last check and backup, tools."""
+    from kamal_backup.services.evidence import build_evidence, write_evidence
+
+    document = build_evidence(_options(ctx).settings())
+    _print_json(document)
+    if output is not None:
+        write_evidence(document, output)
+    if document.get("repository_error"):
+        raise typer.Exit(ExitCode.FAILED)
+
+
+@app.command()
+def schedule(ctx: typer.Context) -> None:
+    """Run backups in the foreground every BACKUP_SCHEDULE_SECONDS (the container's default command)."""
+    from kamal_backup.scheduler import run_schedule
+
+    settings = _options(ctx).settings()
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stop.set()
+        threading.Thread(target=process.cancel_all, daemon=True).start()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    run_schedule(settings, stop)
+
+
+@app.command()
+@operation
+def unlock(ctx: typer.Context) -> None:
+    """Remove stale restic locks (left by a killed process); live locks are kept."""
+    from kamal_backup.services import restic_for
+
+    restic = restic_for(_options(ctx).settings())
+    restic.require_supported_version()
+    restic.unlock()
+    stdout.print("stale locks removed")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(f"kamal-backup {__version__}")
+
+
+def _human_bytes(size: int | None) -> str:
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def _error_line(message: str) -> None:
+    """One redacted line on stderr: the whole of what an operator sees of a failure."""
+    text = " ".join(redact(message).split())
+    sys.stderr.write(f"kamal-backup: {text}\n")
+    sys.stderr.flush()
+
+
+def main() -> None:
+    """Entry point: typed errors become one redacted line and their exit code; never a traceback."""
+    try:
+        app(prog_name="kamal-backup")
+    except KamalBackupError as exc:
+        _error_line(f"error: {exc}")
+        sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        _error_line("interrupted")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as exc:
+        if os.environ.get("KAMAL_BACKUP_DEBUG"):
+            stderr.print(redact(traceback.format_exc()), markup=False, highlight=False)
+        _error_line(f"internal error: {exc.__class__.__name__}: {exc}")
+        sys.exit(int(ExitCode.FAILED))
+
+
+__all__ = ["Interrupted", "app", "main"]

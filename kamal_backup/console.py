@@ -1,0 +1,62 @@
+"""Terminal output for the CLI: logging to stderr, live restic progress on a TTY."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from kamal_backup.models import ResticStatus
+from kamal_backup.redact import RedactingFilter
+
+stderr = Console(stderr=True)
+
+
+class UTCFormatter(logging.Formatter):
+    converter = staticmethod(time.gmtime)
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)sZ %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """One timestamped line per step on stderr (container logs), every line redacted."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(UTCFormatter())
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger("kamal_backup")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+@contextmanager
+def live_progress() -> Iterator[object | None]:
+    """A status callback drawing restic's progress as bars on a terminal; None in container logs."""
+    if not stderr.is_terminal:
+        yield None
+        return
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def update(label: str, status: ResticStatus) -> None:
+        if label not in tasks:
+            tasks[label] = progress.add_task(label, total=None)
+        total = status.total_bytes or None
+        progress.update(tasks[label], total=total, completed=status.bytes_processed)
+
+    with progress:
+        yield update

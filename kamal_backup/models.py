@@ -1,0 +1,183 @@
+"""Typed results the services return and the front ends render."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SnapshotType = Literal["database", "files"]
+
+
+class SnapshotSummary(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    backup_start: datetime | None = None
+    backup_end: datetime | None = None
+    files_new: int = 0
+    files_changed: int = 0
+    files_unmodified: int = 0
+    data_added: int = 0
+    data_added_packed: int = 0
+    total_files_processed: int = 0
+    total_bytes_processed: int = 0
+
+
+class Snapshot(BaseModel):
+    """One restic snapshot as `restic snapshots --json` describes it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    short_id: str = ""
+    time: datetime
+    hostname: str = ""
+    paths: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    program_version: str | None = None
+    summary: SnapshotSummary | None = None
+
+    def tag_value(self, key: str) -> str | None:
+        prefix = f"{key}:"
+        for tag in self.tags:
+            if tag.startswith(prefix):
+                return tag[len(prefix) :]
+        return None
+
+    @property
+    def kind(self) -> str | None:
+        return self.tag_value("type")
+
+    @property
+    def run(self) -> str | None:
+        return self.tag_value("run")
+
+    @property
+    def adapter(self) -> str | None:
+        return self.tag_value("adapter")
+
+    @property
+    def short(self) -> str:
+        return self.short_id or self.id[:8]
+
+
+class ResticStatus(BaseModel):
+    """A progress line from restic's --json output (backup or restore)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    percent_done: float = 0.0
+    total_files: int = 0
+    files_done: int = 0
+    files_restored: int = 0
+    total_bytes: int = 0
+    bytes_done: int = 0
+    bytes_restored: int = 0
+    seconds_elapsed: int = 0
+
+    @property
+    def bytes_processed(self) -> int:
+        return self.bytes_done or self.bytes_restored
+
+
+class BackupSummary(BaseModel):
+    """The summary line of `restic backup --json`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    snapshot_id: str
+    files_new: int = 0
+    files_changed: int = 0
+    files_unmodified: int = 0
+    data_added: int = 0
+    data_added_packed: int = 0
+    total_files_processed: int = 0
+    total_bytes_processed: int = 0
+    total_duration: float = 0.0
+
+
+class SnapshotRecord(BaseModel):
+    """A snapshot as recorded in state files and evidence."""
+
+    id: str
+    short_id: str
+    time: datetime
+    type: str | None
+    adapter: str | None = None
+    run: str | None = None
+    paths: list[str]
+    tags: list[str]
+    hostname: str
+    total_bytes_processed: int | None = None
+    data_added: int | None = None
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Snapshot) -> SnapshotRecord:
+        summary = snapshot.summary
+        return cls(
+            id=snapshot.id,
+            short_id=snapshot.short,
+            time=snapshot.time,
+            type=snapshot.kind,
+            adapter=snapshot.adapter,
+            run=snapshot.run,
+            paths=snapshot.paths,
+            tags=snapshot.tags,
+            hostname=snapshot.hostname,
+            total_bytes_processed=summary.total_bytes_processed if summary else None,
+            data_added=summary.data_added if summary else None,
+        )
+
+
+class RetentionResult(BaseModel):
+    type: SnapshotType
+    kept: int
+    removed: int
+
+
+class BackupRun(BaseModel):
+    """One run of `backup`: both snapshots, retention and the optional check."""
+
+    run: str
+    status: Literal["success", "failed", "interrupted", "running"]
+    started_at: datetime
+    finished_at: datetime | None = None
+    duration_seconds: float | None = None
+    database_snapshot: SnapshotRecord | None = None
+    files_snapshot: SnapshotRecord | None = None
+    retention: list[RetentionResult] = Field(default_factory=list)
+    retention_error: str | None = None
+    check: CheckResult | None = None
+    error: str | None = None
+
+
+class CheckResult(BaseModel):
+    status: Literal["success", "failed"]
+    checked_at: datetime
+    duration_seconds: float
+    read_data_subset: str | None
+    output: str
+    exit_code: int
+
+
+class RestoreResult(BaseModel):
+    kind: Literal["database", "files"]
+    snapshot: SnapshotRecord
+    target: str
+    started_at: datetime
+    duration_seconds: float
+    bytes_restored: int | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class GateVerdict(BaseModel):
+    """One restore safety gate's answer for a given target."""
+
+    gate: str
+    variable: str | None
+    allowed: bool
+    reason: str
+
+
+BackupRun.model_rebuild()

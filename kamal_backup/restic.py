@@ -1,0 +1,348 @@
+"""The restic client: builds argv, passes the environment, parses --json, maps exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from kamal_backup import process
+from kamal_backup.errors import (
+    Interrupted,
+    OperationFailed,
+    RepositoryLocked,
+    RepositoryMissing,
+    ResticError,
+    SnapshotIncomplete,
+    WrongPassword,
+)
+from kamal_backup.models import BackupSummary, ResticStatus, Snapshot
+from kamal_backup.redact import redact
+
+log = logging.getLogger(__name__)
+
+MINIMUM_VERSION = (0, 17, 0)
+_VERSION = re.compile(r"restic\s+(\d+)\.(\d+)\.(\d+)")
+_SNAPSHOTS = TypeAdapter(list[Snapshot])
+
+StatusCallback = Callable[[ResticStatus], None]
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    match = _VERSION.search(text)
+    if not match:
+        return None
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def escape_pattern(path: str) -> str:
+    """Escapes glob characters so restic's --exclude matches this exact path."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", path)
+
+
+def error_for(returncode: int, stderr: str, action: str) -> ResticError | Interrupted:
+    """Maps restic's exit code and error output to a typed error with a hint."""
+    detail = redact(process.last_line(stderr)) or f"restic exited with {returncode}"
+    detail = detail.removeprefix("Fatal: ").removeprefix("fatal: ")
+    if returncode == 10:
+        return RepositoryMissing(
+            f"{action}: the restic repository does not exist",
+            returncode=returncode,
+            hint="check RESTIC_REPOSITORY, or set RESTIC_INIT_IF_MISSING=true to create it",
+        )
+    if returncode == 11:
+        return RepositoryLocked(
+            f"{action}: the restic repository is locked by another process",
+            returncode=returncode,
+            hint="if no other backup, check or prune is running, run `kamal-backup unlock`",
+        )
+    if returncode == 12:
+        return WrongPassword(
+            f"{action}: wrong restic repository password",
+            returncode=returncode,
+            hint="check RESTIC_PASSWORD / RESTIC_PASSWORD_FILE / RESTIC_PASSWORD_COMMAND",
+        )
+    if returncode == 3:
+        return SnapshotIncomplete(
+            f"{action}: some files could not be read; the snapshot is incomplete: {detail}",
+            returncode=returncode,
+        )
+    if returncode in (130, -2, -15):
+        return Interrupted(f"{action}: interrupted")
+    return ResticError(f"{action}: {detail}", returncode=returncode)
+
+
+class Restic:
+    """Runs restic for one Settings' repository. Every method maps failures to ResticError."""
+
+    def __init__(self, environment: Mapping[str, str], host: str, binary: str = "restic") -> None:
+        self.environment = dict(environment)
+        self.host = host
+        self.binary = binary
+        self._version: tuple[int, int, int] | None = None
+
+    # Plumbing ---------------------------------------------------------------------------
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.binary, *args]
+
+    def _run(
+        self,
+        args: Sequence[str],
+        action: str,
+        *,
+        ok: Sequence[int] = (0,),
+        on_stdout_line: Callable[[str], None] | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> process.Completed:
+        env = {**self.environment, **(extra_env or {})}
+        log.debug("running restic %s", args[0])
+        result = process.run(self.argv(*args), env=env, on_stdout_line=on_stdout_line)
+        if result.returncode not in ok:
+            raise error_for(result.returncode, result.stderr, action)
+        return result
+
+    def _json(self, args: Sequence[str], action: str) -> Any:
+        result = self._run([*args, "--json"], action)
+        try:
+            return json.loads(result.stdout or "null")
+        except json.JSONDecodeError:
+            raise ResticError(
+                f"{action}: restic printed output that is not JSON", returncode=0
+            ) from None
+
+    # Version and repository -------------------------------------------------------------
+
+    def version(self) -> tuple[int, int, int]:
+        if self._version is None:
+            process.require_tool(self.binary, self.environment)
+            result = process.run(self.argv("version"), env=self.environment)
+            parsed = parse_version(result.stdout)
+            if result.returncode != 0 or parsed is None:
+                raise OperationFailed(
+                    f"could not read the restic version from `{self.binary} version`"
+                )
+            self._version = parsed
+        return self._version
+
+    def version_text(self) -> str:
+        return ".".join(str(part) for part in self.version())
+
+    def require_supported_version(self) -> None:
+        found = self.version()
+        if found < MINIMUM_VERSION:
+            needed = ".".join(str(p) for p in MINIMUM_VERSION)
+            raise OperationFailed(
+                f"restic {'.'.join(map(str, found))} is too old: kamal-backup needs restic >= {needed} "
+                "(for --stdin-from-command)"
+            )
+
+    def repository_exists(self) -> bool:
+        result = process.run(self.argv("cat", "config"), env=self.environment)
+        if result.returncode == 0:
+            return True
+        if result.returncode == 10:
+            return False
+        raise error_for(result.returncode, result.stderr, "opening the repository")
+
+    def init(self) -> None:
+        self._run(["init"], "initialising the repository")
+
+    def ensure_repository(self, init_if_missing: bool) -> bool:
+        """True when the repository was created now."""
+        self.require_supported_version()
+        if self.repository_exists():
+            return False
+        if not init_if_missing:
+            raise error_for(10, "", "opening the repository")
+        log.info("restic repository does not exist; initialising it (RESTIC_INIT_IF_MISSING=true)")
+        self.init()
+        return True
+
+    # Backup -----------------------------------------------------------------------------
+
+    def _backup(
+        self,
+        args: Sequence[str],
+        action: str,
+        on_status: StatusCallback | None,
+        extra_env: Mapping[str, str] | None,
+    ) -> BackupSummary:
+        summary: dict[str, Any] = {}
+        errors: list[str] = []
+
+        def handle(line: str) -> None:
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                return
+            if not isinstance(message, dict):
+                return
+            kind = message.get("message_type")
+            if kind == "status" and on_status is not None:
+                on_status(ResticStatus.model_validate(message))
+            elif kind == "summary":
+                summary.update(message)
+            elif kind == "error":
+                item = message.get("item", "")
+                text = (message.get("error") or {}).get("message", "")
+                errors.append(redact(f"{item}: {text}" if item else text))
+
+        tagged = ["backup", "--json", "--host", self.host, *args]
+        result = self._run(tagged, action, ok=(0, 3), on_stdout_line=handle, extra_env=extra_env)
+        if result.returncode == 3:
+            raise SnapshotIncomplete(
+                f"{action}: some files could not be read; the snapshot is incomplete"
+                + (f": {errors[0]}" if errors else ""),
+                returncode=3,
+            )
+        if "snapshot_id" not in summary:
+            raise ResticError(
+                f"{action}: restic reported no snapshot", returncode=result.returncode
+            )
+        return BackupSummary.model_validate(summary)
+
+    def backup_command(
+        self,
+        command: Sequence[str],
+        *,
+        filename: str,
+        tags: Sequence[str],
+        extra_env: Mapping[str, str] | None = None,
+        on_status: StatusCallback | None = None,
+    ) -> BackupSummary:
+        """Streams a command's stdout into a snapshot; a failing command leaves no snapshot."""
+        args = [
+            *_tag_args(tags),
+            "--stdin-filename",
+            filename,
+            "--stdin-from-command",
+            "--",
+            *command,
+        ]
+        return self._backup(args, "database backup", on_status, extra_env)
+
+    def backup_paths(
+        self,
+        paths: Sequence[Path],
+        *,
+        tags: Sequence[str],
+        excludes: Sequence[str] = (),
+        on_status: StatusCallback | None = None,
+    ) -> BackupSummary:
+        args = [*_tag_args(tags)]
+        for pattern in excludes:
+            args += ["--exclude", escape_pattern(pattern)]
+        args += ["--", *(str(path) for path in paths)]
+        return self._backup(args, "file backup", on_status, None)
+
+    # Reading ----------------------------------------------------------------------------
+
+    def snapshots(self, tags: Sequence[str], snapshot_ids: Sequence[str] = ()) -> list[Snapshot]:
+        """Snapshots carrying every one of `tags` (restic ANDs a comma-separated tag list)."""
+        args = ["snapshots", "--tag", ",".join(tags), *snapshot_ids]
+        data = self._json(args, "listing snapshots")
+        try:
+            return _SNAPSHOTS.validate_python(data or [])
+        except ValidationError:
+            raise ResticError(
+                "listing snapshots: unexpected JSON from restic", returncode=0
+            ) from None
+
+    def ls(self, snapshot_id: str, path: str | None = None) -> list[dict[str, Any]]:
+        """Entries of a snapshot (one level below `path` when given)."""
+        args = ["ls", "--json", snapshot_id]
+        if path:
+            args += ["--", path]
+        entries: list[dict[str, Any]] = []
+
+        def handle(line: str) -> None:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                return
+            if isinstance(entry, dict) and entry.get("struct_type") == "node":
+                entries.append(entry)
+
+        self._run(args, "listing snapshot files", on_stdout_line=handle)
+        return entries
+
+    # Maintenance ------------------------------------------------------------------------
+
+    def forget(
+        self, tags: Sequence[str], policy: Mapping[str, int], *, prune: bool = True
+    ) -> list[Any]:
+        args = ["forget", "--tag", ",".join(tags), "--group-by", "host"]
+        for name, value in policy.items():
+            if value > 0:
+                args += [f"--{name.replace('_', '-')}", str(value)]
+        if prune:
+            args.append("--prune")
+        result = self._run([*args, "--json"], "applying retention")
+        # --prune appends human text after the JSON document; the JSON is the first line.
+        first = next((line for line in result.stdout.splitlines() if line.startswith("[")), "[]")
+        try:
+            data = json.loads(first)
+        except json.JSONDecodeError:
+            data = []
+        return data if isinstance(data, list) else []
+
+    def check(self, read_data_subset: str | None) -> process.Completed:
+        args = ["check"]
+        if read_data_subset:
+            args.append(f"--read-data-subset={read_data_subset}")
+        return process.run(self.argv(*args), env=self.environment)
+
+    def unlock(self) -> None:
+        self._run(["unlock"], "removing stale locks")
+
+    # Restore ----------------------------------------------------------------------------
+
+    @contextmanager
+    def dump(
+        self, snapshot_id: str, path: str, stdout: int | IO[Any] = subprocess.PIPE
+    ) -> Iterator[subprocess.Popen[bytes]]:
+        """Streams one file of a snapshot to stdout; the caller reads, waits and checks."""
+        with process.spawn(
+            self.argv("dump", snapshot_id, path), env=self.environment, stdout=stdout
+        ) as child:
+            yield child
+
+    def restore(
+        self, snapshot_id: str, target: Path, on_status: StatusCallback | None = None
+    ) -> dict[str, Any]:
+        summary: dict[str, Any] = {}
+
+        def handle(line: str) -> None:
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                return
+            if not isinstance(message, dict):
+                return
+            if message.get("message_type") == "status" and on_status is not None:
+                on_status(ResticStatus.model_validate(message))
+            elif message.get("message_type") == "summary":
+                summary.update(message)
+
+        self._run(
+            ["restore", "--json", snapshot_id, "--target", str(target)],
+            "file restore",
+            on_stdout_line=handle,
+        )
+        return summary
+
+
+def _tag_args(tags: Sequence[str]) -> list[str]:
+    args: list[str] = []
+    for tag in tags:
+        args += ["--tag", tag]
+    return args

@@ -1,0 +1,90 @@
+"""The foreground loop the container runs: a backup every BACKUP_SCHEDULE_SECONDS, without drift."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+
+from kamal_backup import process
+from kamal_backup.errors import Interrupted, KamalBackupError
+from kamal_backup.models import BackupRun
+from kamal_backup.redact import redact
+from kamal_backup.services.backup import run_backup
+from kamal_backup.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Backup = Callable[[Settings], BackupRun]
+
+
+def next_start(previous: float, interval: float, now: float) -> float:
+    """The next slot on the grid previous + k*interval that is still ahead of now.
+
+    Slots are measured from each run's planned start, so runs do not drift by their duration; a
+    run that overran skips the slots it missed instead of starting runs back to back.
+    """
+    upcoming = previous + interval
+    if upcoming > now:
+        return upcoming
+    missed = math.floor((now - upcoming) / interval) + 1
+    return upcoming + missed * interval
+
+
+def run_schedule(
+    settings: Settings,
+    stop: threading.Event,
+    *,
+    backup: Backup = run_backup,
+    clock: Callable[[], float] = time.monotonic,
+    max_runs: int | None = None,
+) -> int:
+    """Runs backups until `stop` is set; returns the number of runs that failed."""
+    interval = settings.backup_schedule_seconds
+    log.info(
+        "scheduler started for %s: a backup every %ds, first in %ds",
+        settings.app_name,
+        interval,
+        settings.backup_start_delay_seconds,
+    )
+    if settings.backup_start_delay_seconds and stop.wait(settings.backup_start_delay_seconds):
+        log.info("scheduler stopped before its first run")
+        return 0
+
+    planned = clock()
+    runs = failures = 0
+    while not stop.is_set():
+        try:
+            result = backup(settings)
+            log.info(
+                "scheduled backup %s succeeded in %.1fs", result.run, result.duration_seconds or 0
+            )
+        except Interrupted:
+            if stop.is_set():
+                log.info("scheduled backup interrupted by shutdown")
+                break
+            failures += 1
+            log.error("scheduled backup interrupted")
+        except KamalBackupError as exc:
+            failures += 1
+            log.error("scheduled backup failed: %s", exc)
+        except Exception as exc:  # the loop must outlive any one run's failure
+            failures += 1
+            log.error(
+                "scheduled backup failed unexpectedly: %s: %s",
+                exc.__class__.__name__,
+                redact(str(exc)),
+            )
+        runs += 1
+        if max_runs is not None and runs >= max_runs:
+            break
+        planned = next_start(planned, interval, clock())
+        delay = max(0.0, planned - clock())
+        log.info("next backup in %ds", round(delay))
+        if stop.wait(delay):
+            break
+        process.reset_cancellation()
+    log.info("scheduler stopped")
+    return failures

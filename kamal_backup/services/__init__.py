@@ -1,0 +1,14 @@
+"""The operations kamal-backup performs, shared by the CLI, the scheduler and the TUI."""
+
+from __future__ import annotations
+
+from kamal_backup.restic import Restic
+from kamal_backup.settings import Settings
+
+
+def restic_for(settings: Settings) -> Restic:
+    return Restic(settings.restic_environment(), host=settings.host)
+
+
+def app_tags(settings: Settings, *extra: str) -> list[str]:
+    return ["kamal-backup", f"app:{settings.app_name}", *extra]

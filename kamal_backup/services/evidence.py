@@ -1,0 +1,96 @@
+"""Redacted evidence of the backup configuration and its latest results, for security reviews."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kamal_backup import __version__, redact, state
+from kamal_backup.databases import adapter_for
+from kamal_backup.errors import KamalBackupError
+from kamal_backup.models import CheckResult, SnapshotRecord
+from kamal_backup.services.snapshots import list_snapshots
+from kamal_backup.settings import Settings
+from kamal_backup.tools import tool_version, version_number
+
+SCHEMA_VERSION = 1
+OTHER_CLIENTS = ("sqlite3", "pg_dump", "pg_restore", "psql", "mariadb-dump", "mariadb")
+_FALLBACKS = {"mariadb-dump": "mysqldump", "mariadb": "mysql"}
+
+
+def tool_versions(settings: Settings) -> dict[str, str | None]:
+    """restic and every database client: the one the adapter uses, else the one on PATH."""
+    env = settings.restic_environment()
+    versions: dict[str, str | None] = {
+        "restic": version_number(tool_version("restic", env, ("version",)))
+    }
+    for name in OTHER_CLIENTS:
+        found = tool_version(name, env) or tool_version(_FALLBACKS.get(name), env)
+        versions[name] = version_number(found)
+    versions.update(adapter_for(settings).client_versions())
+    return versions
+
+
+def build_evidence(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
+    """The evidence document; repository_error is set (and snapshots are null) when unreachable."""
+    adapter = adapter_for(settings)
+    latest: dict[str, SnapshotRecord | None] = {"database": None, "files": None}
+    repository_error: str | None = None
+    try:
+        for snapshot in list_snapshots(settings):
+            kind = snapshot.kind
+            if kind in latest and latest[kind] is None:
+                latest[kind] = SnapshotRecord.from_snapshot(snapshot)
+    except KamalBackupError as exc:
+        repository_error = str(exc)
+
+    last_check: CheckResult | None = state.last_check(settings.state_dir)
+    last_backup = state.last_backup(settings.state_dir)
+    evidence: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": (now or datetime.now(UTC)).isoformat(),
+        "app_name": settings.app_name,
+        "kamal_backup_version": __version__,
+        "database_adapter": adapter.name,
+        "database_source": adapter.source_label(),
+        "restic_repository": settings.repository_display,
+        "restic_host": settings.host,
+        "backup_paths": [str(path) for path in settings.backup_paths],
+        "schedule_seconds": settings.backup_schedule_seconds,
+        "client_side_forget_prune": settings.restic_forget_after_backup,
+        "retention": settings.retention,
+        "check_after_backup": settings.restic_check_after_backup,
+        "check_read_data_subset": settings.restic_check_read_data_subset or None,
+        "latest_database_snapshot": _dump(latest["database"]),
+        "latest_files_snapshot": _dump(latest["files"]),
+        "last_check": _dump(last_check),
+        "last_backup": None
+        if last_backup is None
+        else {
+            "run": last_backup.run,
+            "status": last_backup.status,
+            "started_at": last_backup.started_at.isoformat(),
+            "finished_at": last_backup.finished_at.isoformat() if last_backup.finished_at else None,
+            "duration_seconds": last_backup.duration_seconds,
+            "error": last_backup.error,
+        },
+        "restore_safety": {
+            "allow_restore": settings.kamal_backup_allow_restore,
+            "allow_production_restore": settings.kamal_backup_allow_production_restore,
+            "allow_in_place_file_restore": settings.kamal_backup_allow_in_place_file_restore,
+        },
+        "tool_versions": tool_versions(settings),
+        "repository_error": repository_error,
+    }
+    return {key: redact.current().redact_obj(value) for key, value in evidence.items()}
+
+
+def _dump(model: Any) -> Any:
+    return None if model is None else model.model_dump(mode="json")
+
+
+def write_evidence(document: dict[str, Any], path: Path) -> None:
+    """Saves the evidence JSON atomically."""
+    state.write_text_atomic(path, json.dumps(document, indent=2) + "\n")

@@ -1,0 +1,188 @@
+"""Restore safety gates: one set of functions every front end calls and shows."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from kamal_backup.databases import adapter_for
+from kamal_backup.errors import ConfigError, GateRefused
+from kamal_backup.models import GateVerdict
+from kamal_backup.settings import Settings, is_system_root, resolve_path
+
+ALLOW_RESTORE = "KAMAL_BACKUP_ALLOW_RESTORE"
+ALLOW_PRODUCTION = "KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE"
+ALLOW_IN_PLACE = "KAMAL_BACKUP_ALLOW_IN_PLACE_FILE_RESTORE"
+
+_PRODUCTION_WORD = re.compile(r"(?:^|[/_.:-])(prod|live)(?:$|[/_.:-])", re.IGNORECASE)
+
+
+def production_like_reason(words: list[str], *, is_source: bool) -> str | None:
+    """Why a target looks like production, or None."""
+    if is_source:
+        return "it is the configured backup source"
+    for word in words:
+        if "production" in word.lower():
+            return f"{word!r} contains 'production'"
+        match = _PRODUCTION_WORD.search(word)
+        if match:
+            return f"{word!r} contains the word '{match.group(1)}'"
+    return None
+
+
+def restore_allowed(settings: Settings) -> GateVerdict:
+    allowed = settings.kamal_backup_allow_restore
+    return GateVerdict(
+        gate="restores enabled",
+        variable=ALLOW_RESTORE,
+        allowed=allowed,
+        reason="restores are enabled" if allowed else "restores are disabled",
+    )
+
+
+def _production_verdict(settings: Settings, reason: str | None) -> GateVerdict:
+    if reason is None:
+        return GateVerdict(
+            gate="production-like target",
+            variable=ALLOW_PRODUCTION,
+            allowed=True,
+            reason="the target does not look like production",
+        )
+    if settings.kamal_backup_allow_production_restore:
+        return GateVerdict(
+            gate="production-like target",
+            variable=ALLOW_PRODUCTION,
+            allowed=True,
+            reason=f"allowed by {ALLOW_PRODUCTION}: {reason}",
+        )
+    return GateVerdict(
+        gate="production-like target",
+        variable=ALLOW_PRODUCTION,
+        allowed=False,
+        reason=f"the target looks like production: {reason}",
+    )
+
+
+def database_restore_verdicts(settings: Settings) -> list[GateVerdict]:
+    """Every gate's verdict for restore-db into the configured restore target."""
+    adapter = adapter_for(settings)
+    verdicts = [restore_allowed(settings)]
+    target = adapter.restore_target_label()
+    if target is None:
+        verdicts.append(
+            GateVerdict(
+                gate="restore target",
+                variable=adapter.restore_setting,
+                allowed=False,
+                reason=f"{adapter.restore_setting} is not set",
+            )
+        )
+        return verdicts
+    verdicts.append(
+        GateVerdict(
+            gate="restore target",
+            variable=adapter.restore_setting,
+            allowed=True,
+            reason=f"restoring into {target}",
+        )
+    )
+    reason = production_like_reason(
+        adapter.restore_target_words(), is_source=adapter.restore_target_is_source()
+    )
+    verdicts.append(_production_verdict(settings, reason))
+    return verdicts
+
+
+def _overlap(target: Path, source: Path) -> str | None:
+    if target == source:
+        return f"it is the backup path {source}"
+    if target.is_relative_to(source):
+        return f"it is inside the backup path {source}"
+    if source.is_relative_to(target):
+        return f"it contains the backup path {source}"
+    return None
+
+
+def file_restore_verdicts(settings: Settings, target: str) -> list[GateVerdict]:
+    """Every gate's verdict for restore-files into `target`."""
+    verdicts = [restore_allowed(settings)]
+    text = target.strip()
+    if not text or not Path(text).is_absolute():
+        verdicts.append(
+            GateVerdict(
+                gate="restore target",
+                variable=None,
+                allowed=False,
+                reason=f"the target directory must be an absolute path (got {text!r})",
+            )
+        )
+        return verdicts
+    resolved = resolve_path(Path(text))
+    if is_system_root(resolved):
+        verdicts.append(
+            GateVerdict(
+                gate="restore target",
+                variable=None,
+                allowed=False,
+                reason=f"{resolved} is a system directory; never a restore target",
+            )
+        )
+        return verdicts
+    verdicts.append(
+        GateVerdict(
+            gate="restore target", variable=None, allowed=True, reason=f"restoring into {resolved}"
+        )
+    )
+    reason = production_like_reason([str(resolved)], is_source=False)
+    verdicts.append(_production_verdict(settings, reason))
+
+    overlap = next(
+        (
+            found
+            for path in settings.backup_paths
+            if (found := _overlap(resolved, resolve_path(path)))
+        ),
+        None,
+    )
+    if overlap is None:
+        verdicts.append(
+            GateVerdict(
+                gate="in-place file restore",
+                variable=ALLOW_IN_PLACE,
+                allowed=True,
+                reason="the target is apart from every backup path",
+            )
+        )
+    elif settings.kamal_backup_allow_in_place_file_restore:
+        verdicts.append(
+            GateVerdict(
+                gate="in-place file restore",
+                variable=ALLOW_IN_PLACE,
+                allowed=True,
+                reason=f"allowed by {ALLOW_IN_PLACE}: {overlap}",
+            )
+        )
+    else:
+        verdicts.append(
+            GateVerdict(
+                gate="in-place file restore",
+                variable=ALLOW_IN_PLACE,
+                allowed=False,
+                reason=f"the target overlaps live files: {overlap}",
+            )
+        )
+    return verdicts
+
+
+def enforce(verdicts: list[GateVerdict]) -> None:
+    """Raises for the first refusing gate: GateRefused (exit 3), or ConfigError for a missing target."""
+    for verdict in verdicts:
+        if verdict.allowed:
+            continue
+        if verdict.gate == "restore target" and verdict.variable is not None:
+            raise ConfigError(
+                verdict.variable,
+                "is required for this restore (restores never write to the backup source)",
+            )
+        variable = verdict.variable if verdict.gate != "restore target" else None
+        raise GateRefused(f"restore refused: {verdict.reason}", variable=variable)

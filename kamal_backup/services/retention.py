@@ -1,0 +1,33 @@
+"""Retention: restic forget --prune per snapshot type, never touching another app."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kamal_backup.models import RetentionResult, SnapshotType
+from kamal_backup.restic import Restic
+from kamal_backup.services import app_tags
+from kamal_backup.settings import Settings
+
+log = logging.getLogger(__name__)
+TYPES: tuple[SnapshotType, ...] = ("database", "files")
+
+
+def apply_retention(settings: Settings, restic: Restic) -> list[RetentionResult]:
+    """Applies RESTIC_KEEP_* to this app's database and file snapshots separately.
+
+    Tags are ANDed (kamal-backup, app:<name>, type:<type>) and snapshots are grouped by host only:
+    each dump has its own path, so restic's default grouping by paths would keep every one.
+    """
+    if not any(settings.retention.values()):
+        log.warning("every RESTIC_KEEP_* is 0; retention skipped so nothing is deleted")
+        return []
+    results = []
+    for kind in TYPES:
+        groups: list[Any] = restic.forget(app_tags(settings, f"type:{kind}"), settings.retention)
+        kept = sum(len(group.get("keep") or []) for group in groups if isinstance(group, dict))
+        removed = sum(len(group.get("remove") or []) for group in groups if isinstance(group, dict))
+        log.info("retention for %s snapshots: kept %d, removed %d", kind, kept, removed)
+        results.append(RetentionResult(type=kind, kept=kept, removed=removed))
+    return results

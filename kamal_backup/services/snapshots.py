@@ -1,0 +1,62 @@
+"""Listing this app's snapshots and resolving snapshot arguments safely."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from kamal_backup.errors import ConfigError
+from kamal_backup.models import Snapshot, SnapshotType
+from kamal_backup.restic import Restic
+from kamal_backup.services import app_tags, restic_for
+from kamal_backup.settings import Settings
+
+_SNAPSHOT_ID = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+def list_snapshots(
+    settings: Settings, kind: SnapshotType | None = None, restic: Restic | None = None
+) -> list[Snapshot]:
+    """This app's snapshots (optionally one type), newest first."""
+    restic = restic or restic_for(settings)
+    restic.require_supported_version()
+    tags = app_tags(settings, f"type:{kind}") if kind else app_tags(settings)
+    snapshots = restic.snapshots(tags)
+    return sorted(snapshots, key=lambda snapshot: snapshot.time, reverse=True)
+
+
+def validate_snapshot_argument(argument: str) -> str:
+    """'latest' or a lower-case hex snapshot id; anything else is refused before restic sees it."""
+    value = argument.strip()
+    if value == "latest" or _SNAPSHOT_ID.match(value):
+        return value
+    raise ConfigError(
+        "SNAPSHOT", f"{argument!r} is not 'latest' or a snapshot id (8-64 hex digits)"
+    )
+
+
+def resolve_snapshot(
+    settings: Settings,
+    restic: Restic,
+    argument: str,
+    kind: SnapshotType,
+    snapshots: Sequence[Snapshot] | None = None,
+) -> Snapshot:
+    """The snapshot an argument names, if it is one of this app's snapshots of this type."""
+    value = validate_snapshot_argument(argument)
+    candidates = (
+        list(snapshots) if snapshots is not None else list_snapshots(settings, kind, restic)
+    )
+    candidates = [s for s in candidates if s.kind == kind]
+    if not candidates:
+        raise ConfigError(
+            "SNAPSHOT", f"there are no {kind} snapshots for app {settings.app_name} yet"
+        )
+    if value == "latest":
+        return max(candidates, key=lambda snapshot: snapshot.time)
+    matches = [s for s in candidates if s.id.startswith(value)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ConfigError("SNAPSHOT", f"{value} matches {len(matches)} snapshots; give more digits")
+    raise ConfigError("SNAPSHOT", f"{value} is not a {kind} snapshot of app {settings.app_name}")

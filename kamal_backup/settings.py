@@ -1,0 +1,527 @@
+"""The settings model: every environment variable kamal-backup reads, validated in one place."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from kamal_backup import redact
+from kamal_backup.errors import ConfigError
+
+Adapter = Literal["postgres", "mysql", "sqlite"]
+
+ADAPTER_ALIASES: dict[str, Adapter] = {
+    "postgres": "postgres",
+    "postgresql": "postgres",
+    "mysql": "mysql",
+    "mysql2": "mysql",
+    "mariadb": "mysql",
+    "sqlite": "sqlite",
+    "sqlite3": "sqlite",
+}
+URL_SCHEMES: dict[Adapter, tuple[str, ...]] = {
+    "postgres": ("postgres", "postgresql"),
+    "mysql": ("mysql", "mysql2", "mariadb"),
+    "sqlite": (),
+}
+
+# Directories that are never a sensible backup source or restore target on their own.
+SYSTEM_ROOTS = frozenset(
+    {
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/media",
+        "/mnt",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/snap",
+        "/srv",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/usr/bin",
+        "/usr/lib",
+        "/usr/local",
+        "/usr/sbin",
+        "/var",
+        "/var/lib",
+        "/var/log",
+        "/var/run",
+        "/var/tmp",
+    }
+)
+
+APP_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
+_FRACTION = re.compile(r"^(\d+)/(\d+)$")
+_SIZE = re.compile(r"^\d+[KMGT]?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# Environment variables restic and its backends read; they pass through untouched.
+PASSTHROUGH_PREFIXES = (
+    "RESTIC_",
+    "AWS_",
+    "B2_",
+    "AZURE_",
+    "GOOGLE_",
+    "GS_",
+    "RCLONE_",
+    "OS_",
+    "ST_",
+    "SWIFT_",
+)
+PASSTHROUGH_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "USER",
+        "XDG_CACHE_HOME",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "SSH_AUTH_SOCK",
+    }
+)
+
+
+def default_state_dir(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_STATE_HOME") or str(
+        Path(environ.get("HOME", "~")).expanduser() / ".local/state"
+    )
+    return Path(base) / "kamal-backup"
+
+
+def resolve_path(path: Path) -> Path:
+    """The absolute, normalised, symlink-resolved form of a path (it need not exist)."""
+    # PurePosixPath keeps a leading "//"; collapse it so "//etc" is seen as "/etc".
+    text = re.sub(r"^/+", "/", str(path))
+    return Path(os.path.realpath(text))
+
+
+def is_system_root(path: Path) -> bool:
+    return str(resolve_path(path)) in SYSTEM_ROOTS
+
+
+def split_paths(raw: str) -> list[str]:
+    return [part.strip() for part in re.split(r"[:\n]", raw) if part.strip()]
+
+
+class Settings(BaseSettings):
+    """kamal-backup's configuration. Field names are the environment variables, lower-cased."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    app_name: str = Field(
+        description="Name of the app; used in tags, file names and the restic host.",
+        examples=["shop"],
+    )
+    database_adapter: Adapter = Field(
+        description="postgres, mysql or sqlite (aliases: postgresql, mariadb, mysql2, sqlite3).",
+        examples=["postgres"],
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        description="Source database URL (postgres, mysql).",
+        examples=["postgres://app@app-db:5432/app_production"],
+    )
+    sqlite_database_path: Path | None = Field(
+        None, description="Source SQLite file (sqlite).", examples=["/data/db/production.sqlite3"]
+    )
+    backup_paths: tuple[Path, ...] = Field(
+        (),
+        description="Mounted directories to back up, colon- or newline-separated.",
+        examples=["/data/storage"],
+    )
+
+    restic_repository: str | None = Field(
+        None,
+        description="restic repository (or RESTIC_REPOSITORY_FILE).",
+        examples=["s3:https://s3.example.com/app-backups"],
+    )
+    restic_repository_file: Path | None = Field(
+        None, description="File holding the repository location."
+    )
+    restic_password: SecretStr | None = Field(
+        None, description="Repository password (or RESTIC_PASSWORD_FILE / RESTIC_PASSWORD_COMMAND)."
+    )
+    restic_password_file: Path | None = Field(
+        None, description="File holding the repository password."
+    )
+    restic_password_command: str | None = Field(
+        None, description="Command that prints the password."
+    )
+    restic_init_if_missing: bool = Field(
+        False, description="Initialise the repository when it does not exist."
+    )
+    restic_host: str | None = Field(
+        None,
+        description="Host recorded on every snapshot; defaults to APP_NAME "
+        "so retention groups survive container restarts.",
+    )
+
+    restic_keep_last: int = Field(7, ge=0, description="Retention: newest snapshots kept.")
+    restic_keep_daily: int = Field(7, ge=0, description="Retention: daily snapshots kept.")
+    restic_keep_weekly: int = Field(4, ge=0, description="Retention: weekly snapshots kept.")
+    restic_keep_monthly: int = Field(6, ge=0, description="Retention: monthly snapshots kept.")
+    restic_keep_yearly: int = Field(2, ge=0, description="Retention: yearly snapshots kept.")
+    restic_forget_after_backup: bool = Field(
+        True,
+        description="Apply retention (forget --prune) after "
+        "each backup; false for append-only repositories.",
+    )
+    restic_check_after_backup: bool = Field(False, description="Run `check` after each backup.")
+    restic_check_read_data_subset: str = Field(
+        "5%",
+        description="Data read by `check`: a percentage, "
+        "n/t, a size such as 500M, or empty for none.",
+    )
+
+    backup_schedule_seconds: int = Field(
+        86400,
+        gt=0,
+        description="Seconds between scheduled backups, measured from each run's start.",
+    )
+    backup_start_delay_seconds: int = Field(
+        0, ge=0, description="Seconds `schedule` waits before its first run."
+    )
+
+    kamal_backup_state_dir: Path | None = Field(
+        None,
+        description="Where check and backup results are "
+        "recorded; /var/lib/kamal-backup in the image.",
+    )
+    kamal_backup_allow_suspicious_paths: bool = Field(
+        False, description="Allow system directories such as / or /etc in BACKUP_PATHS."
+    )
+    kamal_backup_allow_restore: bool = Field(False, description="Required for every restore.")
+    kamal_backup_allow_production_restore: bool = Field(
+        False, description="Allow restoring into a production-like target."
+    )
+    kamal_backup_allow_in_place_file_restore: bool = Field(
+        False, description="Allow restore-files into, above or below a configured backup path."
+    )
+
+    restore_database_url: SecretStr | None = Field(
+        None,
+        description="Target of restore-db (postgres, mysql).",
+        examples=["postgres://app@app-db:5432/app_restore"],
+    )
+    restore_sqlite_database_path: Path | None = Field(
+        None, description="Target of restore-db (sqlite).", examples=["/restore/db/restore.sqlite3"]
+    )
+
+    pgpassword: SecretStr | None = Field(None, description="PostgreSQL password for the source.")
+    mysql_pwd: SecretStr | None = Field(None, description="MySQL/MariaDB password for the source.")
+    restore_pgpassword: SecretStr | None = Field(
+        None, description="PostgreSQL password for the restore target; defaults to PGPASSWORD."
+    )
+    restore_mysql_pwd: SecretStr | None = Field(
+        None, description="MySQL/MariaDB password for the restore target; defaults to MYSQL_PWD."
+    )
+
+    _environ: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings() hands over the merged environment explicitly, so --env-file and the
+        # tests see exactly one source of truth.
+        return (init_settings,)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, str):
+            allowed = value.replace("\n", "") if info.field_name == "backup_paths" else value
+            if _CONTROL.search(allowed):
+                raise ValueError("contains a control character (newline, tab or NUL)")
+        return value
+
+    @field_validator("app_name")
+    @classmethod
+    def _app_name(cls, value: str) -> str:
+        if not APP_NAME_PATTERN.match(value):
+            raise ValueError(
+                "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("restic_host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is not None and not APP_NAME_PATTERN.match(value):
+            raise ValueError("must be letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("database_adapter", mode="before")
+    @classmethod
+    def _adapter(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            normalized = ADAPTER_ALIASES.get(value.strip().lower())
+            if normalized is None:
+                raise ValueError(
+                    "must be postgres, mysql or sqlite "
+                    "(aliases: postgresql, mariadb, mysql2, sqlite3)"
+                )
+            return normalized
+        return value
+
+    @field_validator("backup_paths", mode="before")
+    @classmethod
+    def _split_backup_paths(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(split_paths(value))
+        return value
+
+    @field_validator("backup_paths")
+    @classmethod
+    def _absolute_paths(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        for path in value:
+            if not path.is_absolute():
+                raise ValueError(f"{path} is not an absolute path")
+        return tuple(Path(re.sub(r"^/+", "/", os.path.normpath(p))) for p in value)
+
+    @field_validator(
+        "sqlite_database_path",
+        "restore_sqlite_database_path",
+        "kamal_backup_state_dir",
+        "restic_password_file",
+        "restic_repository_file",
+    )
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError(f"{value} is not an absolute path")
+        return value
+
+    @field_validator("restic_check_read_data_subset")
+    @classmethod
+    def _subset(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        if match := _PERCENT.match(value):
+            if not 0 < float(match.group(1)) <= 100:
+                raise ValueError("percentage must be above 0% and at most 100%")
+            return value
+        if match := _FRACTION.match(value):
+            n, t = int(match.group(1)), int(match.group(2))
+            if not 1 <= n <= t:
+                raise ValueError("n/t needs 1 <= n <= t")
+            return value
+        if _SIZE.match(value):
+            return value
+        raise ValueError("must be a percentage (5%), a fraction (1/10) or a size (500M)")
+
+    # Derived values -----------------------------------------------------------------------
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """The environment the settings were read from (process environment over --env-file)."""
+        return self._environ
+
+    @property
+    def host(self) -> str:
+        return self.restic_host or self.app_name
+
+    @property
+    def state_dir(self) -> Path:
+        base = self.kamal_backup_state_dir or default_state_dir(self._environ)
+        return base / self.app_name
+
+    @property
+    def retention(self) -> dict[str, int]:
+        return {
+            "keep_last": self.restic_keep_last,
+            "keep_daily": self.restic_keep_daily,
+            "keep_weekly": self.restic_keep_weekly,
+            "keep_monthly": self.restic_keep_monthly,
+            "keep_yearly": self.restic_keep_yearly,
+        }
+
+    @property
+    def repository_display(self) -> str:
+        if self.restic_repository:
+            return redact.redact(self.restic_repository)
+        return f"(from {self.restic_repository_file})"
+
+    def restic_environment(self) -> dict[str, str]:
+        """The environment restic runs with: its own and its backends' variables, nothing else."""
+        env = {
+            name: value
+            for name, value in self._environ.items()
+            if name in PASSTHROUGH_NAMES or name.startswith(PASSTHROUGH_PREFIXES)
+        }
+        env.setdefault("PATH", os.defpath)
+        # Values from the model win over stray copies (the model normalised them).
+        for name in (
+            "RESTIC_REPOSITORY",
+            "RESTIC_PASSWORD",
+            "RESTIC_PASSWORD_FILE",
+            "RESTIC_PASSWORD_COMMAND",
+            "RESTIC_REPOSITORY_FILE",
+            "RESTIC_HOST",
+        ):
+            env.pop(name, None)
+        if self.restic_repository:
+            env["RESTIC_REPOSITORY"] = self.restic_repository
+        if self.restic_repository_file:
+            env["RESTIC_REPOSITORY_FILE"] = str(self.restic_repository_file)
+        if self.restic_password:
+            env["RESTIC_PASSWORD"] = self.restic_password.get_secret_value()
+        if self.restic_password_file:
+            env["RESTIC_PASSWORD_FILE"] = str(self.restic_password_file)
+        if self.restic_password_command:
+            env["RESTIC_PASSWORD_COMMAND"] = self.restic_password_command
+        return env
+
+
+def secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def env_names() -> list[str]:
+    """Every environment variable the settings model reads, upper-case, in model order."""
+    return [name.upper() for name in Settings.model_fields]
+
+
+def _validation_message(error: ValidationError) -> ConfigError:
+    first = error.errors(include_url=False)[0]
+    location = first.get("loc") or ("settings",)
+    setting = str(location[0]).upper()
+    message = str(first.get("msg", "is invalid"))
+    message = message.removeprefix("Value error, ")
+    if first.get("type") == "missing":
+        message = "is required"
+    return ConfigError(setting, message)
+
+
+def read_environment(
+    env_file: Path | None = None, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The process environment laid over the --env-file values (real variables win)."""
+    merged: dict[str, str] = {}
+    if env_file is not None:
+        if not env_file.is_file():
+            raise ConfigError("--env-file", f"{env_file} does not exist or is not a file")
+        try:
+            values = dotenv_values(env_file)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                "--env-file", f"cannot read {env_file}: {exc.__class__.__name__}"
+            ) from None
+        merged.update({k: v for k, v in values.items() if v is not None})
+    merged.update(os.environ if base is None else base)
+    return merged
+
+
+def load_settings(
+    env_file: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Builds and cross-checks the settings; raises ConfigError naming the variable at fault."""
+    merged = read_environment(env_file, environ)
+    redactor = redact.current()
+    redactor.add_environment(merged)
+
+    lowered = {name.lower(): value for name, value in merged.items()}
+    values = {
+        name: lowered[name] for name in Settings.model_fields if lowered.get(name, "").strip() != ""
+    }
+    try:
+        settings = Settings.model_validate(values)
+    except ValidationError as error:
+        raise _validation_message(error) from None
+    settings._environ.update(merged)
+    _cross_check(settings)
+    return settings
+
+
+def _cross_check(settings: Settings) -> None:
+    if not (settings.restic_repository or settings.restic_repository_file):
+        raise ConfigError("RESTIC_REPOSITORY", "is required (or RESTIC_REPOSITORY_FILE)")
+    if not (
+        settings.restic_password
+        or settings.restic_password_file
+        or settings.restic_password_command
+    ):
+        raise ConfigError(
+            "RESTIC_PASSWORD", "is required (or RESTIC_PASSWORD_FILE / RESTIC_PASSWORD_COMMAND)"
+        )
+
+    adapter = settings.database_adapter
+    if adapter == "sqlite":
+        if settings.sqlite_database_path is None:
+            raise ConfigError("SQLITE_DATABASE_PATH", "is required when DATABASE_ADAPTER=sqlite")
+    else:
+        if settings.database_url is None:
+            raise ConfigError("DATABASE_URL", f"is required when DATABASE_ADAPTER={adapter}")
+        check_url_scheme("DATABASE_URL", secret(settings.database_url) or "", adapter)
+        if settings.restore_database_url is not None:
+            check_url_scheme(
+                "RESTORE_DATABASE_URL", secret(settings.restore_database_url) or "", adapter
+            )
+
+    if not settings.kamal_backup_allow_suspicious_paths:
+        for path in settings.backup_paths:
+            if is_system_root(path):
+                resolved = resolve_path(path)
+                via = "" if str(resolved) == str(path) else f" (resolves to {resolved})"
+                raise ConfigError(
+                    "BACKUP_PATHS",
+                    f"{path}{via} is a system directory",
+                    hint="set KAMAL_BACKUP_ALLOW_SUSPICIOUS_PATHS=true if you really mean it",
+                )
+
+
+def check_url_scheme(setting: str, url: str, adapter: Adapter) -> None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ConfigError(setting, "is not a valid URL") from None
+    scheme = parts.scheme.lower()
+    if not scheme or "://" not in url:
+        raise ConfigError(
+            setting, f"is not a URL; expected {URL_SCHEMES[adapter][0]}://user@host:port/database"
+        )
+    if scheme not in URL_SCHEMES[adapter]:
+        raise ConfigError(
+            setting,
+            f"scheme {scheme}:// does not match DATABASE_ADAPTER={adapter} "
+            f"(expected {' or '.join(s + '://' for s in URL_SCHEMES[adapter])})",
+        )
+    if not parts.path.strip("/"):
+        raise ConfigError(setting, "names no database (expected .../database)")

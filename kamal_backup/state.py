@@ -1,0 +1,76 @@
+"""Atomic JSON state files: the last backup run and the last repository check."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from kamal_backup import redact
+from kamal_backup.errors import ConfigError
+from kamal_backup.models import BackupRun, CheckResult
+
+LAST_BACKUP = "last_backup.json"
+LAST_CHECK = "last_check.json"
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def ensure_dir(directory: Path) -> Path:
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(
+            "KAMAL_BACKUP_STATE_DIR", f"cannot create {directory}: {exc.strerror}"
+        ) from None
+    return directory
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Writes a temp file in the same directory, fsyncs it and renames it over the old one."""
+    ensure_dir(path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+
+
+def write_json(path: Path, model: BaseModel) -> None:
+    data = redact.current().redact_obj(model.model_dump(mode="json"))
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path, model: type[Model]) -> Model | None:
+    """The recorded model, or None when there is none or it cannot be read."""
+    try:
+        return model.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValidationError, ValueError):
+        return None
+
+
+def record_backup(state_dir: Path, run: BackupRun) -> None:
+    write_json(state_dir / LAST_BACKUP, run)
+
+
+def last_backup(state_dir: Path) -> BackupRun | None:
+    return read_json(state_dir / LAST_BACKUP, BackupRun)
+
+
+def record_check(state_dir: Path, result: CheckResult) -> None:
+    write_json(state_dir / LAST_CHECK, result)
+
+
+def last_check(state_dir: Path) -> CheckResult | None:
+    return read_json(state_dir / LAST_CHECK, CheckResult)

@@ -1,0 +1,27 @@
+"""The docs describe the code that exists: configuration table, commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kamal_backup.cli import app
+from kamal_backup.reference import END, START, settings_table
+from kamal_backup.settings import env_names
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_configuration_reference_is_generated_from_the_settings_model() -> None:
+    text = (DOCS / "configuration.md").read_text()
+    block = text.split(START, 1)[1].split(END, 1)[0].strip()
+    assert block == settings_table(), "run: python -m kamal_backup.reference docs/configuration.md"
+    for name in env_names():
+        assert f"`{name}`" in block
+
+
+def test_every_command_is_documented() -> None:
+    text = (DOCS / "commands.md").read_text()
+    names = [c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands]
+    assert "backup" in names and "restore-files" in names
+    for name in names:
+        assert f"`{name}" in text, name
