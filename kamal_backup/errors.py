@@ -79,6 +79,10 @@ class RepositoryMissing(ResticError):
     """restic exit 10: there is no repository at RESTIC_REPOSITORY."""
 
 
+class RepositoryUnreachable(ResticError):
+    """restic could not reach the repository within the configured time."""
+
+
 class RepositoryLocked(ResticError):
     """restic exit 11: another process holds a lock on the repository."""
 

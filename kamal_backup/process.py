@@ -150,6 +150,15 @@ class StderrTail:
         return "".join(self._chunks)
 
 
+class TimedOut(Exception):
+    """A child ran past its timeout and was killed."""
+
+    def __init__(self, seconds: float, stderr: str) -> None:
+        super().__init__(f"timed out after {seconds:g}s")
+        self.seconds = seconds
+        self.stderr = stderr
+
+
 @dataclass(frozen=True)
 class Completed:
     argv: tuple[str, ...]
@@ -164,9 +173,25 @@ def run(
     env: Mapping[str, str],
     stdin: int | IO[Any] | None = subprocess.DEVNULL,
     on_stdout_line: Callable[[str], None] | None = None,
+    timeout: float | None = None,
 ) -> Completed:
-    """Runs argv to completion; stdout is collected (or handed line by line to on_stdout_line)."""
+    """Runs argv to completion; stdout is collected (or handed line by line to on_stdout_line).
+
+    With a timeout, the child's whole process group is killed when it runs longer, and
+    TimedOut is raised carrying what it had written to stderr.
+    """
     with spawn(argv, env=env, stdin=stdin) as child:
+        expired = threading.Event()
+        timer = None
+        if timeout is not None:
+
+            def expire() -> None:
+                expired.set()
+                _signal_group(child, signal.SIGKILL)
+
+            timer = threading.Timer(timeout, expire)
+            timer.daemon = True
+            timer.start()
         tail = StderrTail(child.stderr)
         lines: list[str] = []
         for raw in iter(child.stdout.readline if child.stdout else (lambda: b""), b""):
@@ -176,9 +201,13 @@ def run(
             else:
                 lines.append(line)
         returncode = child.wait()
+        if timer is not None:
+            timer.cancel()
         stderr = tail.text()
     if _cancelled.is_set():
         raise Interrupted()
+    if expired.is_set():
+        raise TimedOut(timeout or 0, stderr)
     return Completed(tuple(argv), returncode, "".join(lines), stderr)
 
 

@@ -19,6 +19,7 @@ from kamal_backup.errors import (
     OperationFailed,
     RepositoryLocked,
     RepositoryMissing,
+    RepositoryUnreachable,
     ResticError,
     SnapshotIncomplete,
     WrongPassword,
@@ -83,10 +84,19 @@ def error_for(returncode: int, stderr: str, action: str) -> ResticError | Interr
 class Restic:
     """Runs restic for one Settings' repository. Every method maps failures to ResticError."""
 
-    def __init__(self, environment: Mapping[str, str], host: str, binary: str = "restic") -> None:
+    def __init__(
+        self,
+        environment: Mapping[str, str],
+        host: str,
+        binary: str = "restic",
+        metadata_timeout: float | None = None,
+    ) -> None:
         self.environment = dict(environment)
         self.host = host
         self.binary = binary
+        # Bounds the quick, read-mostly commands (open, snapshots, unlock): restic retries an
+        # unreachable backend for many minutes, and an operator needs an answer instead.
+        self.metadata_timeout = metadata_timeout
         self._version: tuple[int, int, int] | None = None
 
     # Plumbing ---------------------------------------------------------------------------
@@ -101,17 +111,44 @@ class Restic:
         *,
         ok: Sequence[int] = (0,),
         on_stdout_line: Callable[[str], None] | None = None,
-        extra_env: Mapping[str, str] | None = None,
+        metadata: bool = False,
     ) -> process.Completed:
-        env = {**self.environment, **(extra_env or {})}
-        log.debug("running restic %s", args[0])
-        result = process.run(self.argv(*args), env=env, on_stdout_line=on_stdout_line)
+        result = self._exec(args, action, on_stdout_line=on_stdout_line, metadata=metadata)
         if result.returncode not in ok:
             raise error_for(result.returncode, result.stderr, action)
         return result
 
+    def _exec(
+        self,
+        args: Sequence[str],
+        action: str,
+        *,
+        metadata: bool = False,
+        on_stdout_line: Callable[[str], None] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> process.Completed:
+        """Runs restic; metadata commands are bounded by metadata_timeout."""
+        log.debug("running restic %s", args[0])
+        timeout = self.metadata_timeout if metadata else None
+        try:
+            return process.run(
+                self.argv(*args),
+                env=env or self.environment,
+                on_stdout_line=on_stdout_line,
+                timeout=timeout,
+            )
+        except process.TimedOut as exc:
+            said = redact(process.last_line(exc.stderr))
+            raise RepositoryUnreachable(
+                f"{action}: the repository did not answer within {exc.seconds:g}s"
+                + (f" ({said})" if said else ""),
+                returncode=-1,
+                hint="check RESTIC_REPOSITORY, its credentials and the network; "
+                "KAMAL_BACKUP_REPOSITORY_TIMEOUT_SECONDS sets this limit",
+            ) from None
+
     def _json(self, args: Sequence[str], action: str) -> Any:
-        result = self._run([*args, "--json"], action)
+        result = self._run([*args, "--json"], action, metadata=True)
         try:
             return json.loads(result.stdout or "null")
         except json.JSONDecodeError:
@@ -146,7 +183,7 @@ class Restic:
             )
 
     def repository_exists(self) -> bool:
-        result = process.run(self.argv("cat", "config"), env=self.environment)
+        result = self._exec(["cat", "config"], "opening the repository", metadata=True)
         if result.returncode == 0:
             return True
         if result.returncode == 10:
@@ -197,7 +234,14 @@ class Restic:
                 errors.append(redact(f"{item}: {text}" if item else text))
 
         tagged = ["backup", "--json", "--host", self.host, *args]
-        result = self._run(tagged, action, ok=(0, 3), on_stdout_line=handle, extra_env=extra_env)
+        env = {**self.environment, **(extra_env or {})}
+        result = self._exec(tagged, action, on_stdout_line=handle, env=env)
+        if result.returncode not in (0, 3):
+            error = error_for(result.returncode, result.stderr, action)
+            cause = _command_error(result.stderr)
+            if cause and isinstance(error, ResticError) and type(error) is ResticError:
+                raise ResticError(f"{action}: {cause}", returncode=result.returncode)
+            raise error
         if result.returncode == 3:
             raise SnapshotIncomplete(
                 f"{action}: some files could not be read; the snapshot is incomplete"
@@ -296,13 +340,16 @@ class Restic:
         return data if isinstance(data, list) else []
 
     def check(self, read_data_subset: str | None) -> process.Completed:
+        """Runs restic check; the caller judges the exit code (a failed check is a result)."""
+        if not self.repository_exists():
+            raise error_for(10, "", "checking the repository")
         args = ["check"]
         if read_data_subset:
             args.append(f"--read-data-subset={read_data_subset}")
-        return process.run(self.argv(*args), env=self.environment)
+        return self._exec(args, "checking the repository")
 
     def unlock(self) -> None:
-        self._run(["unlock"], "removing stale locks")
+        self._run(["unlock"], "removing stale locks", metadata=True)
 
     # Restore ----------------------------------------------------------------------------
 
@@ -339,6 +386,20 @@ class Restic:
             on_stdout_line=handle,
         )
         return summary
+
+
+def _command_error(stderr: str) -> str:
+    """What the --stdin-from-command program itself said, without restic's own wrapping lines."""
+    own = ("error: failed to save", "Fatal:", "fatal:", "{")
+    lines = [
+        line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith(own)
+    ]
+    wrapped = [line for line in stderr.splitlines() if "command failed:" in line]
+    why = wrapped[-1].split("command failed:", 1)[1].strip() if wrapped else ""
+    said = "; ".join(lines[-3:])
+    if said and why:
+        return redact(f"{said} ({why})")
+    return redact(said or (f"dump command failed: {why}" if why else ""))
 
 
 def _tag_args(tags: Sequence[str]) -> list[str]:

@@ -213,6 +213,12 @@ class Settings(BaseSettings):
         0, ge=0, description="Seconds `schedule` waits before its first run."
     )
 
+    kamal_backup_repository_timeout_seconds: int = Field(
+        120,
+        gt=0,
+        description="How long opening the repository or listing snapshots may take before it "
+        "counts as unreachable (restic alone retries for many minutes).",
+    )
     kamal_backup_state_dir: Path | None = Field(
         None,
         description="Where check and backup results are "

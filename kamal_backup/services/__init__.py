@@ -7,7 +7,11 @@ from kamal_backup.settings import Settings
 
 
 def restic_for(settings: Settings) -> Restic:
-    return Restic(settings.restic_environment(), host=settings.host)
+    return Restic(
+        settings.restic_environment(),
+        host=settings.host,
+        metadata_timeout=settings.kamal_backup_repository_timeout_seconds,
+    )
 
 
 def app_tags(settings: Settings, *extra: str) -> list[str]:

@@ -395,3 +395,20 @@ def test_retention_can_be_turned_off(app: App) -> None:
 def test_unlock_runs_against_the_repository(app: App) -> None:
     result = app.cli("unlock", check=True)
     assert "stale locks removed" in result.stdout
+
+
+def test_an_unreachable_repository_fails_within_the_timeout(app: App) -> None:
+    import time
+
+    started = time.monotonic()
+    result = app.cli(
+        "list",
+        extra={
+            "RESTIC_REPOSITORY": "rest:http://127.0.0.1:9/shop",
+            "KAMAL_BACKUP_REPOSITORY_TIMEOUT_SECONDS": "3",
+        },
+    )
+    assert time.monotonic() - started < 30
+    assert result.returncode == 1
+    assert "the repository did not answer within 3s" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
