@@ -51,6 +51,10 @@ def escape_pattern(path: str) -> str:
 
 def error_for(returncode: int, stderr: str, action: str) -> ResticError | Interrupted:
     """Maps restic's exit code and error output to a typed error with a hint."""
+    if returncode < 0 and returncode not in (-2, -15):
+        return ResticError(
+            f"{action}: restic was killed by signal {-returncode}", returncode=returncode
+        )
     detail = redact(process.last_line(stderr)) or f"restic exited with {returncode}"
     detail = detail.removeprefix("Fatal: ").removeprefix("fatal: ")
     if returncode == 10:

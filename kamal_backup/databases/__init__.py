@@ -15,6 +15,12 @@ def adapter_for(settings: Settings) -> DatabaseAdapter:
         from kamal_backup.databases.sqlite import SqliteAdapter
 
         return SqliteAdapter(settings)
-    raise ConfigError(
-        "DATABASE_ADAPTER", f"the {settings.database_adapter} adapter is not available yet"
-    )
+    if settings.database_adapter == "postgres":
+        from kamal_backup.databases.postgres import PostgresAdapter
+
+        return PostgresAdapter(settings)
+    if settings.database_adapter == "mysql":
+        from kamal_backup.databases.mysql import MysqlAdapter
+
+        return MysqlAdapter(settings)
+    raise ConfigError("DATABASE_ADAPTER", f"unsupported adapter {settings.database_adapter}")

@@ -8,9 +8,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from kamal_backup.databases.urls import DatabaseUrl, parse_database_url
+from kamal_backup.errors import ConfigError, OperationFailed
 from kamal_backup.models import Snapshot
 from kamal_backup.restic import Restic
-from kamal_backup.settings import Settings
+from kamal_backup.settings import Settings, secret
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,66 @@ class DatabaseAdapter(abc.ABC):
 def dump_path(snapshot: Snapshot) -> str:
     """The path of the dump file inside a database snapshot."""
     if len(snapshot.paths) != 1:
-        from kamal_backup.errors import OperationFailed
-
         raise OperationFailed(f"snapshot {snapshot.short} is not a single-file database snapshot")
     return snapshot.paths[0]
+
+
+class ServerAdapter(DatabaseAdapter):
+    """A database server reached through DATABASE_URL and restored into RESTORE_DATABASE_URL."""
+
+    restore_setting = "RESTORE_DATABASE_URL"
+    default_port: ClassVar[int]
+    secret_field: ClassVar[str]  # e.g. "pgpassword" (PGPASSWORD)
+    restore_secret_field: ClassVar[str]  # e.g. "restore_pgpassword" (RESTORE_PGPASSWORD)
+
+    @property
+    def source(self) -> DatabaseUrl:
+        raw = secret(self.settings.database_url)
+        if raw is None:
+            raise ConfigError("DATABASE_URL", f"is required when DATABASE_ADAPTER={self.name}")
+        return parse_database_url("DATABASE_URL", raw)
+
+    @property
+    def target(self) -> DatabaseUrl | None:
+        raw = secret(self.settings.restore_database_url)
+        return parse_database_url("RESTORE_DATABASE_URL", raw) if raw else None
+
+    def require_target(self) -> DatabaseUrl:
+        target = self.target
+        if target is None:
+            raise ConfigError(
+                self.restore_setting,
+                f"is required for restore-db with DATABASE_ADAPTER={self.name}",
+            )
+        return target
+
+    def source_password(self) -> str | None:
+        # As with libpq, a password written in the URL wins over the environment variable.
+        return self.source.password or secret(getattr(self.settings, self.secret_field))
+
+    def target_password(self, target: DatabaseUrl) -> str | None:
+        return (
+            target.password
+            or secret(getattr(self.settings, self.restore_secret_field))
+            or self.source_password()
+        )
+
+    def check_source(self) -> None:
+        self.source  # noqa: B018 (parsing it raises ConfigError for a bad URL)
+
+    def source_label(self) -> str:
+        return self.source.redacted()
+
+    def restore_target_label(self) -> str | None:
+        target = self.target
+        return target.redacted() if target else None
+
+    def restore_target_words(self) -> list[str]:
+        target = self.target
+        return [target.database, target.host or "localhost"] if target else []
+
+    def restore_target_is_source(self) -> bool:
+        target = self.target
+        return target is not None and target.identity(self.default_port) == self.source.identity(
+            self.default_port
+        )

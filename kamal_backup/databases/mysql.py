@@ -1,0 +1,313 @@
+"""MySQL/MariaDB: one-row-per-INSERT dumps for deduplication, batched back together on restore."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import IO, Any
+
+from kamal_backup import process
+from kamal_backup.databases.base import DumpCommand, ServerAdapter
+from kamal_backup.databases.pipeline import Importer, error_line, stream_into
+from kamal_backup.databases.urls import DatabaseUrl
+from kamal_backup.errors import OperationFailed, ToolMissing
+from kamal_backup.models import Snapshot
+from kamal_backup.redact import redact
+from kamal_backup.restic import Restic
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 3306
+BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER")
+BATCH_BYTES = 1024 * 1024  # like mysqldump's own net_buffer_length-sized extended inserts
+_INSERT = b"INSERT INTO `"
+_VALUES = b" VALUES ("
+
+
+def find_client(preferred: str, fallback: str, env: Mapping[str, str]) -> str:
+    found = process.find_tool(preferred, env) or process.find_tool(fallback, env)
+    if found is None:
+        raise ToolMissing(f"neither {preferred} nor {fallback} is installed")
+    return found
+
+
+def quote_ident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def insert_prefix(line: bytes) -> bytes | None:
+    """`INSERT INTO `t` VALUES (` (or with a column list) when the line is one single-row INSERT.
+
+    mysqldump writes each statement on one line and escapes newlines inside values, so a line
+    that starts with the prefix and ends with ");" is exactly one statement.
+    """
+    if not line.startswith(_INSERT) or not line.endswith(b");"):
+        return None
+    end = _end_of_identifier(line, len(_INSERT))
+    if end is None:
+        return None
+    if line[end : end + 2] == b" (":  # --complete-insert column list: back-quoted names only
+        close = line.find(b") VALUES (", end)
+        if close < 0:
+            return None
+        end = close + 1
+    if line[end : end + len(_VALUES)] != _VALUES:
+        return None
+    return line[: end + len(_VALUES) - 1]
+
+
+def _end_of_identifier(line: bytes, start: int) -> int | None:
+    """Index just past the closing backquote of an identifier (`` escapes a backquote)."""
+    i = start
+    while (j := line.find(b"`", i)) >= 0:
+        if line[j + 1 : j + 2] == b"`":
+            i = j + 2
+            continue
+        return j + 1
+    return None
+
+
+def batch_inserts(lines: Iterable[bytes], max_bytes: int = BATCH_BYTES) -> Iterator[bytes]:
+    """Joins consecutive single-row INSERTs into one table into multi-row INSERTs.
+
+    Only statements under the default ';' delimiter are touched: trigger and routine bodies
+    (between DELIMITER ;; lines) pass through byte for byte.
+    """
+    delimiter = b";"
+    prefix: bytes | None = None
+    batch: list[bytes] = []
+    size = 0
+
+    def flush() -> bytes:
+        nonlocal prefix, batch, size
+        out = prefix + b",".join(batch) + b";\n" if prefix is not None and batch else b""
+        prefix, batch, size = None, [], 0
+        return out
+
+    for raw in lines:
+        line = raw.rstrip(b"\n")
+        if line.startswith(b"DELIMITER "):
+            if batch:
+                yield flush()
+            delimiter = line[len(b"DELIMITER ") :].strip()
+            yield raw if raw.endswith(b"\n") else raw + b"\n"
+            continue
+        found = insert_prefix(line) if delimiter == b";" else None
+        if found is None:
+            if batch:
+                yield flush()
+            yield raw if raw.endswith(b"\n") else raw + b"\n"
+            continue
+        row = line[len(found) : -1]  # "(...)" without the final ";"
+        if batch and (found != prefix or size + len(row) > max_bytes):
+            yield flush()
+        prefix = found
+        batch.append(row)
+        size += len(row) + 1
+    if batch:
+        yield flush()
+
+
+def batched(stream: IO[bytes]) -> Iterator[bytes]:
+    """The pipeline transform: the dump's lines, batched, in chunks of about a megabyte."""
+    pending: list[bytes] = []
+    size = 0
+    for piece in batch_inserts(iter(stream.readline, b"")):
+        pending.append(piece)
+        size += len(piece)
+        if size >= BATCH_BYTES:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+def connection_args(url: DatabaseUrl) -> list[str]:
+    args = []
+    if url.host:
+        args.append(f"--host={url.host}")
+        if url.host != "localhost":  # "localhost" means the socket to MySQL clients
+            args.append("--protocol=TCP")
+    if url.port:
+        args.append(f"--port={url.port}")
+    if url.user:
+        args.append(f"--user={url.user}")
+    options = url.options
+    if options.get("ssl", "").lower() in ("true", "1", "required"):
+        args.append("--ssl")
+    for option, flag in (("sslca", "--ssl-ca"), ("sslcert", "--ssl-cert"), ("sslkey", "--ssl-key")):
+        if options.get(option):
+            args.append(f"{flag}={options[option]}")
+    return args
+
+
+def client_env(password: str | None, environ: Mapping[str, str]) -> dict[str, str]:
+    env = {name: environ[name] for name in BASE_ENV if name in environ}
+    env.setdefault("PATH", os.defpath)
+    if password:
+        env["MYSQL_PWD"] = password  # the clients read it from the environment, never from argv
+    return env
+
+
+class MysqlAdapter(ServerAdapter):
+    name = "mysql"
+    extension = "sql"
+    default_port = DEFAULT_PORT
+    secret_field = "mysql_pwd"  # noqa: S105 (a settings field name)
+    restore_secret_field = "restore_mysql_pwd"  # noqa: S105
+
+    def dumper(self) -> str:
+        return find_client("mariadb-dump", "mysqldump", self.settings.environ)
+
+    def client(self) -> str:
+        return find_client("mariadb", "mysql", self.settings.environ)
+
+    # Backup -----------------------------------------------------------------------------
+
+    @contextmanager
+    def dump_command(self) -> Iterator[DumpCommand]:
+        source = self.source
+        argv = (
+            self.dumper(),
+            *connection_args(source),
+            "--single-transaction",
+            "--quick",
+            "--routines",
+            "--triggers",
+            "--events",
+            # One row per INSERT: an insert or delete then shifts one line, not every ~1 MB
+            # statement boundary after it, so the rest of the dump deduplicates.
+            "--skip-extended-insert",
+            "--hex-blob",
+            "--default-character-set=utf8mb4",
+            "--no-tablespaces",
+            "--skip-dump-date",
+            source.database,
+        )
+        yield DumpCommand(argv=argv, env=client_env(self.source_password(), self.settings.environ))
+
+    # Restore ----------------------------------------------------------------------------
+
+    def _sql(
+        self,
+        target: DatabaseUrl,
+        env: Mapping[str, str],
+        statement: str,
+        database: str | None = None,
+    ) -> list[list[str]]:
+        argv = [
+            self.client(),
+            *connection_args(target),
+            "--batch",
+            "--raw",
+            "--skip-column-names",
+            "--default-character-set=utf8mb4",
+            "-e",
+            statement,
+        ]
+        if database:
+            argv.append(database)
+        result = process.run(argv, env=env)
+        if result.returncode != 0:
+            raise OperationFailed(
+                f"MySQL on the restore target: {redact(error_line(result.stderr))}"
+            )
+        return [line.split("\t") for line in result.stdout.splitlines() if line]
+
+    def clean_target(self, target: DatabaseUrl, env: Mapping[str, str]) -> tuple[bool, int]:
+        """Creates the database if missing, else drops every object in it; (created, dropped)."""
+        name = target.database
+        exists = self._sql(
+            target,
+            env,
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA "
+            f"WHERE SCHEMA_NAME = {quote_literal(name)}",
+        )
+        if exists and exists[0][0] == "0":
+            try:
+                self._sql(target, env, f"CREATE DATABASE {quote_ident(name)} CHARACTER SET utf8mb4")
+            except OperationFailed as exc:
+                raise OperationFailed(
+                    f"the restore database {name} does not exist and could not be created: {exc}"
+                ) from None
+            log.info("created restore database %s", name)
+            return True, 0
+        literal = quote_literal(name)
+        drops = ["SET FOREIGN_KEY_CHECKS=0"]
+        for table, kind in self._sql(
+            target,
+            env,
+            "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES "
+            f"WHERE TABLE_SCHEMA = {literal}",
+        ):
+            drops.append(
+                f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} IF EXISTS {quote_ident(table)}"
+            )
+        for routine, kind in self._sql(
+            target,
+            env,
+            "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM "
+            f"information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {literal}",
+        ):
+            drops.append(
+                f"DROP {'FUNCTION' if kind == 'FUNCTION' else 'PROCEDURE'} IF EXISTS {quote_ident(routine)}"
+            )
+        for (event,) in self._sql(
+            target,
+            env,
+            f"SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {literal}",
+        ):
+            drops.append(f"DROP EVENT IF EXISTS {quote_ident(event)}")
+        if len(drops) > 1:
+            self._sql(target, env, ";\n".join(drops), database=name)
+        return False, len(drops) - 1
+
+    def restore(self, restic: Restic, snapshot: Snapshot) -> dict[str, Any]:
+        target = self.require_target()
+        env = client_env(self.target_password(target), self.settings.environ)
+        created, dropped = self.clean_target(target, env)
+        # No --force: the import stops at the first error. Row-level work runs with autocommit
+        # off and is committed once at the end (DDL commits implicitly along the way).
+        restored = stream_into(
+            restic,
+            snapshot,
+            importer=Importer(
+                argv=[
+                    self.client(),
+                    *connection_args(target),
+                    "--binary-mode",
+                    "--default-character-set=utf8mb4",
+                    target.database,
+                ],
+                env=env,
+                label="mysql import",
+                prelude=b"SET autocommit=0;\n",
+                epilogue=b"COMMIT;\n",
+                transform=batched,
+            ),
+        )
+        return {
+            "bytes": restored,
+            "database": target.database,
+            "created_database": created,
+            "dropped_objects": dropped,
+        }
+
+    def client_versions(self) -> dict[str, str | None]:
+        from kamal_backup.tools import tool_version, version_number
+
+        env = self.settings.environ
+        versions: dict[str, str | None] = {}
+        for key, preferred, fallback in (
+            ("mariadb-dump", "mariadb-dump", "mysqldump"),
+            ("mariadb", "mariadb", "mysql"),
+        ):
+            binary = process.find_tool(preferred, env) or process.find_tool(fallback, env)
+            versions[key] = version_number(tool_version(binary, env))
+        return versions

@@ -1,0 +1,195 @@
+"""Streams a dump out of restic into a database client: restic dump -> [converter] -> importer.
+
+Python pumps the bytes between the processes (fixed-size chunks, so memory does not grow with
+the dump), which lets an adapter add a prelude, transform the stream, and decide at the end
+whether to send its epilogue (e.g. COMMIT) depending on whether everything upstream succeeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+from kamal_backup import process
+from kamal_backup.databases.base import dump_path
+from kamal_backup.errors import Interrupted, OperationFailed
+from kamal_backup.models import Snapshot
+from kamal_backup.redact import redact
+from kamal_backup.restic import Restic, error_for
+
+CHUNK = 1024 * 1024
+Transform = Callable[[IO[bytes]], Iterable[bytes]]
+
+
+def chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    return iter(lambda: stream.read(CHUNK), b"")
+
+
+@dataclass
+class Step:
+    """One client program in the pipeline."""
+
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    label: str
+
+
+@dataclass
+class Importer(Step):
+    prelude: bytes = b""
+    # Sent only when every upstream step succeeded (e.g. COMMIT): a truncated stream must not
+    # be committed.
+    epilogue: bytes = b""
+    transform: Transform = chunks
+    statuses: list[str] = field(default_factory=list)
+
+
+def error_line(stderr: str) -> str:
+    """The line of a client's error output that says what went wrong."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        upper = line.upper()
+        if "ERROR" in upper or "FATAL" in upper or "DENIED" in upper:
+            return line
+    return lines[-1] if lines else ""
+
+
+class _Pump(threading.Thread):
+    """Copies one stream into another, counting bytes; stops quietly when the reader goes away."""
+
+    def __init__(
+        self,
+        chunks_in: Iterable[bytes],
+        sink: IO[bytes],
+        *,
+        prelude: bytes = b"",
+        on_bytes: Callable[[int], None] | None = None,
+        close_sink: bool = False,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.chunks_in = chunks_in
+        self.sink = sink
+        self.prelude = prelude
+        self.on_bytes = on_bytes
+        self.close_sink = close_sink
+        self.broken = False
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            if self.prelude:
+                self.sink.write(self.prelude)
+            for chunk in self.chunks_in:
+                self.sink.write(chunk)
+                if self.on_bytes is not None:
+                    self.on_bytes(len(chunk))
+        except (BrokenPipeError, ConnectionResetError):
+            self.broken = True
+        except BaseException as exc:  # surfaced by the caller
+            self.error = exc
+        finally:
+            if self.close_sink:  # the next step sees end of input
+                _close(self.sink)
+
+
+def stream_into(
+    restic: Restic,
+    snapshot: Snapshot,
+    importer: Importer,
+    converter: Step | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> int:
+    """Runs the pipeline to the end and returns the dump's size in bytes.
+
+    Raises OperationFailed naming the step that failed.
+    """
+    total = 0
+
+    def count(n: int) -> None:
+        nonlocal total
+        total += n
+        if on_bytes is not None:
+            on_bytes(n)
+
+    with contextlib.ExitStack() as stack:
+        dump = stack.enter_context(restic.dump(snapshot.id, dump_path(snapshot)))
+        dump_err = process.StderrTail(dump.stderr)
+        conv = conv_err = feed = None
+        source = _out(dump)
+        if converter is not None:
+            conv = stack.enter_context(
+                process.spawn(converter.argv, env=converter.env, stdin=subprocess.PIPE)
+            )
+            conv_err = process.StderrTail(conv.stderr)
+            feed = _Pump(chunks(source), _in(conv), on_bytes=count, close_sink=True)
+            feed.start()
+            source = _out(conv)
+        imp = stack.enter_context(
+            process.spawn(
+                importer.argv, env=importer.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
+            )
+        )
+        imp_err = process.StderrTail(imp.stderr)
+        final = _Pump(
+            importer.transform(source),
+            _in(imp),
+            prelude=importer.prelude,
+            on_bytes=None if feed is not None else count,
+        )
+        final.start()
+        final.join()
+        if final.broken or final.error is not None:
+            # The importer stopped early: stop everything upstream so nothing blocks on a pipe.
+            for child in (conv, dump):
+                if child is not None:
+                    child.kill()
+        if feed is not None:
+            feed.join()
+
+        dump_code = dump.wait()
+        conv_code = conv.wait() if conv is not None else 0
+        upstream_ok = dump_code == 0 and conv_code == 0 and not final.broken and final.error is None
+        if upstream_ok and importer.epilogue:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                _in(imp).write(importer.epilogue)
+        _close(imp.stdin)
+        imp_code = imp.wait()
+
+        if process.cancelled():
+            raise Interrupted()
+        for pump in (feed, final):
+            if pump is not None and pump.error is not None:
+                raise OperationFailed(f"restore stream failed: {redact(str(pump.error))}")
+        if imp_code != 0:
+            said = redact(error_line(imp_err.text()))
+            raise OperationFailed(f"{importer.label} failed: {said or f'exit {imp_code}'}")
+        if dump_code != 0:
+            raise error_for(dump_code, dump_err.text(), "reading the database dump")
+        if converter is not None and conv_err is not None and conv_code != 0:
+            said = redact(error_line(conv_err.text()))
+            raise OperationFailed(f"{converter.label} failed: {said or f'exit {conv_code}'}")
+        if not upstream_ok:
+            raise OperationFailed(f"{importer.label} stopped reading before the end of the dump")
+    return total
+
+
+def _out(child: subprocess.Popen[bytes]) -> IO[bytes]:
+    if child.stdout is None:
+        raise OperationFailed("internal error: a pipeline step has no stdout")
+    return child.stdout
+
+
+def _in(child: subprocess.Popen[bytes]) -> IO[bytes]:
+    if child.stdin is None:
+        raise OperationFailed("internal error: a pipeline step has no stdin")
+    return child.stdin
+
+
+def _close(stream: IO[bytes] | None) -> None:
+    if stream is not None:
+        with contextlib.suppress(OSError):
+            stream.close()

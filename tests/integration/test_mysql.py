@@ -1,0 +1,248 @@
+"""MariaDB 10.11 for real: exact round trips with batched one-row INSERTs, failures leave no snapshot."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import App
+from tests.integration.databases import mariadb, my_databases
+
+pytestmark = pytest.mark.integration
+
+NASTY = [
+    "it's",
+    'say "hi"',
+    "back\\slash\\",
+    "a);INSERT INTO `t` VALUES (9);",
+    "line\nbreak\r\n",
+    "tab\there",
+    "😀 emoji ünïcødé 日本",
+    "",
+    "\\0 not a nul",
+    "--comment",
+    "/* c */",
+    "\\'",
+    "DELIMITER ;;",
+]
+
+SCHEMA = """
+CREATE TABLE customers (
+  id INT AUTO_INCREMENT PRIMARY KEY, email VARCHAR(190) NOT NULL UNIQUE, name TEXT NULL, avatar BLOB NULL,
+  balance DECIMAL(12,2) NOT NULL DEFAULT 0
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, customer_id INT, action VARCHAR(20)) DEFAULT CHARSET=utf8mb4;
+CREATE VIEW rich AS SELECT id, email FROM customers WHERE balance > 100;
+CREATE TRIGGER customers_audit AFTER INSERT ON customers FOR EACH ROW
+  INSERT INTO audit (customer_id, action) VALUES (NEW.id, 'created');
+CREATE PROCEDURE total_balance() SELECT SUM(balance) FROM customers;
+CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY DO DELETE FROM audit WHERE id < 0;
+"""
+
+
+def sql_string(value: str) -> str:
+    return (
+        "'"
+        + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\r", "\\r")
+        + "'"
+    )
+
+
+def rows(database: str, table: str) -> list[str]:
+    columns = mariadb(
+        f"SELECT GROUP_CONCAT(CONCAT('HEX(`', COLUMN_NAME, '`)') ORDER BY ORDINAL_POSITION) "
+        f"FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='{database}' AND TABLE_NAME='{table}'"
+    ).strip()
+    return mariadb(
+        f"SELECT CONCAT_WS('|', {columns}) FROM `{table}` ORDER BY 1", database
+    ).splitlines()
+
+
+def objects(database: str) -> list[str]:
+    return mariadb(
+        "SELECT CONCAT(TABLE_TYPE, ' ', TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+        "UNION ALL SELECT CONCAT(ROUTINE_TYPE, ' ', ROUTINE_NAME) FROM information_schema.ROUTINES "
+        "WHERE ROUTINE_SCHEMA = DATABASE() UNION ALL SELECT CONCAT('TRIGGER ', TRIGGER_NAME) FROM "
+        "information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() UNION ALL SELECT CONCAT('EVENT ', EVENT_NAME) "
+        "FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE() ORDER BY 1",
+        database,
+    ).splitlines()
+
+
+@pytest.fixture
+def my_app(app: App) -> Iterator[tuple[App, str, str]]:
+    with my_databases("kb_src", "kb_restore") as (source, target):
+        mariadb(f"CREATE DATABASE `{source}` CHARACTER SET utf8mb4")
+        mariadb(SCHEMA, source)
+        rng = random.Random(7)
+        values = []
+        for i in range(1500):
+            name = "NULL" if i % 7 == 0 else sql_string(NASTY[i % len(NASTY)] + f" #{i}")
+            blob = (
+                "NULL"
+                if i % 5 == 0
+                else "0x" + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64))).hex()
+            )
+            values.append(f"('user{i}@example.com', {name}, {blob}, {i * 1.25:.2f})")
+        mariadb(
+            "INSERT INTO customers (email, name, avatar, balance) VALUES " + ",".join(values),
+            source,
+        )
+        app.env.update(
+            {
+                "DATABASE_ADAPTER": "mariadb",
+                "DATABASE_URL": f"mysql2://root@127.0.0.1:3306/{source}?encoding=utf8mb4&pool=5",
+            }
+        )
+        yield app, source, target
+
+
+def restore_env(target: str) -> dict[str, str]:
+    return {
+        "KAMAL_BACKUP_ALLOW_RESTORE": "true",
+        "RESTORE_DATABASE_URL": f"mysql://root@127.0.0.1:3306/{target}",
+    }
+
+
+def test_round_trip_into_a_stale_target_is_exact(my_app: tuple[App, str, str]) -> None:
+    app, source, target = my_app
+    run = json.loads(app.cli("backup", "--json", check=True).stdout)
+    snapshot = run["database_snapshot"]
+    assert snapshot["paths"][0].endswith(".sql") and "adapter:mysql" in snapshot["tags"]
+
+    mariadb(f"CREATE DATABASE `{target}` CHARACTER SET utf8mb4")
+    mariadb(
+        "CREATE TABLE stale (x INT); CREATE VIEW stale_view AS SELECT 1 AS one; "
+        "CREATE PROCEDURE stale_proc() SELECT 1; CREATE EVENT stale_event ON SCHEDULE EVERY 1 DAY DO SELECT 1; "
+        "CREATE TABLE customers (id INT); INSERT INTO customers VALUES (424242);",
+        target,
+    )
+    result = app.cli("restore-db", "latest", "--json", extra=restore_env(target), check=True)
+    assert json.loads(result.stdout)["details"]["dropped_objects"] == 5
+
+    assert objects(target) == objects(source)
+    assert not [o for o in objects(target) if "stale" in o]
+    for table in ("customers", "audit"):
+        assert rows(target, table) == rows(source, table)
+    assert len(rows(target, "customers")) == 1500
+    # the restored trigger and procedure work
+    mariadb("INSERT INTO customers (email) VALUES ('new@example.com')", target)
+    assert mariadb("SELECT action FROM audit ORDER BY id DESC LIMIT 1", target).strip() == "created"
+
+
+def test_the_dump_has_one_row_per_insert_that_batching_joins_again(
+    my_app: tuple[App, str, str],
+) -> None:
+    app, _, _ = my_app
+    run = json.loads(app.cli("backup", "--json", check=True).stdout)
+    snapshot = run["database_snapshot"]
+    dump = subprocess.run(
+        ["restic", "dump", snapshot["id"], snapshot["paths"][0]],
+        capture_output=True,
+        check=True,
+        env={
+            "PATH": os.environ["PATH"],
+            "RESTIC_REPOSITORY": app.env["RESTIC_REPOSITORY"],
+            "RESTIC_PASSWORD": app.env["RESTIC_PASSWORD"],
+        },
+    ).stdout
+    inserts = [line for line in dump.splitlines() if line.startswith(b"INSERT INTO `customers`")]
+    assert len(inserts) == 1500  # --skip-extended-insert
+    assert b"Dump completed on" not in dump  # no date: identical days dump identically
+
+    from kamal_backup.databases.mysql import batch_inserts
+
+    batched = b"".join(batch_inserts(dump.splitlines(keepends=True)))
+    assert (
+        len([line for line in batched.splitlines() if line.startswith(b"INSERT INTO `customers`")])
+        < 10
+    )
+
+
+def test_a_missing_target_database_is_created(my_app: tuple[App, str, str]) -> None:
+    app, source, target = my_app
+    app.cli("backup", check=True)
+    result = app.cli("restore-db", "--json", extra=restore_env(target), check=True)
+    assert json.loads(result.stdout)["details"]["created_database"] is True
+    assert rows(target, "customers") == rows(source, "customers")
+
+
+@pytest.fixture
+def limited_user(my_app: tuple[App, str, str]) -> Iterator[str]:
+    _, source, _ = my_app
+    user = "kb_limited"
+    mariadb(
+        f"DROP USER IF EXISTS '{user}'@'%'; CREATE USER '{user}'@'%' IDENTIFIED BY 'right-pw-1'; "
+        f"GRANT SELECT ON `{source}`.`audit` TO '{user}'@'%';"
+    )
+    yield user
+    mariadb(f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+def test_failures_leave_no_snapshot(my_app: tuple[App, str, str], limited_user: str) -> None:
+    app, source, _ = my_app
+    cases = [
+        ({"DATABASE_URL": f"mysql://root@127.0.0.1:1/{source}"}, "Can't connect"),
+        (
+            {
+                "DATABASE_URL": f"mysql://{limited_user}@127.0.0.1/{source}",
+                "MYSQL_PWD": "wrong-my-pw-99",
+            },
+            "Access denied",
+        ),
+        ({"DATABASE_URL": f"mysql://{limited_user}:right-pw-1@127.0.0.1/{source}"}, "denied"),
+    ]
+    for extra, expect in cases:
+        result = app.cli("backup", extra=extra)
+        assert result.returncode == 1, result.stderr
+        assert expect in result.stderr, result.stderr
+        assert "wrong-my-pw-99" not in result.stderr and "right-pw-1" not in result.stderr
+        assert app.snapshot_ids() == []
+
+
+def test_wrong_restore_password_fails_cleanly(
+    my_app: tuple[App, str, str], limited_user: str
+) -> None:
+    app, _, target = my_app
+    app.cli("backup", check=True)
+    result = app.cli(
+        "restore-db",
+        extra={
+            "KAMAL_BACKUP_ALLOW_RESTORE": "true",
+            "RESTORE_DATABASE_URL": f"mysql://{limited_user}@127.0.0.1/{target}",
+            "RESTORE_MYSQL_PWD": "wrong-restore-pw-5",
+        },
+    )
+    assert result.returncode == 1
+    assert "Access denied" in result.stderr and "wrong-restore-pw-5" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://root@127.0.0.1/shop_production",
+        "mysql://root@live-db/shop",
+        "mysql2://root@127.0.0.1/app.prod",
+    ],
+)
+def test_production_like_restore_urls_are_refused(my_app: tuple[App, str, str], url: str) -> None:
+    app, _, _ = my_app
+    result = app.cli(
+        "restore-db", extra={"KAMAL_BACKUP_ALLOW_RESTORE": "true", "RESTORE_DATABASE_URL": url}
+    )
+    assert result.returncode == 3
+    assert "KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE=true" in result.stderr
+
+
+def test_evidence_reports_the_mariadb_clients(my_app: tuple[App, str, str]) -> None:
+    app, _, _ = my_app
+    evidence = json.loads(app.cli("evidence", check=True).stdout)
+    server = mariadb("SELECT VERSION()").strip().split("-")[0]
+    assert evidence["tool_versions"]["mariadb-dump"] == server
+    assert evidence["tool_versions"]["mariadb"] == server
+    assert evidence["database_source"] == f"mysql2://root@127.0.0.1:3306/{my_app[1]}"

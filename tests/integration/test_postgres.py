@@ -1,0 +1,348 @@
+"""PostgreSQL 15 for real: exact round trips, failures that leave no snapshot, atomic restores."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import App
+from tests.integration.databases import pg_databases, psql
+
+pytestmark = pytest.mark.integration
+
+SOURCE_SCHEMA = """
+CREATE EXTENSION citext;
+CREATE EXTENSION pgcrypto;
+CREATE SCHEMA billing;
+CREATE TABLE public.customers (
+  id serial PRIMARY KEY, email citext UNIQUE NOT NULL, name text, profile jsonb, avatar bytea,
+  created_at timestamptz DEFAULT '2026-01-01 00:00:00+00'
+);
+CREATE TABLE billing.invoices (
+  id bigserial PRIMARY KEY, customer_id int REFERENCES public.customers(id), total numeric(12,2),
+  note text, token text
+);
+CREATE SEQUENCE billing.invoice_numbers START 1000;
+CREATE VIEW billing.big_invoices AS SELECT id, total FROM billing.invoices WHERE total > 100;
+CREATE FUNCTION billing.stamp_token() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.token := encode(digest(coalesce(NEW.note, '') || NEW.id::text, 'sha256'), 'hex'); RETURN NEW; END $$;
+CREATE TRIGGER invoices_token BEFORE INSERT ON billing.invoices FOR EACH ROW EXECUTE FUNCTION billing.stamp_token();
+INSERT INTO public.customers (email, name, profile, avatar) VALUES
+  ('Ann@Example.com', 'Änne Müller', '{"tier": "gold", "tags": ["a", "b"]}', '\\x00ff0a0d27'),
+  ('bob@example.com', NULL, NULL, NULL),
+  ('chloé@example.com', '日本語 テキスト 😀', '{"nested": {"quote": "it''s \\\\ back"}}', decode(repeat('ab', 500), 'hex'));
+INSERT INTO billing.invoices (customer_id, total, note)
+  SELECT 1 + (g % 3), g * 10.5, CASE WHEN g % 4 = 0 THEN NULL ELSE 'note ' || g END FROM generate_series(1, 200) g;
+SELECT nextval('billing.invoice_numbers') FROM generate_series(1, 7);
+"""
+
+OBJECTS = """
+SELECT string_agg(item, E'\\n' ORDER BY item) FROM (
+  SELECT 'schema ' || nspname AS item FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'
+  UNION ALL SELECT 'ext ' || extname FROM pg_extension
+  UNION ALL SELECT c.relkind::text || ' ' || n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')
+  UNION ALL SELECT 'func ' || n.nspname || '.' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+  UNION ALL SELECT 'trigger ' || tgname FROM pg_trigger WHERE NOT tgisinternal
+) objects
+"""
+
+TABLES = ["public.customers", "billing.invoices"]
+
+
+def table_checksum(database: str, table: str) -> str:
+    return psql(
+        f"SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t",
+        database,
+    ).strip()
+
+
+def sequences(database: str) -> str:
+    return psql(
+        "SELECT string_agg(s, ',' ORDER BY s) FROM (SELECT 'public.customers_id_seq=' || last_value || is_called s "
+        "FROM public.customers_id_seq UNION ALL SELECT 'billing.invoices_id_seq=' || last_value || is_called "
+        "FROM billing.invoices_id_seq UNION ALL SELECT 'billing.invoice_numbers=' || last_value || is_called "
+        "FROM billing.invoice_numbers) x",
+        database,
+    ).strip()
+
+
+@pytest.fixture
+def pg_app(app: App) -> Iterator[tuple[App, str, str]]:
+    with pg_databases("kb_src", "kb_restore") as (source, target):
+        psql(f'CREATE DATABASE "{source}"')
+        psql(SOURCE_SCHEMA, source)
+        app.env.update(
+            {
+                "DATABASE_ADAPTER": "postgresql",
+                "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{source}?sslmode=disable",
+            }
+        )
+        yield app, source, target
+
+
+def restore_env(target: str, **extra: str) -> dict[str, str]:
+    return {
+        "KAMAL_BACKUP_ALLOW_RESTORE": "true",
+        "RESTORE_DATABASE_URL": f"postgresql://postgres@127.0.0.1/{target}",
+        **extra,
+    }
+
+
+def test_round_trip_into_a_stale_target_is_exact(pg_app: tuple[App, str, str]) -> None:
+    app, source, target = pg_app
+    run = json.loads(app.cli("backup", "--json", check=True).stdout)
+    assert run["database_snapshot"]["paths"][0].endswith(".pgdump")
+    assert "adapter:postgres" in run["database_snapshot"]["tags"]
+
+    psql(f'CREATE DATABASE "{target}"')
+    psql(
+        "CREATE TABLE public.stale (x int); CREATE SCHEMA old_stuff; CREATE TABLE old_stuff.junk (y text);"
+        "CREATE TABLE public.customers (id int); INSERT INTO public.customers VALUES (99);",
+        target,
+    )
+    result = app.cli("restore-db", "latest", "--json", extra=restore_env(target), check=True)
+    assert json.loads(result.stdout)["details"]["created_database"] is False
+
+    assert psql(OBJECTS, target) == psql(OBJECTS, source)
+    assert "stale" not in psql(OBJECTS, target) and "old_stuff" not in psql(OBJECTS, target)
+    for table in TABLES:
+        assert table_checksum(target, table) == table_checksum(source, table)
+    assert sequences(target) == sequences(source)
+    assert "billing.invoice_numbers=1006true" in sequences(target)  # START 1000, 7 nextvals
+    # The restored function and trigger work.
+    psql("INSERT INTO billing.invoices (customer_id, total, note) VALUES (1, 5, 'x')", target)
+    assert (
+        len(psql("SELECT token FROM billing.invoices ORDER BY id DESC LIMIT 1", target).strip())
+        == 64
+    )
+
+
+def test_a_missing_target_database_is_created(pg_app: tuple[App, str, str]) -> None:
+    app, source, target = pg_app
+    app.cli("backup", check=True)
+    result = app.cli("restore-db", "--json", extra=restore_env(target), check=True)
+    assert json.loads(result.stdout)["details"]["created_database"] is True
+    assert table_checksum(target, "billing.invoices") == table_checksum(source, "billing.invoices")
+
+
+def test_the_dump_is_uncompressed_custom_format(pg_app: tuple[App, str, str]) -> None:
+    app, _, _ = pg_app
+    run = json.loads(app.cli("backup", "--json", check=True).stdout)
+    dump = subprocess.run(
+        ["restic", "dump", run["database_snapshot"]["id"], run["database_snapshot"]["paths"][0]],
+        env={
+            "PATH": app.env["PATH"],
+            "RESTIC_REPOSITORY": app.env["RESTIC_REPOSITORY"],
+            "RESTIC_PASSWORD": app.env["RESTIC_PASSWORD"],
+        },
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert dump.startswith(b"PGDMP")
+    listing = subprocess.run(
+        ["pg_restore", "-l"], input=dump, capture_output=True, check=True
+    ).stdout.decode()
+    assert "Compression: none" in listing or "Compression: 0" in listing
+    assert (
+        "Änne Müller".encode() in dump
+    )  # row data stored as plain text, so restic can deduplicate it
+
+
+@pytest.mark.parametrize(
+    ("label", "url_suffix", "extra", "expect"),
+    [
+        ("server down", "@127.0.0.1:1/{db}", {}, "cannot connect to PostgreSQL"),
+        (
+            "wrong password",
+            "kamal_backup_pw@127.0.0.1:5432/{db}",
+            {"PGPASSWORD": "wrong-pw-424242"},
+            "password authentication failed",
+        ),
+    ],
+)
+def test_backup_failures_leave_no_snapshot(
+    pg_app: tuple[App, str, str], label: str, url_suffix: str, extra: dict[str, str], expect: str
+) -> None:
+    app, source, _ = pg_app
+    psql(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kamal_backup_pw') THEN "
+        "CREATE ROLE kamal_backup_pw LOGIN PASSWORD 'right-pw-1'; END IF; END $$"
+    )
+    url = (
+        "postgres://postgres" + url_suffix.format(db=source)
+        if url_suffix.startswith("@")
+        else "postgres://" + url_suffix.format(db=source)
+    )
+    result = app.cli("backup", extra={"DATABASE_URL": url, **extra})
+    assert result.returncode == 1, result.stderr
+    assert expect in result.stderr, result.stderr
+    assert "wrong-pw-424242" not in result.stderr
+    assert len(result.stderr.strip().splitlines()[-1]) > 0 and "Traceback" not in result.stderr
+    assert app.snapshot_ids() == []
+
+
+def test_permission_denied_on_a_table_leaves_no_snapshot(pg_app: tuple[App, str, str]) -> None:
+    app, source, _ = pg_app
+    psql(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kamal_backup_pw') THEN "
+        "CREATE ROLE kamal_backup_pw LOGIN PASSWORD 'right-pw-1'; END IF; END $$"
+    )
+    psql(
+        "GRANT USAGE ON SCHEMA billing TO kamal_backup_pw; GRANT SELECT ON public.customers TO kamal_backup_pw",
+        source,
+    )
+    result = app.cli(
+        "backup",
+        extra={
+            "DATABASE_URL": f"postgres://kamal_backup_pw@127.0.0.1/{source}",
+            "PGPASSWORD": "right-pw-1",
+        },
+    )
+    assert result.returncode == 1
+    assert "permission denied" in result.stderr
+    assert app.snapshot_ids() == []
+
+
+def test_pg_dump_killed_mid_stream_leaves_no_snapshot(pg_app: tuple[App, str, str]) -> None:
+    app, source, _ = pg_app
+    psql(
+        "CREATE TABLE public.bulk AS SELECT g, md5(g::text) || repeat('x', 400) AS pad "
+        "FROM generate_series(1, 400000) g",
+        source,
+    )
+    proc = subprocess.Popen(
+        ["python", "-m", "kamal_backup", "backup"], env=app.env, stderr=subprocess.PIPE, text=True
+    )
+
+    def killer() -> None:
+        # Only this test's pg_dump: the child of the restic this backup started.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = subprocess.run(
+                ["pgrep", "-P", str(proc.pid), "-x", "restic"], capture_output=True, text=True
+            )
+            for restic_pid in found.stdout.split():
+                if (
+                    subprocess.run(["pkill", "-9", "-P", restic_pid, "-x", "pg_dump"]).returncode
+                    == 0
+                ):
+                    return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    _, stderr = proc.communicate(timeout=120)
+    thread.join()
+    assert proc.returncode == 1, stderr
+    assert "killed" in stderr
+    assert app.snapshot_ids() == []
+
+
+def test_restore_killed_mid_stream_leaves_the_target_as_it_was(
+    pg_app: tuple[App, str, str],
+) -> None:
+    app, source, target = pg_app
+    psql(
+        "CREATE TABLE public.bulk AS SELECT g, md5(g::text) || repeat('x', 400) AS pad "
+        "FROM generate_series(1, 300000) g",
+        source,
+    )
+    app.cli("backup", check=True)
+    psql(f'CREATE DATABASE "{target}"')
+    psql(
+        "CREATE TABLE public.precious (x text); INSERT INTO public.precious VALUES ('keep me')",
+        target,
+    )
+    proc = subprocess.Popen(
+        ["python", "-m", "kamal_backup", "restore-db"],
+        env={**app.env, **restore_env(target)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        # Only this test's restic dump: a child of the restore process.
+        if (
+            subprocess.run(["pkill", "-9", "-P", str(proc.pid), "-f", "restic dump"]).returncode
+            == 0
+        ):
+            break
+        time.sleep(0.02)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    assert psql("SELECT x FROM public.precious", target).strip() == "keep me"
+    assert psql("SELECT count(*) FROM pg_tables WHERE tablename = 'bulk'", target).strip() == "0"
+
+
+def test_wrong_restore_password_fails_cleanly(pg_app: tuple[App, str, str]) -> None:
+    app, _, target = pg_app
+    psql(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kamal_backup_pw') THEN "
+        "CREATE ROLE kamal_backup_pw LOGIN PASSWORD 'right-pw-1'; END IF; END $$"
+    )
+    app.cli("backup", check=True)
+    result = app.cli(
+        "restore-db",
+        extra={
+            "KAMAL_BACKUP_ALLOW_RESTORE": "true",
+            "RESTORE_DATABASE_URL": f"postgres://kamal_backup_pw@127.0.0.1/{target}",
+            "RESTORE_PGPASSWORD": "wrong-restore-pw-77",
+        },
+    )
+    assert result.returncode == 1
+    assert "password authentication failed" in result.stderr
+    assert "wrong-restore-pw-77" not in result.stderr
+    assert psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'").strip() == "0"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://postgres@127.0.0.1/app_production",
+        "postgres://postgres@prod-db.internal/app",
+        "postgres://postgres@127.0.0.1/shop_live",
+        "SOURCE",
+    ],
+)
+def test_production_like_restore_urls_are_refused(pg_app: tuple[App, str, str], url: str) -> None:
+    app, source, _ = pg_app
+    if url == "SOURCE":
+        url = f"postgresql://postgres@localhost:5432/{source}"
+    result = app.cli(
+        "restore-db", extra={"KAMAL_BACKUP_ALLOW_RESTORE": "true", "RESTORE_DATABASE_URL": url}
+    )
+    assert result.returncode == 3, result.stderr
+    assert "KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE=true" in result.stderr
+
+
+def test_evidence_reports_the_clients_actually_used(pg_app: tuple[App, str, str]) -> None:
+    app, _, _ = pg_app
+    evidence = json.loads(app.cli("evidence", check=True).stdout)
+    installed = subprocess.run(
+        ["/usr/lib/postgresql/15/bin/pg_dump", "--version"], capture_output=True, text=True
+    ).stdout.split()[2]
+    assert evidence["tool_versions"]["pg_dump"] == installed
+    assert evidence["tool_versions"]["pg_restore"] == installed
+    assert evidence["database_adapter"] == "postgres"
+    assert evidence["database_source"].startswith("postgres://postgres@127.0.0.1:5432/kb_src_")
+
+
+def test_url_and_adapter_mismatch_is_exit_2(app: App, tmp_path: Path) -> None:
+    result = app.cli(
+        "backup", extra={"DATABASE_ADAPTER": "postgres", "DATABASE_URL": "mysql2://root@db/app"}
+    )
+    assert result.returncode == 2
+    assert (
+        "DATABASE_URL" in result.stderr
+        and "does not match DATABASE_ADAPTER=postgres" in result.stderr
+    )
