@@ -9,13 +9,12 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import wraps
 from pathlib import Path
-from types import FrameType
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -91,27 +90,13 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-@contextmanager
-def _cancel_on_signals() -> Iterator[None]:
-    """SIGINT/SIGTERM kill the running children; the operation then ends with Interrupted (130)."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        threading.Thread(target=process.cancel_all, daemon=True).start()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def operation(func: Callable[P, R]) -> Callable[P, R]:
     """Runs a command under the signal handlers; turns typed errors into one line and an exit code."""
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _cancel_on_signals():
+        # SIGINT/SIGTERM kill the running children; the operation then ends with Interrupted.
+        with process.SignalWatcher(lambda signum: process.cancel_all()):
             return func(*args, **kwargs)
 
     return wrapper
@@ -134,7 +119,7 @@ def backup(
 
     settings = _options(ctx).settings()
     with live_progress() as on_status:
-        run = run_backup(settings, on_status=on_status)  # type: ignore[arg-type]
+        run = run_backup(settings, on_status=on_status)
     if as_json:
         _print_json(run.model_dump(mode="json"))
         return
@@ -163,7 +148,8 @@ def restore_db(
     """
     from kamal_backup.services.restore import restore_database
 
-    result = restore_database(_options(ctx).settings(), snapshot)
+    with live_progress() as on_status:
+        result = restore_database(_options(ctx).settings(), snapshot, on_status=on_status)
     if as_json:
         _print_json(result.model_dump(mode="json"))
         return
@@ -191,7 +177,7 @@ def restore_files_command(
     from kamal_backup.services.restore import restore_files
 
     with live_progress() as on_status:
-        result = restore_files(_options(ctx).settings(), snapshot, target, on_status=on_status)  # type: ignore[arg-type]
+        result = restore_files(_options(ctx).settings(), snapshot, target, on_status=on_status)
     if as_json:
         _print_json(result.model_dump(mode="json"))
         return
@@ -201,24 +187,25 @@ def restore_files_command(
     )
 
 
+class SnapshotKind(StrEnum):
+    database = "database"
+    files = "files"
+
+
 @app.command("list")
 @operation
 def list_command(
     ctx: typer.Context,
     kind: Annotated[
-        str | None, typer.Option("--type", help="Only 'database' or 'files' snapshots.")
+        SnapshotKind | None, typer.Option("--type", help="Only database or files snapshots.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the snapshots as JSON.")] = False,
 ) -> None:
     """List this app's snapshots, newest first."""
-    from kamal_backup.errors import ConfigError
     from kamal_backup.models import SnapshotRecord
     from kamal_backup.services.snapshots import list_snapshots
 
-    if kind not in (None, "database", "files"):
-        raise ConfigError("--type", "must be database or files")
-    chosen: Literal["database", "files"] | None = kind  # type: ignore[assignment]
-    snapshots = list_snapshots(_options(ctx).settings(), chosen)
+    snapshots = list_snapshots(_options(ctx).settings(), kind.value if kind else None)
     if as_json:
         _print_json([SnapshotRecord.from_snapshot(s).model_dump(mode="json") for s in snapshots])
         return
@@ -286,14 +273,13 @@ def schedule(ctx: typer.Context) -> None:
     settings = _options(ctx).settings()
     stop = threading.Event()
 
-    def handler(signum: int, frame: FrameType | None) -> None:
+    def stop_on(signum: int) -> None:
         log.info("received %s; stopping", signal.Signals(signum).name)
         stop.set()
-        threading.Thread(target=process.cancel_all, daemon=True).start()
+        process.cancel_all()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
-    run_schedule(settings, stop)
+    with process.SignalWatcher(stop_on):
+        run_schedule(settings, stop)
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -36,7 +36,7 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 @contextmanager
-def live_progress() -> Iterator[object | None]:
+def live_progress() -> Iterator[Callable[[str, ResticStatus], None] | None]:
     """A status callback drawing restic's progress as bars on a terminal; None in container logs."""
     if not stderr.is_terminal:
         yield None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -54,9 +55,64 @@ def reset_cancellation() -> None:
     _cancelled.clear()
 
 
+class SignalWatcher:
+    """Runs `on_signal` on a thread for SIGINT/SIGTERM; the handler itself only writes a byte.
+
+    A Python signal handler runs in the main thread between two bytecodes, possibly while that
+    thread holds a lock inside threading or logging; a handler that logs, sets an Event or starts
+    a thread can then deadlock. Writing to a pipe takes no lock.
+    """
+
+    def __init__(self, on_signal: Callable[[int], None]) -> None:
+        self._on_signal = on_signal
+        self._read, self._write = os.pipe()
+        self._thread = threading.Thread(target=self._watch, name="signals", daemon=True)
+        self._thread.start()
+        self._previous = {
+            sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+
+    def _handle(self, signum: int, frame: object) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._write, bytes([signum]))
+
+    def _watch(self) -> None:
+        while data := os.read(self._read, 1):
+            self._on_signal(data[0])
+        os.close(self._read)
+
+    def close(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        os.close(self._write)
+
+    def __enter__(self) -> SignalWatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def running_children() -> int:
     with _lock:
         return sum(1 for child in _children if child.poll() is None)
+
+
+@functools.cache
+def _death_signal_prefix() -> tuple[str, ...]:
+    """`setpriv --pdeathsig KILL --` where util-linux has it (Linux), else nothing.
+
+    Children run in their own session (so the operator's Ctrl-C reaches kamal-backup, which then
+    stops them in order), which also means they would outlive a SIGKILLed kamal-backup and finish
+    a snapshot of a run that never completed. The kernel's parent-death signal closes that gap.
+    setpriv sets it and execs the tool; doing it in a preexec_fn instead can deadlock the forked
+    child while other threads run.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return ()
+    probe = subprocess.run([setpriv, "--pdeathsig", "KILL", "--", "true"], capture_output=True)
+    return (setpriv, "--pdeathsig", "KILL", "--") if probe.returncode == 0 else ()
 
 
 def _signal_group(child: subprocess.Popen[Any], sig: signal.Signals) -> None:
@@ -89,9 +145,13 @@ def spawn(
     raise_if_cancelled()
     if not argv or isinstance(argv, str):
         raise TypeError("argv must be a non-empty sequence")
+    program = argv[0]
+    found = os.access(program, os.X_OK) if "/" in program else find_tool(program, env) is not None
+    if not found:
+        raise ToolMissing(f"{program} is not installed or not on PATH")
     try:
         child = subprocess.Popen(
-            list(argv),
+            [*_death_signal_prefix(), *argv],
             env=dict(env),
             stdin=stdin,
             stdout=stdout,

@@ -94,6 +94,7 @@ class Restic:
         host: str,
         binary: str = "restic",
         metadata_timeout: float | None = None,
+        retry_lock: str | None = None,
     ) -> None:
         self.environment = dict(environment)
         self.host = host
@@ -101,6 +102,8 @@ class Restic:
         # Bounds the quick, read-mostly commands (open, snapshots, unlock): restic retries an
         # unreachable backend for many minutes, and an operator needs an answer instead.
         self.metadata_timeout = metadata_timeout
+        # forget/prune and check need an exclusive lock: wait a while for a running backup.
+        self.retry_lock = retry_lock
         self._version: tuple[int, int, int] | None = None
 
     # Plumbing ---------------------------------------------------------------------------
@@ -150,6 +153,9 @@ class Restic:
                 hint="check RESTIC_REPOSITORY, its credentials and the network; "
                 "KAMAL_BACKUP_REPOSITORY_TIMEOUT_SECONDS sets this limit",
             ) from None
+
+    def _retry_lock(self) -> list[str]:
+        return ["--retry-lock", self.retry_lock] if self.retry_lock else []
 
     def _json(self, args: Sequence[str], action: str) -> Any:
         result = self._run([*args, "--json"], action, metadata=True)
@@ -328,7 +334,7 @@ class Restic:
     def forget(
         self, tags: Sequence[str], policy: Mapping[str, int], *, prune: bool = True
     ) -> list[Any]:
-        args = ["forget", "--tag", ",".join(tags), "--group-by", "host"]
+        args = ["forget", *self._retry_lock(), "--tag", ",".join(tags), "--group-by", "host"]
         for name, value in policy.items():
             if value > 0:
                 args += [f"--{name.replace('_', '-')}", str(value)]
@@ -347,7 +353,7 @@ class Restic:
         """Runs restic check; the caller judges the exit code (a failed check is a result)."""
         if not self.repository_exists():
             raise error_for(10, "", "checking the repository")
-        args = ["check"]
+        args = ["check", *self._retry_lock()]
         if read_data_subset:
             args.append(f"--read-data-subset={read_data_subset}")
         return self._exec(args, "checking the repository")

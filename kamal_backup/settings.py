@@ -219,6 +219,11 @@ class Settings(BaseSettings):
         description="How long opening the repository or listing snapshots may take before it "
         "counts as unreachable (restic alone retries for many minutes).",
     )
+    kamal_backup_retry_lock: str = Field(
+        "2m",
+        description="How long forget/prune and check wait for another process's restic lock "
+        "(restic --retry-lock); empty or 0 fails at once.",
+    )
     kamal_backup_state_dir: Path | None = Field(
         None,
         description="Where check and backup results are "
@@ -332,6 +337,16 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_absolute():
             raise ValueError(f"{value} is not an absolute path")
+        return value
+
+    @field_validator("kamal_backup_retry_lock")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("", "0"):
+            return ""
+        if not re.fullmatch(r"(\d+h)?(\d+m)?(\d+s)?", value) or not any(c.isdigit() for c in value):
+            raise ValueError("must be a duration such as 30s, 2m or 1h")
         return value
 
     @field_validator("restic_check_read_data_subset")

@@ -69,6 +69,18 @@ def make_sqlite(path: Path, rows: int = 200) -> None:
     db.close()
 
 
+def add_bulk(path: Path, rows: int, width: int = 1000) -> None:
+    """Grows a SQLite database by rows x width random bytes, so a backup takes a moment."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS bulk (b BLOB)")
+        db.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < ?) "
+            "INSERT INTO bulk SELECT randomblob(?) FROM n",
+            (rows, width),
+        )
+    db.close()
+
+
 def sqlite_rows(path: Path) -> list[tuple[object, ...]]:
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT id, body, data FROM notes ORDER BY id").fetchall()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -13,6 +13,8 @@ from kamal_backup.errors import ConfigError, OperationFailed
 from kamal_backup.models import Snapshot
 from kamal_backup.restic import Restic
 from kamal_backup.settings import Settings, secret
+
+ByteCounter = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,13 @@ class DatabaseAdapter(abc.ABC):
         """True when the restore target is the configured source database."""
 
     @abc.abstractmethod
-    def restore(self, restic: Restic, snapshot: Snapshot) -> dict[str, Any]:
-        """Restores the snapshot's dump into the restore target; returns details for the result."""
+    def restore(
+        self, restic: Restic, snapshot: Snapshot, on_bytes: ByteCounter | None = None
+    ) -> dict[str, Any]:
+        """Restores the snapshot's dump into the restore target; returns details for the result.
+
+        on_bytes is called with the size of each piece of the dump as it streams in.
+        """
 
     @abc.abstractmethod
     def client_versions(self) -> dict[str, str | None]:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 from kamal_backup import process
-from kamal_backup.databases.base import DumpCommand, ServerAdapter
+from kamal_backup.databases.base import ByteCounter, DumpCommand, ServerAdapter
 from kamal_backup.databases.pipeline import Importer, error_line, stream_into
 from kamal_backup.databases.urls import DatabaseUrl
 from kamal_backup.errors import OperationFailed, ToolMissing
@@ -268,7 +268,9 @@ class MysqlAdapter(ServerAdapter):
             self._sql(target, env, ";\n".join(drops), database=name)
         return False, len(drops) - 1
 
-    def restore(self, restic: Restic, snapshot: Snapshot) -> dict[str, Any]:
+    def restore(
+        self, restic: Restic, snapshot: Snapshot, on_bytes: ByteCounter | None = None
+    ) -> dict[str, Any]:
         target = self.require_target()
         env = client_env(self.target_password(target), self.settings.environ)
         created, dropped = self.clean_target(target, env)
@@ -277,6 +279,7 @@ class MysqlAdapter(ServerAdapter):
         restored = stream_into(
             restic,
             snapshot,
+            on_bytes=on_bytes,
             importer=Importer(
                 argv=[
                     self.client(),

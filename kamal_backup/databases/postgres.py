@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kamal_backup import process
-from kamal_backup.databases.base import DumpCommand, ServerAdapter
+from kamal_backup.databases.base import ByteCounter, DumpCommand, ServerAdapter
 from kamal_backup.databases.pipeline import Importer, Step, error_line, stream_into
 from kamal_backup.databases.urls import DatabaseUrl
 from kamal_backup.errors import ConfigError, OperationFailed, ToolMissing
@@ -251,7 +251,9 @@ class PostgresAdapter(ServerAdapter):
         log.info("created restore database %s", target.database)
         return True
 
-    def restore(self, restic: Restic, snapshot: Snapshot) -> dict[str, Any]:
+    def restore(
+        self, restic: Restic, snapshot: Snapshot, on_bytes: ByteCounter | None = None
+    ) -> dict[str, Any]:
         target = self.require_target()
         password = self.target_password(target)
         # The server is asked on its maintenance database: the target may not exist yet.
@@ -266,6 +268,7 @@ class PostgresAdapter(ServerAdapter):
         restored = stream_into(
             restic,
             snapshot,
+            on_bytes=on_bytes,
             converter=Step(
                 argv=[client.tool("pg_restore"), "--no-owner", "--no-privileges", "-f", "-"],
                 env=env,

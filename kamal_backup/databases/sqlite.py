@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from kamal_backup.databases.base import DatabaseAdapter, DumpCommand, dump_path
+from kamal_backup.databases.base import ByteCounter, DatabaseAdapter, DumpCommand, dump_path
 from kamal_backup.errors import ConfigError, Interrupted, OperationFailed
 from kamal_backup.models import Snapshot
 from kamal_backup.process import StderrTail, cancelled, find_tool
@@ -24,6 +24,7 @@ from kamal_backup.settings import resolve_path
 SIDECARS = ("-wal", "-shm", "-journal")
 _HEADER = b"SQLite format 3\x00"
 _PAGES_PER_STEP = 4096
+_CHUNK = 1024 * 1024
 
 
 def copy_database(source: Path, destination: Path) -> None:
@@ -126,7 +127,9 @@ class SqliteAdapter(DatabaseAdapter):
         target = self.settings.restore_sqlite_database_path
         return target is not None and resolve_path(target) == resolve_path(self.source)
 
-    def restore(self, restic: Restic, snapshot: Snapshot) -> dict[str, Any]:
+    def restore(
+        self, restic: Restic, snapshot: Snapshot, on_bytes: ByteCounter | None = None
+    ) -> dict[str, Any]:
         target = self.settings.restore_sqlite_database_path
         if target is None:
             raise ConfigError(
@@ -141,12 +144,21 @@ class SqliteAdapter(DatabaseAdapter):
                 self.restore_setting, f"cannot create {target.parent}: {exc.strerror}"
             ) from None
 
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.restore-", dir=target.parent)
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.restore-", dir=target.parent)
+        except OSError as exc:
+            raise OperationFailed(f"cannot write in {target.parent}: {exc.strerror}") from None
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as handle:
-                with restic.dump(snapshot.id, dump_path(snapshot), stdout=handle) as child:
+                with restic.dump(snapshot.id, dump_path(snapshot)) as child:
                     tail = StderrTail(child.stderr)
+                    stdout = child.stdout
+                    if stdout is not None:
+                        for chunk in iter(lambda: stdout.read(_CHUNK), b""):
+                            handle.write(chunk)
+                            if on_bytes is not None:
+                                on_bytes(len(chunk))
                     returncode = child.wait()
                     stderr = tail.text()
                 if cancelled():
@@ -168,10 +180,15 @@ class SqliteAdapter(DatabaseAdapter):
             _remove_sidecars(target)
             os.replace(tmp, target)
             _fsync_dir(target.parent)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             _remove_sidecars(tmp)
+            if isinstance(exc, OSError):
+                raise OperationFailed(
+                    f"writing the restored database next to {target} failed: {exc.strerror}; "
+                    "the previous file is untouched"
+                ) from None
             raise
         return {"bytes": size, "integrity_check": "ok"}
 

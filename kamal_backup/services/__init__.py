@@ -11,6 +11,7 @@ def restic_for(settings: Settings) -> Restic:
         settings.restic_environment(),
         host=settings.host,
         metadata_timeout=settings.kamal_backup_repository_timeout_seconds,
+        retry_lock=settings.kamal_backup_retry_lock or None,
     )
 
 

@@ -83,6 +83,28 @@ def run_backup(
     return run
 
 
+_DENIED = (
+    "forbidden",
+    "403",
+    "permission denied",
+    "access denied",
+    "not allowed",
+    "append-only",
+    "accessdenied",
+)
+
+
+def retention_failure(exc: KamalBackupError) -> str:
+    """The retention error, explaining append-only repositories when deleting was refused."""
+    text = str(exc)
+    if any(word in text.lower() for word in _DENIED):
+        text += (
+            "; the repository refuses deletes (append-only?): set RESTIC_FORGET_AFTER_BACKUP=false "
+            "and run forget/prune from a trusted machine that may delete"
+        )
+    return text
+
+
 def _finish(settings: Settings, run: BackupRun, clock: float) -> None:
     run.finished_at = datetime.now(UTC)
     run.duration_seconds = round(time.monotonic() - clock, 3)
@@ -154,9 +176,11 @@ def _perform(
     if settings.restic_forget_after_backup:
         try:
             run.retention = apply_retention(settings, restic)
+        except Interrupted:
+            raise
         except KamalBackupError as exc:
-            run.retention_error = str(exc)
-            log.error("retention failed: %s", exc)
+            run.retention_error = retention_failure(exc)
+            log.error("retention failed: %s", run.retention_error)
     else:
         log.info("retention skipped (RESTIC_FORGET_AFTER_BACKUP=false)")
 

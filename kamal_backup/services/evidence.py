@@ -11,7 +11,7 @@ from kamal_backup import __version__, redact, state
 from kamal_backup.databases import adapter_for
 from kamal_backup.errors import KamalBackupError
 from kamal_backup.models import CheckResult, SnapshotRecord
-from kamal_backup.services.snapshots import list_snapshots
+from kamal_backup.services.snapshots import complete_runs, latest_complete, list_snapshots
 from kamal_backup.settings import Settings
 from kamal_backup.tools import tool_version, version_number
 
@@ -37,14 +37,20 @@ def build_evidence(settings: Settings, now: datetime | None = None) -> dict[str,
     """The evidence document; repository_error is set (and snapshots are null) when unreachable."""
     adapter = adapter_for(settings)
     latest: dict[str, SnapshotRecord | None] = {"database": None, "files": None}
+    incomplete: list[str] = []
     repository_error: str | None = None
     try:
-        for snapshot in list_snapshots(settings):
-            kind = snapshot.kind
-            if kind in latest and latest[kind] is None:
-                latest[kind] = SnapshotRecord.from_snapshot(snapshot)
+        snapshots = list_snapshots(settings)
     except KamalBackupError as exc:
         repository_error = str(exc)
+    else:
+        for kind in ("database", "files"):
+            found = latest_complete(snapshots, kind)
+            latest[kind] = SnapshotRecord.from_snapshot(found) if found else None
+        complete = complete_runs(snapshots)
+        incomplete = sorted(
+            {s.run for s in snapshots if s.run and s.run not in complete}, reverse=True
+        )
 
     last_check: CheckResult | None = state.last_check(settings.state_dir)
     last_backup = state.last_backup(settings.state_dir)
@@ -65,6 +71,7 @@ def build_evidence(settings: Settings, now: datetime | None = None) -> dict[str,
         "check_read_data_subset": settings.restic_check_read_data_subset or None,
         "latest_database_snapshot": _dump(latest["database"]),
         "latest_files_snapshot": _dump(latest["files"]),
+        "incomplete_runs": incomplete,
         "last_check": _dump(last_check),
         "last_backup": None
         if last_backup is None

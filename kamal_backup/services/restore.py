@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kamal_backup.databases import adapter_for
+from kamal_backup.databases.base import ByteCounter
 from kamal_backup.errors import OperationFailed
 from kamal_backup.locking import operation_lock
-from kamal_backup.models import ResticStatus, RestoreResult, SnapshotRecord
+from kamal_backup.models import ResticStatus, RestoreResult, Snapshot, SnapshotRecord
 from kamal_backup.services import gates, restic_for
 from kamal_backup.services.snapshots import resolve_snapshot, validate_snapshot_argument
 from kamal_backup.settings import Settings, resolve_path
@@ -28,7 +29,10 @@ StatusCallback = Callable[[str, ResticStatus], None]
 
 
 def restore_database(
-    settings: Settings, snapshot: str = "latest", lock_wait_seconds: float = 0.0
+    settings: Settings,
+    snapshot: str = "latest",
+    on_status: StatusCallback | None = None,
+    lock_wait_seconds: float = 0.0,
 ) -> RestoreResult:
     """Restores a database snapshot into RESTORE_DATABASE_URL / RESTORE_SQLITE_DATABASE_PATH."""
     gates.enforce(gates.database_restore_verdicts(settings))
@@ -51,7 +55,7 @@ def restore_database(
             chosen.time.isoformat(),
             adapter.restore_target_label(),
         )
-        details = adapter.restore(restic, chosen)
+        details = adapter.restore(restic, chosen, on_bytes=_byte_progress(chosen, on_status))
         duration = round(time.monotonic() - clock, 3)
     log.info("database restored in %.1fs", duration)
     return RestoreResult(
@@ -99,7 +103,10 @@ def restore_files(
             raise OperationFailed(
                 f"cannot create restore target {destination}: {exc.strerror}"
             ) from None
-        staging = Path(tempfile.mkdtemp(prefix=".kamal-backup-restore-", dir=destination))
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=".kamal-backup-restore-", dir=destination))
+        except OSError as exc:
+            raise OperationFailed(f"cannot write in {destination}: {exc.strerror}") from None
         try:
             summary = restic.restore(
                 chosen.id,
@@ -120,6 +127,22 @@ def restore_files(
         bytes_restored=summary.get("bytes_restored") or summary.get("total_bytes"),
         details={"paths": restored, "files_restored": summary.get("files_restored")},
     )
+
+
+def _byte_progress(snapshot: Snapshot, on_status: StatusCallback | None) -> ByteCounter | None:
+    """Turns streamed byte counts into restore progress against the dump's recorded size."""
+    if on_status is None:
+        return None
+    total = snapshot.summary.total_bytes_processed if snapshot.summary else 0
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        percent = min(done / total, 1.0) if total else 0.0
+        on_status("restore", ResticStatus(total_bytes=total, bytes_done=done, percent_done=percent))
+
+    return advance
 
 
 def _swap_in(staging: Path, destination: Path, snapshot_path: str) -> str:

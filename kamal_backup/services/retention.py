@@ -23,6 +23,10 @@ def apply_retention(settings: Settings, restic: Restic) -> list[RetentionResult]
     if not any(settings.retention.values()):
         log.warning("every RESTIC_KEEP_* is 0; retention skipped so nothing is deleted")
         return []
+    # forget --prune needs an exclusive lock, which a lock left by a killed restic would block
+    # for good. `restic unlock` removes only stale locks (dead process on this host, or not
+    # refreshed for 30 minutes; live ones are refreshed every 5), never a running backup's.
+    restic.unlock()
     results = []
     for kind in TYPES:
         groups: list[Any] = restic.forget(app_tags(settings, f"type:{kind}"), settings.retention)

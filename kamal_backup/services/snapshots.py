@@ -35,6 +35,25 @@ def validate_snapshot_argument(argument: str) -> str:
     )
 
 
+def complete_runs(snapshots: Sequence[Snapshot]) -> set[str]:
+    """Runs that have both their database and their file snapshot: only these count as backups.
+
+    A run interrupted after its database snapshot (killed, or a file backup that failed) leaves
+    that snapshot behind; it is a valid dump, restorable by id, but not a backup run.
+    """
+    kinds: dict[str, set[str]] = {}
+    for snapshot in snapshots:
+        if snapshot.run and snapshot.kind:
+            kinds.setdefault(snapshot.run, set()).add(snapshot.kind)
+    return {run for run, found in kinds.items() if {"database", "files"} <= found}
+
+
+def latest_complete(snapshots: Sequence[Snapshot], kind: SnapshotType) -> Snapshot | None:
+    complete = complete_runs(snapshots)
+    candidates = [s for s in snapshots if s.kind == kind and s.run in complete]
+    return max(candidates, key=lambda snapshot: snapshot.time) if candidates else None
+
+
 def resolve_snapshot(
     settings: Settings,
     restic: Restic,
@@ -42,18 +61,26 @@ def resolve_snapshot(
     kind: SnapshotType,
     snapshots: Sequence[Snapshot] | None = None,
 ) -> Snapshot:
-    """The snapshot an argument names, if it is one of this app's snapshots of this type."""
+    """The snapshot an argument names, if it is one of this app's snapshots of this type.
+
+    'latest' is the newest snapshot of a complete run; an id may name any snapshot of the type.
+    """
     value = validate_snapshot_argument(argument)
-    candidates = (
-        list(snapshots) if snapshots is not None else list_snapshots(settings, kind, restic)
-    )
-    candidates = [s for s in candidates if s.kind == kind]
+    every = list(snapshots) if snapshots is not None else list_snapshots(settings, restic=restic)
+    candidates = [s for s in every if s.kind == kind]
     if not candidates:
         raise ConfigError(
             "SNAPSHOT", f"there are no {kind} snapshots for app {settings.app_name} yet"
         )
     if value == "latest":
-        return max(candidates, key=lambda snapshot: snapshot.time)
+        latest = latest_complete(every, kind)
+        if latest is None:
+            raise ConfigError(
+                "SNAPSHOT",
+                f"no backup run of app {settings.app_name} has completed yet; name a {kind} snapshot id "
+                "from `kamal-backup list` to restore a partial run",
+            )
+        return latest
     matches = [s for s in candidates if s.id.startswith(value)]
     if len(matches) == 1:
         return matches[0]

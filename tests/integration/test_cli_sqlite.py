@@ -412,3 +412,80 @@ def test_an_unreachable_repository_fails_within_the_timeout(app: App) -> None:
     assert result.returncode == 1
     assert "the repository did not answer within 3s" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_schedule_runs_backups_on_its_interval_until_stopped(app: App) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**app.env, "BACKUP_SCHEDULE_SECONDS": "3", "BACKUP_START_DELAY_SECONDS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kamal_backup", "schedule"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and len(app.snapshot_ids("type:database")) < 2:
+        time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    _, log = proc.communicate(timeout=30)
+    assert proc.returncode == 0, log
+    assert "first in 1s" in log
+    assert log.count("scheduled backup") >= 2 and "succeeded" in log
+    runs = {s["run"] for s in json.loads(app.cli("list", "--json", check=True).stdout)}
+    assert len(runs) >= 2  # separate runs, each with its database and file snapshot
+    listed = json.loads(app.cli("list", "--json", check=True).stdout)
+    for run in runs:
+        assert sorted(s["type"] for s in listed if s["run"] == run) in (
+            ["database", "files"],
+            ["database"],
+        )
+
+
+def test_a_corrupted_pack_fails_check_and_evidence_shows_it(app: App) -> None:
+    app.cli("backup", check=True)
+    packs = sorted(
+        (app.repo / "data").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0
+    )
+    pack = packs[-1]
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
+    result = app.cli("check", extra={"RESTIC_CHECK_READ_DATA_SUBSET": "100%"})
+    assert result.returncode == 1
+    assert "repository check failed" in result.stdout
+    evidence = json.loads(app.cli("evidence", check=True).stdout)
+    assert evidence["last_check"]["status"] == "failed"
+    assert evidence["last_check"]["exit_code"] == 1
+    assert evidence["last_check"]["checked_at"]
+
+
+def test_env_file_configures_a_laptop_run(app: App, tmp_path: Path) -> None:
+    env_file = tmp_path / "backup.env"
+    env_file.write_text(
+        "".join(f"{k}={v}\n" for k, v in app.env.items() if k not in ("PATH", "HOME"))
+    )
+    app.cli("backup", check=True)
+    bare = {"PATH": app.env["PATH"], "HOME": app.env["HOME"]}
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "kamal_backup", "--env-file", str(env_file), "list", "--json"],
+        env=bare,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 2
+    missing = subprocess.run(
+        [sys.executable, "-m", "kamal_backup", "--env-file", str(tmp_path / "nope"), "list"],
+        env=bare,
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "--env-file" in missing.stderr

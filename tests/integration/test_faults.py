@@ -17,7 +17,7 @@ import pytest
 from kamal_backup.errors import ResticError
 from kamal_backup.services import restic_for
 from kamal_backup.settings import load_settings
-from tests.conftest import App, sqlite_rows
+from tests.conftest import App, add_bulk, sqlite_rows
 
 pytestmark = pytest.mark.integration
 
@@ -113,13 +113,7 @@ while time.time() < deadline:
 def test_schedule_stops_promptly_on_sigterm_mid_backup_and_leaves_nothing(
     app: App, tmp_path: Path
 ) -> None:
-    with sqlite3.connect(app.db) as db:
-        db.execute("CREATE TABLE bulk (b BLOB)")
-        db.execute(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 250000) "
-            "INSERT INTO bulk SELECT randomblob(1000) FROM n"
-        )
-    db.close()
+    add_bulk(app.db, 250000)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {**app.env, "BACKUP_SCHEDULE_SECONDS": "1", "TMPDIR": str(scratch)}
@@ -166,13 +160,7 @@ def test_schedule_stops_promptly_on_sigterm_mid_backup_and_leaves_nothing(
 
 
 def test_sigint_to_a_manual_backup_exits_130(app: App) -> None:
-    with sqlite3.connect(app.db) as db:
-        db.execute("CREATE TABLE bulk (b BLOB)")
-        db.execute(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 150000) "
-            "INSERT INTO bulk SELECT randomblob(1000) FROM n"
-        )
-    db.close()
+    add_bulk(app.db, 150000)
     proc = subprocess.Popen(
         [sys.executable, "-m", "kamal_backup", "backup"],
         env=app.env,
@@ -203,3 +191,76 @@ def test_too_old_restic_is_named(app: App, tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "restic 0.14.0 is too old: kamal-backup needs restic >= 0.17.0" in result.stderr
     assert app.snapshot_ids() == []
+
+
+def _kill_when(
+    app: App, marker: str, env: dict[str, str] | None = None, delay: float = 0.7
+) -> tuple[int, str]:
+    """Starts `backup`, SIGKILLs kamal-backup itself once `marker` is logged; (exit code, log)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kamal_backup", "backup"],
+        env=env or app.env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if marker in line:
+            break
+    time.sleep(delay)
+    proc.kill()
+    proc.wait(timeout=20)
+    return proc.returncode, "".join(seen)
+
+
+def _orphans(app: App) -> str:
+    time.sleep(1.0)  # the kernel delivers the parent-death signal asynchronously
+    return subprocess.run(["pgrep", "-af", str(app.root)], capture_output=True, text=True).stdout
+
+
+def test_sigkill_during_the_database_dump_leaves_no_snapshot_and_no_orphans(app: App) -> None:
+    add_bulk(app.db, 300000)
+    code, log = _kill_when(app, "backing up sqlite database", delay=2.5)
+    assert code == -9, log
+    assert _orphans(app) == ""  # restic and the dump died with kamal-backup
+    assert app.snapshot_ids() == []
+    run = json.loads(app.cli("backup", "--json", check=True).stdout)  # the next backup succeeds
+    assert run["status"] == "success"
+
+
+def test_sigkill_during_the_file_backup_is_not_reported_as_a_backup(
+    app: App, tmp_path: Path
+) -> None:
+    first = json.loads(app.cli("backup", "--json", check=True).stdout)
+    for i in range(40):
+        (app.files / f"big-{i}.bin").write_bytes(os.urandom(2_000_000))
+    code, log = _kill_when(app, "backing up files", delay=0.3)
+    assert code == -9, log
+    assert _orphans(app) == ""
+    files = app.snapshot_ids("type:files")
+    databases = app.snapshot_ids("type:database")
+    assert files == [first["files_snapshot"]["id"]]  # the killed file backup saved nothing
+    assert len(databases) == 2  # the interrupted run's dump exists ...
+    evidence = json.loads(app.cli("evidence", check=True).stdout)
+    # ... but the latest backup is still the complete first run, and the partial one is named
+    assert evidence["latest_database_snapshot"]["id"] == first["database_snapshot"]["id"]
+    assert evidence["latest_files_snapshot"]["id"] == first["files_snapshot"]["id"]
+    assert len(evidence["incomplete_runs"]) == 1
+    target = tmp_path / "r.sqlite3"
+    restored = json.loads(
+        app.cli(
+            "restore-db",
+            "latest",
+            "--json",
+            extra={
+                "KAMAL_BACKUP_ALLOW_RESTORE": "true",
+                "RESTORE_SQLITE_DATABASE_PATH": str(target),
+            },
+            check=True,
+        ).stdout
+    )
+    assert restored["snapshot"]["id"] == first["database_snapshot"]["id"]
+    second = json.loads(app.cli("backup", "--json", check=True).stdout)
+    assert second["status"] == "success"

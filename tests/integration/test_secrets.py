@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import App
+from tests.conftest import App, add_bulk
 
 pytestmark = pytest.mark.integration
 
@@ -81,22 +81,32 @@ def test_no_command_leaks_a_planted_secret(app: App, tmp_path: Path) -> None:
             assert secret not in text, path
 
 
-def test_live_progress_on_a_terminal(app: App) -> None:
+def test_progress_bars_on_a_terminal(app: App) -> None:
     """On a TTY, backup draws restic's progress; the log stays one line per step."""
-    import sqlite3
+    add_bulk(app.db, 120000)
+    code, text = run_on_a_terminal(app, "backup")
+    assert code == 0, text
+    assert "database" in text and "%" in text and "MB" in text  # the progress bar's columns
+    assert "\x1b[" in text  # drawn with terminal control sequences
+    assert "backup " in text and "saved" in text
 
-    with sqlite3.connect(app.db) as db:
-        db.execute("CREATE TABLE bulk (b BLOB)")
-        db.execute(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 120000) "
-            "INSERT INTO bulk SELECT randomblob(1000) FROM n"
-        )
-    db.close()
+    target = app.root / "restored.sqlite3"
+    app.env.update(
+        {"KAMAL_BACKUP_ALLOW_RESTORE": "true", "RESTORE_SQLITE_DATABASE_PATH": str(target)}
+    )
+    code, text = run_on_a_terminal(app, "restore-db")
+    assert code == 0, text
+    assert "restore" in text and "%" in text and "MB" in text
+    assert "restored database snapshot" in text
+
+
+def run_on_a_terminal(app: App, *args: str) -> tuple[int, str]:
+    """Runs the CLI on a pseudo-terminal; (exit code, everything it drew)."""
     pid, fd = pty.fork()
     if pid == 0:  # child: the CLI on a pseudo-terminal
         os.execve(
             sys.executable,
-            [sys.executable, "-m", "kamal_backup", "backup"],
+            [sys.executable, "-m", "kamal_backup", *args],
             {**app.env, "TERM": "xterm", "COLUMNS": "120"},
         )
     output = b""
@@ -109,11 +119,7 @@ def test_live_progress_on_a_terminal(app: App) -> None:
             break
         output += chunk
     _, status = os.waitpid(pid, 0)
-    text = output.decode("utf-8", "replace")
-    assert os.waitstatus_to_exitcode(status) == 0, text
-    assert "database" in text and "%" in text and "MB" in text  # the progress bar's columns
-    assert "\x1b[" in text  # drawn with terminal control sequences
-    assert "backup " in text and "saved" in text
+    return os.waitstatus_to_exitcode(status), output.decode("utf-8", "replace")
 
 
 def test_cli_subprocesses_never_get_a_shell_string() -> None:

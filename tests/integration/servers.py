@@ -1,0 +1,69 @@
+"""Local backends on loopback for restic: an S3 server (moto) and rest-server."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"nothing listens on 127.0.0.1:{port} after {seconds}s")
+
+
+@contextmanager
+def running(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def s3_server() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """moto's S3 server (from moto[server]); it keeps its data in memory."""
+    port = free_port()
+    with running(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port
+    ) as proc:
+        yield proc, port
+
+
+@contextmanager
+def rest_server(data: Path, *, append_only: bool) -> Iterator[int]:
+    binary = shutil.which("rest-server")
+    if binary is None:
+        pytest.fail(
+            "rest-server is not on PATH: bin/test installs Debian trixie's restic-rest-server"
+        )
+    port = free_port()
+    argv = [binary, "--path", str(data), "--listen", f"127.0.0.1:{port}", "--no-auth"]
+    if append_only:
+        argv.append("--append-only")
+    with running(argv, port):
+        yield port
