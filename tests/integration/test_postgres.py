@@ -346,3 +346,41 @@ def test_url_and_adapter_mismatch_is_exit_2(app: App, tmp_path: Path) -> None:
         "DATABASE_URL" in result.stderr
         and "does not match DATABASE_ADAPTER=postgres" in result.stderr
     )
+
+
+def test_url_credentials_never_leak(pg_app: tuple[App, str, str]) -> None:
+    app, source, target = pg_app
+    # The local server trusts 127.0.0.1, so planted passwords are sent but not needed; failing
+    # runs use a port where nothing listens.
+    secrets = ["planted-Url-Pw-9931", "planted-Pg-Env-4410", "planted-Restore-Pw-5512"]
+    app.env.update(
+        {
+            "DATABASE_URL": f"postgres://postgres:planted-Url-Pw-9931@127.0.0.1/{source}",
+            "PGPASSWORD": "planted-Pg-Env-4410",
+        }
+    )
+    restore = {
+        "KAMAL_BACKUP_ALLOW_RESTORE": "true",
+        "RESTORE_PGPASSWORD": "planted-Restore-Pw-5512",
+        "RESTORE_DATABASE_URL": f"postgres://postgres@127.0.0.1/{target}",
+    }
+    results = [
+        app.cli("backup", "--json", check=True),
+        app.cli("list", "--json"),
+        app.cli("evidence"),
+        app.cli("restore-db", extra=restore, check=True),
+        app.cli(
+            "restore-db",
+            extra={**restore, "RESTORE_DATABASE_URL": f"postgres://postgres@127.0.0.1:1/{target}"},
+        ),
+        app.cli(
+            "backup",
+            extra={"DATABASE_URL": f"postgres://postgres:planted-Url-Pw-9931@127.0.0.1:1/{source}"},
+        ),
+    ]
+    assert results[4].returncode == 1 and results[5].returncode == 1
+    state = [p.read_text() for p in Path(app.env["KAMAL_BACKUP_STATE_DIR"]).rglob("*.json")]
+    for text in [r.stdout + r.stderr for r in results] + state:
+        for secret in secrets:
+            assert secret not in text
+    assert "postgres://postgres:[REDACTED]@127.0.0.1" in results[2].stdout
