@@ -10,11 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 SnapshotType = Literal["database", "files"]
 
 
-class SnapshotSummary(BaseModel):
+class BackupCounts(BaseModel):
+    """What restic counted while backing up (in snapshot summaries and backup output alike)."""
+
     model_config = ConfigDict(extra="ignore")
 
-    backup_start: datetime | None = None
-    backup_end: datetime | None = None
     files_new: int = 0
     files_changed: int = 0
     files_unmodified: int = 0
@@ -22,6 +22,11 @@ class SnapshotSummary(BaseModel):
     data_added_packed: int = 0
     total_files_processed: int = 0
     total_bytes_processed: int = 0
+
+
+class SnapshotSummary(BackupCounts):
+    backup_start: datetime | None = None
+    backup_end: datetime | None = None
 
 
 class Snapshot(BaseModel):
@@ -81,19 +86,10 @@ class ResticStatus(BaseModel):
         return self.bytes_done or self.bytes_restored
 
 
-class BackupSummary(BaseModel):
+class BackupSummary(BackupCounts):
     """The summary line of `restic backup --json`."""
 
-    model_config = ConfigDict(extra="ignore")
-
     snapshot_id: str
-    files_new: int = 0
-    files_changed: int = 0
-    files_unmodified: int = 0
-    data_added: int = 0
-    data_added_packed: int = 0
-    total_files_processed: int = 0
-    total_bytes_processed: int = 0
     total_duration: float = 0.0
 
 

@@ -93,11 +93,6 @@ class SignalWatcher:
         self.close()
 
 
-def running_children() -> int:
-    with _lock:
-        return sum(1 for child in _children if child.poll() is None)
-
-
 @functools.cache
 def _death_signal_prefix() -> tuple[str, ...]:
     """`setpriv --pdeathsig KILL --` where util-linux has it (Linux), else nothing.

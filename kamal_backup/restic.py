@@ -180,9 +180,6 @@ class Restic:
             self._version = parsed
         return self._version
 
-    def version_text(self) -> str:
-        return ".".join(str(part) for part in self.version())
-
     def require_supported_version(self) -> None:
         found = self.version()
         if found < MINIMUM_VERSION:
@@ -227,12 +224,7 @@ class Restic:
         errors: list[str] = []
 
         def handle(line: str) -> None:
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                return
-            if not isinstance(message, dict):
-                return
+            message = _message(line)
             kind = message.get("message_type")
             if kind == "status" and on_status is not None:
                 on_status(ResticStatus.model_validate(message))
@@ -311,24 +303,6 @@ class Restic:
                 "listing snapshots: unexpected JSON from restic", returncode=0
             ) from None
 
-    def ls(self, snapshot_id: str, path: str | None = None) -> list[dict[str, Any]]:
-        """Entries of a snapshot (one level below `path` when given)."""
-        args = ["ls", "--json", snapshot_id]
-        if path:
-            args += ["--", path]
-        entries: list[dict[str, Any]] = []
-
-        def handle(line: str) -> None:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                return
-            if isinstance(entry, dict) and entry.get("struct_type") == "node":
-                entries.append(entry)
-
-        self._run(args, "listing snapshot files", on_stdout_line=handle)
-        return entries
-
     # Maintenance ------------------------------------------------------------------------
 
     def forget(
@@ -379,12 +353,7 @@ class Restic:
         summary: dict[str, Any] = {}
 
         def handle(line: str) -> None:
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                return
-            if not isinstance(message, dict):
-                return
+            message = _message(line)
             if message.get("message_type") == "status" and on_status is not None:
                 on_status(ResticStatus.model_validate(message))
             elif message.get("message_type") == "summary":
@@ -410,6 +379,15 @@ def _command_error(stderr: str) -> str:
     if said and why:
         return redact(f"{said} ({why})")
     return redact(said or (f"dump command failed: {why}" if why else ""))
+
+
+def _message(line: str) -> dict[str, Any]:
+    """One line of restic's --json output as a dict ({} for anything else restic prints)."""
+    try:
+        message = json.loads(line)
+    except json.JSONDecodeError:
+        return {}
+    return message if isinstance(message, dict) else {}
 
 
 def _tag_args(tags: Sequence[str]) -> list[str]:
