@@ -81,6 +81,21 @@ def add_bulk(path: Path, rows: int, width: int = 1000) -> None:
     db.close()
 
 
+def start_until(app: App, marker: str, *args: str) -> subprocess.Popen[str]:
+    """Starts the CLI (default `backup`) and returns once its log shows `marker`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kamal_backup", *(args or ("backup",))],
+        env=app.env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if marker in line:
+            return proc
+    raise AssertionError(f"kamal-backup exited ({proc.wait()}) before logging {marker!r}")
+
+
 def sqlite_rows(path: Path) -> list[tuple[object, ...]]:
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT id, body, data FROM notes ORDER BY id").fetchall()

@@ -26,7 +26,7 @@ class Cluster:
     def __init__(self, root: Path, port: int) -> None:
         self.root, self.port = root, port
 
-    def ctl(self, *args: str) -> None:
+    def ctl(self, *args: str, check: bool = True) -> None:
         subprocess.run(
             [
                 "runuser",
@@ -41,7 +41,7 @@ class Cluster:
                 "-w",
                 *args,
             ],
-            check=True,
+            check=check,
             capture_output=True,
         )
 
@@ -94,21 +94,7 @@ def cluster() -> Iterator[Cluster]:
     try:
         yield server
     finally:
-        subprocess.run(
-            [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                str(BIN / "pg_ctl"),
-                "-D",
-                str(root / "data"),
-                "-m",
-                "immediate",
-                "stop",
-            ],
-            capture_output=True,
-        )
+        server.ctl("-m", "immediate", "stop", check=False)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -17,7 +17,7 @@ import pytest
 from kamal_backup.errors import ResticError
 from kamal_backup.services import restic_for
 from kamal_backup.settings import load_settings
-from tests.conftest import App, add_bulk, sqlite_rows
+from tests.conftest import App, add_bulk, sqlite_rows, start_until
 
 pytestmark = pytest.mark.integration
 
@@ -161,16 +161,7 @@ def test_schedule_stops_promptly_on_sigterm_mid_backup_and_leaves_nothing(
 
 def test_sigint_to_a_manual_backup_exits_130(app: App) -> None:
     add_bulk(app.db, 150000)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kamal_backup", "backup"],
-        env=app.env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "backing up sqlite database" in line:
-            break
+    proc = start_until(app, "backing up sqlite database")
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     code = proc.wait(timeout=20)

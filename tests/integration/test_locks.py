@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
-from tests.conftest import App, add_bulk
+from tests.conftest import App, add_bulk, start_until
 
 pytestmark = pytest.mark.integration
 
@@ -21,16 +20,7 @@ pytestmark = pytest.mark.integration
 def slow_backup(app: App) -> Iterator[subprocess.Popen[str]]:
     """A backup that is busy inside its database dump while the block runs."""
     add_bulk(app.db, 300000)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kamal_backup", "backup"],
-        env=app.env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "backing up sqlite database" in line:
-            break
+    proc = start_until(app, "backing up sqlite database")
     try:
         yield proc
     finally:
