@@ -294,7 +294,9 @@ class Restic:
 
     def snapshots(self, tags: Sequence[str], snapshot_ids: Sequence[str] = ()) -> list[Snapshot]:
         """Snapshots carrying every one of `tags` (restic ANDs a comma-separated tag list)."""
-        args = ["snapshots", "--tag", ",".join(tags), *snapshot_ids]
+        # Read-only: --no-lock lets a listing run while another process prunes (which holds an
+        # exclusive lock), instead of failing with "repository is locked".
+        args = ["snapshots", "--no-lock", "--tag", ",".join(tags), *snapshot_ids]
         data = self._json(args, "listing snapshots")
         try:
             return _SNAPSHOTS.validate_python(data or [])

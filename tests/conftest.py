@@ -160,7 +160,7 @@ class App:
     def snapshot_ids(self, *tags: str) -> list[str]:
         import json
 
-        args = ["snapshots", "--json"]
+        args = ["snapshots", "--json", "--no-lock"]
         if tags:
             args += ["--tag", ",".join(tags)]
         return [s["id"] for s in json.loads(self.restic(*args).stdout)]

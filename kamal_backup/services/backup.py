@@ -47,8 +47,6 @@ def run_backup(
 ) -> BackupRun:
     """Backs up the database and the files; raises on any failure after recording it."""
     adapter = adapter_for(settings)
-    check_backup_paths(settings)
-    adapter.check_source()
     restic = restic_for(settings)
 
     with operation_lock(settings.state_dir, "backup", lock_wait_seconds):
@@ -56,6 +54,10 @@ def run_backup(
         clock = time.monotonic()
         run = BackupRun(run=run_timestamp(started), status="running", started_at=started)
         try:
+            # Inside the recorded run: a backup that cannot even start (a path gone, the database
+            # file missing) must show as failed in evidence, not leave the last success standing.
+            check_backup_paths(settings)
+            adapter.check_source()
             _perform(settings, run, restic, adapter, on_status)
         except BaseException as exc:
             run.status = (

@@ -322,6 +322,10 @@ def test_missing_backup_path_is_a_config_error(app: App, tmp_path: Path) -> None
     assert result.returncode == 2
     assert result.stderr.startswith("kamal-backup: error: BACKUP_PATHS:")
     assert app.snapshot_ids() == []
+    state = json.loads(
+        (Path(app.env["KAMAL_BACKUP_STATE_DIR"]) / "shop" / "last_backup.json").read_text()
+    )
+    assert state["status"] == "failed" and state["error"].startswith("BACKUP_PATHS:")
 
 
 def test_bad_setting_is_one_line_exit_2(app: App) -> None:
