@@ -22,7 +22,8 @@ from rich.table import Table
 
 from kamal_backup import __version__, process
 from kamal_backup.console import live_progress, setup_logging, stderr
-from kamal_backup.errors import ExitCode, Interrupted, KamalBackupError
+from kamal_backup.errors import ExitCode, Interrupted, KamalBackupError, ToolMissing
+from kamal_backup.humanize import human_bytes
 from kamal_backup.redact import redact
 from kamal_backup.settings import Settings, load_settings
 
@@ -218,7 +219,7 @@ def list_command(
             s.kind or "-",
             s.adapter or "",
             s.run or "",
-            _human_bytes(size),
+            human_bytes(size),
             ", ".join(s.paths),
         )
     stdout.print(table)
@@ -295,20 +296,23 @@ def unlock(ctx: typer.Context) -> None:
 
 
 @app.command()
+def tui(ctx: typer.Context) -> None:
+    """Open the terminal UI: overview, snapshots, evidence and guarded restore drills."""
+    settings = _options(ctx).settings()
+    try:
+        # Imported here: the headless commands (and the container's scheduler) never load Textual.
+        from tui import make_app
+    except ImportError as exc:
+        raise ToolMissing(
+            f"the terminal UI needs Textual, which is not installed ({exc.name})"
+        ) from None
+    make_app(settings).run()
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     typer.echo(f"kamal-backup {__version__}")
-
-
-def _human_bytes(size: int | None) -> str:
-    if size is None:
-        return ""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def _error_line(message: str) -> None:

@@ -67,6 +67,22 @@ class Snapshot(BaseModel):
         return self.short_id or self.id[:8]
 
 
+class FileEntry(BaseModel):
+    """One node of a snapshot's tree as `restic ls --json` describes it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    type: str
+    path: str
+    size: int | None = None
+    mtime: datetime | None = None
+
+    @property
+    def is_dir(self) -> bool:
+        return self.type == "dir"
+
+
 class ResticStatus(BaseModel):
     """A progress line from restic's --json output (backup or restore)."""
 

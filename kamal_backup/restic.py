@@ -24,7 +24,7 @@ from kamal_backup.errors import (
     SnapshotIncomplete,
     WrongPassword,
 )
-from kamal_backup.models import BackupSummary, ResticStatus, Snapshot
+from kamal_backup.models import BackupSummary, FileEntry, ResticStatus, Snapshot
 from kamal_backup.redact import redact
 
 log = logging.getLogger(__name__)
@@ -304,6 +304,22 @@ class Restic:
             raise ResticError(
                 "listing snapshots: unexpected JSON from restic", returncode=0
             ) from None
+
+    def ls(self, snapshot_id: str, directory: str) -> list[FileEntry]:
+        """The direct children of `directory` in a snapshot (one level: trees load lazily)."""
+        result = self._run(
+            ["ls", "--no-lock", "--json", snapshot_id, directory], "listing files", metadata=True
+        )
+        entries: list[FileEntry] = []
+        for line in result.stdout.splitlines():
+            message = _message(line)
+            if message.get("struct_type") != "node" or message.get("path") == directory:
+                continue
+            try:
+                entries.append(FileEntry.model_validate(message))
+            except ValidationError:
+                continue
+        return sorted(entries, key=lambda entry: (not entry.is_dir, entry.name))
 
     # Maintenance ------------------------------------------------------------------------
 

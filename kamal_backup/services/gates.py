@@ -30,6 +30,15 @@ def production_like_reason(words: list[str], *, is_source: bool) -> str | None:
     return None
 
 
+def safety_flags(settings: Settings) -> list[tuple[str, bool]]:
+    """Every restore safety variable and whether it is set now."""
+    return [
+        (ALLOW_RESTORE, settings.kamal_backup_allow_restore),
+        (ALLOW_PRODUCTION, settings.kamal_backup_allow_production_restore),
+        (ALLOW_IN_PLACE, settings.kamal_backup_allow_in_place_file_restore),
+    ]
+
+
 def restore_allowed(settings: Settings) -> GateVerdict:
     allowed = settings.kamal_backup_allow_restore
     return GateVerdict(

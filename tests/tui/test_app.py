@@ -1,0 +1,262 @@
+"""The real app (pilot) against a real restic repository with real snapshots."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import UTC
+from pathlib import Path
+
+import pytest
+from textual.widgets import Button, DataTable, Input, RadioButton, Tree
+
+from kamal_backup import process
+from kamal_backup.settings import load_settings
+from tests.conftest import RESTIC_PASSWORD, App, add_bulk, sqlite_rows
+from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
+from tui import KamalBackupApp, make_app
+
+pytestmark = pytest.mark.integration
+
+
+def tui_for(fixture: App, **extra: str) -> KamalBackupApp:
+    return make_app(load_settings(environ={**fixture.env, **extra}), timezone=UTC)
+
+
+async def test_overview_shows_each_latest_snapshot_as_fresh(app: App) -> None:
+    app.cli("backup", check=True)
+    db_id, files_id = (
+        app.snapshot_ids("type:database")[0][:8],
+        app.snapshot_ids("type:files")[0][:8],
+    )
+    tui = tui_for(app)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        text = await wait_for_text(pilot, db_id)
+        assert files_id in text
+        assert "Latest database  FRESH" in text
+        assert "Latest files     FRESH" in text
+        assert "Last backup run  SUCCESS" in text
+        assert "ALLOW_RESTORE=false" in text
+
+
+async def test_backup_from_overview_creates_a_run_and_keys_still_answer(app: App) -> None:
+    add_bulk(app.db, 3000, 2000)  # a few MB, so the backup is still running when keys arrive
+    tui = tui_for(app)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        await wait_for_text(pilot, "MISSING")
+        await pilot.press("b")
+        assert tui.operation == "backup"
+        await pilot.press("s")  # the UI answers while the worker backs up
+        assert tui.query_one("#tabs").active == "snapshots"  # type: ignore[attr-defined]
+        await pilot.press("o")
+        await wait_for(pilot, lambda: tui.operation is None, what="the backup to finish")
+        await wait_for_text(pilot, "backup 20")
+        text = await wait_for_text(pilot, "Latest files     FRESH")
+        assert "saved: database" in text
+    ids = app.snapshot_ids()
+    assert len(ids) == 2
+    assert ids[0][:8] in text or ids[1][:8] in text
+
+
+async def test_snapshots_filter_and_lazy_file_tree(app: App) -> None:
+    app.cli("backup", check=True)
+    tui = tui_for(app)
+    async with tui.run_test(size=(120, 40)) as pilot:
+        await pilot.press("s")
+        await wait_for_text(pilot, "2 of 2 snapshots in 1 runs")
+        table = tui.query_one("#snapshots-table", DataTable)
+        assert table.row_count == 2
+        await pilot.press("t")
+        assert "filter: database" in screen_text(tui) and table.row_count == 1
+        await pilot.press("t")
+        assert "filter: files" in screen_text(tui) and table.row_count == 1
+
+        tree = tui.query_one("#snapshot-files", Tree)
+        assert tree.display
+        storage = tree.root.children[0]
+        assert str(storage.label) == str(app.files)
+        assert not storage.children  # nothing is listed before the operator opens it
+        storage.expand()
+        await wait_for(pilot, lambda: len(storage.children) > 0, what="the storage listing")
+        uploads = storage.children[0]
+        assert str(uploads.label) == "uploads/"
+        uploads.expand()
+        await wait_for(pilot, lambda: len(uploads.children) == 2, what="the uploads listing")
+        labels = [str(node.label) for node in uploads.children]
+        assert labels[0] == "ünï/" and labels[1].startswith("a.txt")
+
+
+async def test_evidence_is_the_commands_document_and_saves_without_overwriting(
+    app: App, tmp_path: Path
+) -> None:
+    app.cli("backup", check=True)
+    expected = json.loads(app.cli("evidence", check=True).stdout)
+    tui = tui_for(app)
+    async with tui.run_test(size=(100, 30)) as pilot:
+        await pilot.press("e")
+        await wait_for_text(pilot, '"schema_version": 1')
+        document = tui.query_one("#evidence-view").document  # type: ignore[attr-defined]
+        for key in ("generated_at", "tool_versions"):
+            document.pop(key)
+            expected.pop(key)
+        assert document == expected
+
+        target = tmp_path / "out" / "evidence.json"
+        await pilot.press("w")
+        field = tui.query_one("#evidence-path", Input)
+        field.value = str(target)
+        await pilot.press("enter")
+        await wait_for_text(pilot, f"saved to {target}")
+        saved = json.loads(target.read_text())
+        assert saved["latest_database_snapshot"]["id"] == expected["latest_database_snapshot"]["id"]
+
+        before = target.read_bytes()
+        await pilot.press("w")
+        tui.query_one("#evidence-path", Input).value = str(target)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert target.read_bytes() == before
+        assert tui.query_one("#evidence-path", Input).display  # still asking for another name
+
+
+async def test_drill_refused_by_the_gates_cannot_start(app: App, tmp_path: Path) -> None:
+    app.cli("backup", check=True)
+    restore_db = tmp_path / "scratch" / "restored.sqlite3"
+    tui = tui_for(app, RESTORE_SQLITE_DATABASE_PATH=str(restore_db))
+    async with tui.run_test(size=(220, 60)) as pilot:
+        await pilot.press("d")
+        text = await wait_for_text(pilot, "REFUSED")
+        assert "restores are disabled; set KAMAL_BACKUP_ALLOW_RESTORE=true to allow" in text
+        assert "refused: this drill cannot be started" in text
+        tui.query_one("#drill-confirm", Input).value = "shop"
+        await pilot.pause(0.1)
+        assert tui.query_one("#drill-start", Button).disabled
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.5)
+        assert tui.operation is None
+    assert not restore_db.exists()
+
+
+async def test_drill_refuses_a_files_target_inside_the_live_paths(app: App) -> None:
+    tui = tui_for(app, KAMAL_BACKUP_ALLOW_RESTORE="true")
+    async with tui.run_test(size=(220, 60)) as pilot:
+        await pilot.press("d")
+        await pilot.click("#kind-files")
+        tui.query_one("#drill-target", Input).value = str(app.files / "uploads")
+        text = await wait_for_text(pilot, "REFUSED")
+        assert "KAMAL_BACKUP_ALLOW_IN_PLACE_FILE_RESTORE=true to allow" in text
+        assert "it is inside the backup path" in text
+
+
+async def test_drill_allowed_restores_database_and_files(app: App, tmp_path: Path) -> None:
+    app.cli("backup", check=True)
+    expected_rows = sqlite_rows(app.db)
+    restore_db = tmp_path / "scratch" / "restored.sqlite3"
+    files_target = tmp_path / "drill-files"
+    tui = tui_for(
+        app, KAMAL_BACKUP_ALLOW_RESTORE="true", RESTORE_SQLITE_DATABASE_PATH=str(restore_db)
+    )
+    async with tui.run_test(size=(220, 60)) as pilot:
+        await pilot.press("d")
+        await wait_for_text(pilot, "latest (")
+        await pilot.click("#kind-both")
+        assert tui.query_one("#kind-both", RadioButton).value
+        tui.query_one("#drill-target", Input).value = str(files_target)
+        text = await wait_for_text(pilot, "every gate allows this drill")
+        assert str(restore_db) in text
+        assert tui.query_one("#drill-start", Button).disabled  # not confirmed yet
+        tui.query_one("#drill-confirm", Input).value = "not-the-app"
+        await pilot.pause(0.1)
+        assert tui.query_one("#drill-start", Button).disabled
+        tui.query_one("#drill-confirm", Input).value = "shop"
+        await pilot.pause(0.1)
+        assert not tui.query_one("#drill-start", Button).disabled
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: tui.operation is None, what="the drill to finish")
+        text = await wait_for_text(pilot, "drill finished in")
+        assert "restored" in text and "database" in text and str(files_target) in text
+    assert sqlite_rows(restore_db) == expected_rows
+    restored = files_target / str(app.files).lstrip("/") / "uploads" / "a.txt"
+    assert restored.read_text() == "hello\n"
+
+
+async def test_repository_errors_are_shown_redacted_without_a_traceback(app: App) -> None:
+    app.cli("backup", check=True)
+    wrong = "not-the-password-93817"
+    tui = tui_for(app, RESTIC_PASSWORD=wrong)
+    async with tui.run_test(size=(220, 60)) as pilot:
+        text = await wait_for_text(pilot, "unknown:")
+        assert "wrong password" in text.lower() or "password" in text.lower()
+        await pilot.press("s")
+        text = await wait_for_text(pilot, "cannot list snapshots")
+        for screen in (text, "\n".join(str(line) for line in tui.query_one("#log").lines)):  # type: ignore[attr-defined]
+            assert "Traceback" not in screen
+            assert wrong not in screen and RESTIC_PASSWORD not in screen
+
+
+async def test_no_snapshots_yet_says_so(app: App) -> None:
+    tui = tui_for(app)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        await wait_for_text(pilot, "no complete backup run yet")
+        await pilot.press("s")
+        await wait_for_text(pilot, "no snapshots yet")
+
+
+async def test_quit_cancels_a_running_backup_and_kills_its_processes(app: App) -> None:
+    add_bulk(app.db, 20000, 4000)  # ~80 MB: the backup is still streaming when q arrives
+    tui = tui_for(app)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        await wait_for_text(pilot, "MISSING")
+        await pilot.press("b")
+        await wait_for(pilot, lambda: bool(process._children), what="restic to start")
+        children = list(process._children)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not tui.is_running, timeout=30, what="the app to exit")
+    for child in children:
+        assert child.poll() is not None
+    listing = subprocess.run(
+        ["pgrep", "-f", str(app.repo)], capture_output=True, text=True
+    ).stdout.split()
+    assert listing == []
+    assert app.snapshot_ids("type:database") == []
+
+
+async def test_cancel_key_stops_a_backup_and_the_app_stays_usable(app: App) -> None:
+    add_bulk(app.db, 20000, 4000)
+    tui = tui_for(app)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        await wait_for_text(pilot, "MISSING")
+        await pilot.press("b")
+        await wait_for(pilot, lambda: bool(process._children), what="restic to start")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: tui.operation is None, timeout=30, what="the cancel")
+        text = await wait_for_text(pilot, "backup failed")
+        assert "interrupted" in text.lower()
+        await idle(pilot)
+    assert app.snapshot_ids("type:database") == []
+    assert (
+        '"status": "interrupted"'
+        in (Path(app.env["KAMAL_BACKUP_STATE_DIR"]) / "shop" / "last_backup.json").read_text()
+    )
+
+
+def test_command_palette_is_not_on_ctrl_p() -> None:
+    assert KamalBackupApp.COMMAND_PALETTE_BINDING != "ctrl+p"
+    keys = {binding.key for binding in KamalBackupApp.BINDINGS}  # type: ignore[union-attr]
+    assert "ctrl+p" not in keys and {"o", "s", "e", "d", "q"} <= keys
+
+
+async def test_readable_without_colour(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    tui = tui_for(app)
+    assert tui.no_color
+    async with tui.run_test(size=(80, 24)) as pilot:
+        await pilot.press("d")
+        text = await wait_for_text(pilot, "REFUSED")  # verdicts are words, not only colours
+        assert "✘" in text
+        svg = tui.export_screenshot()
+    # The SVG's window chrome (traffic lights, title) is coloured whatever the app draws.
+    chrome = {"ff5f57", "febc2e", "28c840", "c5c8c6"}
+    fills = {part.split('"')[0] for part in svg.split('fill="#')[1:]} - chrome
+    colours = {f for f in fills if len(f) == 6 and len({f[0:2], f[2:4], f[4:6]}) > 1}
+    assert colours == set(), f"colours on a NO_COLOR screen: {colours}"

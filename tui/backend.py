@@ -1,0 +1,91 @@
+"""What the TUI asks of kamal-backup: the headless services, bound to one set of settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kamal_backup import state
+from kamal_backup.databases import adapter_for
+from kamal_backup.models import (
+    BackupRun,
+    CheckResult,
+    FileEntry,
+    GateVerdict,
+    RestoreResult,
+    Snapshot,
+)
+from kamal_backup.services import gates, restic_for
+from kamal_backup.services.backup import StatusCallback, run_backup
+from kamal_backup.services.check import run_check
+from kamal_backup.services.evidence import build_evidence, write_evidence
+from kamal_backup.services.restore import restore_database, restore_files
+from kamal_backup.services.snapshots import list_snapshots
+from kamal_backup.settings import Settings
+
+
+class Backend:
+    """Each method is one service call; the app runs the slow ones in thread workers.
+
+    The gate verdicts come straight from `kamal_backup.services.gates`, the functions the restore
+    services enforce, so what the drill screen shows is what the restore will do.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    # Facts that need no repository --------------------------------------------------------
+
+    def adapter_name(self) -> str:
+        return adapter_for(self.settings).name
+
+    def database_source(self) -> str:
+        return adapter_for(self.settings).source_label()
+
+    def database_target(self) -> str | None:
+        return adapter_for(self.settings).restore_target_label()
+
+    def database_target_setting(self) -> str:
+        return adapter_for(self.settings).restore_setting
+
+    def last_backup(self) -> BackupRun | None:
+        return state.last_backup(self.settings.state_dir)
+
+    def last_check(self) -> CheckResult | None:
+        return state.last_check(self.settings.state_dir)
+
+    def database_verdicts(self) -> list[GateVerdict]:
+        return gates.database_restore_verdicts(self.settings)
+
+    def file_verdicts(self, target: str) -> list[GateVerdict]:
+        return gates.file_restore_verdicts(self.settings, target)
+
+    # Repository work (slow: thread workers only) ------------------------------------------
+
+    def snapshots(self) -> list[Snapshot]:
+        return list_snapshots(self.settings)
+
+    def files(self, snapshot_id: str, directory: str) -> list[FileEntry]:
+        restic = restic_for(self.settings)
+        restic.require_supported_version()
+        return restic.ls(snapshot_id, directory)
+
+    def evidence(self) -> dict[str, Any]:
+        return build_evidence(self.settings)
+
+    def save_evidence(self, document: dict[str, Any], path: Path) -> None:
+        write_evidence(document, path)
+
+    def backup(self, on_status: StatusCallback | None) -> BackupRun:
+        return run_backup(self.settings, on_status=on_status)
+
+    def check(self) -> CheckResult:
+        return run_check(self.settings)
+
+    def restore_database(self, snapshot: str, on_status: StatusCallback | None) -> RestoreResult:
+        return restore_database(self.settings, snapshot, on_status=on_status)
+
+    def restore_files(
+        self, snapshot: str, target: str, on_status: StatusCallback | None
+    ) -> RestoreResult:
+        return restore_files(self.settings, snapshot, target, on_status=on_status)

@@ -1,0 +1,39 @@
+"""Messages thread workers post back to the UI (workers never touch widgets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+from kamal_backup.models import ResticStatus
+
+
+class OperationProgress(Message):
+    """restic's progress for the running operation (`label` is database, files or restore)."""
+
+    def __init__(self, operation: str, label: str, status: ResticStatus) -> None:
+        super().__init__()
+        self.operation = operation
+        self.label = label
+        self.status = status
+
+
+class OperationDone(Message):
+    """An operation ended: `result` on success, else `error` (one redacted line)."""
+
+    def __init__(
+        self, operation: str, result: Any, error: str | None, duration_seconds: float
+    ) -> None:
+        super().__init__()
+        self.operation = operation
+        self.result = result
+        self.error = error
+        self.duration_seconds = duration_seconds
+
+
+class LogLine(Message):
+    def __init__(self, line: str, level: int) -> None:
+        super().__init__()
+        self.line = line
+        self.level = level

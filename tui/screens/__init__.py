@@ -1,0 +1,1 @@
+"""The four views of the app, each in its own module."""

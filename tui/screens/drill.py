@@ -1,0 +1,324 @@
+"""Restore drill: choose what and which snapshot, see the targets and every gate, confirm, restore."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import (
+    Button,
+    Input,
+    Label,
+    ProgressBar,
+    RadioButton,
+    RadioSet,
+    Select,
+    Static,
+)
+
+from kamal_backup.humanize import human_bytes
+from kamal_backup.models import GateVerdict, ResticStatus, RestoreResult, Snapshot
+from kamal_backup.services.gates import (
+    ALLOW_IN_PLACE,
+    ALLOW_PRODUCTION,
+    ALLOW_RESTORE,
+    safety_flags,
+)
+from kamal_backup.services.restore import DEFAULT_FILES_TARGET
+from kamal_backup.services.snapshots import complete_runs, latest_complete
+from tui.messages import OperationDone, OperationProgress
+
+if TYPE_CHECKING:
+    from tui.app import KamalBackupApp
+
+KINDS = {
+    "kind-database": ("database",),
+    "kind-files": ("files",),
+    "kind-both": ("database", "files"),
+}
+
+
+class DrillSnapshotsLoaded(Message):
+    def __init__(self, snapshots: list[Snapshot] | None, error: str | None) -> None:
+        super().__init__()
+        self.snapshots = snapshots
+        self.error = error
+
+
+def how_to_allow(verdict: GateVerdict) -> str:
+    """What the operator would change to open a refusing gate."""
+    if verdict.variable in (ALLOW_RESTORE, ALLOW_PRODUCTION, ALLOW_IN_PLACE):
+        return f"set {verdict.variable}=true to allow"
+    if verdict.variable:
+        return f"set {verdict.variable}"
+    return "choose another target directory"
+
+
+class DrillView(VerticalScroll):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+r", "start", "Start drill"),
+        Binding("r", "refresh", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="drill-view")
+        self.kinds: tuple[str, ...] = ("database",)
+        self.snapshots: list[Snapshot] = []
+        self.running = False
+
+    @property
+    def tui(self) -> KamalBackupApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Label("1. What to restore", classes="step")
+        with RadioSet(id="drill-kind"):
+            yield RadioButton("database", id="kind-database", value=True)
+            yield RadioButton("files", id="kind-files")
+            yield RadioButton("database and files", id="kind-both")
+        yield Label("2. Which snapshot", classes="step")
+        with Horizontal(classes="row", id="drill-db-row"):
+            yield Label("database", classes="field")
+            yield Select[str]([("latest", "latest")], id="drill-db-snapshot", allow_blank=False)
+        with Horizontal(classes="row", id="drill-files-row"):
+            yield Label("files", classes="field")
+            yield Select[str]([("latest", "latest")], id="drill-files-snapshot", allow_blank=False)
+        with Horizontal(classes="row", id="drill-target-row"):
+            yield Label("files into", classes="field")
+            yield Input(DEFAULT_FILES_TARGET, id="drill-target")
+        yield Label("3. Targets and safety gates", classes="step")
+        yield Static(id="drill-gates")
+        yield Label("4. Confirm", classes="step")
+        with Horizontal(classes="row"):
+            yield Input(id="drill-confirm", placeholder="type the app name")
+            yield Button("Start restore drill", id="drill-start", variant="error", disabled=True)
+        yield Static(id="drill-status")
+        yield ProgressBar(id="drill-progress", show_eta=False)
+        yield Static(id="drill-result")
+
+    def on_mount(self) -> None:
+        self.query_one("#drill-progress").display = False
+        self.query_one(
+            "#drill-confirm", Input
+        ).placeholder = f"type {self.tui.settings.app_name} to confirm"
+        self.refresh_plan()
+        self.action_refresh()
+
+    # Snapshot choices --------------------------------------------------------------------
+
+    def action_refresh(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="drill", exit_on_error=False)
+    def load(self) -> None:
+        from tui.app import describe_error
+
+        try:
+            snapshots = self.tui.backend.snapshots()
+        except Exception as exc:
+            self.post_message(DrillSnapshotsLoaded(None, describe_error(exc)))
+        else:
+            self.post_message(DrillSnapshotsLoaded(snapshots, None))
+
+    def on_drill_snapshots_loaded(self, message: DrillSnapshotsLoaded) -> None:
+        if message.snapshots is None:
+            self.query_one("#drill-status", Static).update(
+                Text(f"cannot list snapshots: {message.error}", style="bold red")
+            )
+            return
+        self.snapshots = message.snapshots
+        complete = complete_runs(self.snapshots)
+        for kind, select_id in (
+            ("database", "#drill-db-snapshot"),
+            ("files", "#drill-files-snapshot"),
+        ):
+            latest = latest_complete(self.snapshots, kind)  # type: ignore[arg-type]
+            latest_label = (
+                f"latest ({latest.short}, {self.tui.local(latest.time):%Y-%m-%d %H:%M})"
+                if latest
+                else "latest (no complete run yet)"
+            )
+            options: list[tuple[str, str]] = [(latest_label, "latest")]
+            for snapshot in self.snapshots:
+                if snapshot.kind != kind:
+                    continue
+                partial = "" if snapshot.run in complete else "  partial run"
+                options.append(
+                    (
+                        f"{snapshot.short}  {self.tui.local(snapshot.time):%Y-%m-%d %H:%M}{partial}",
+                        snapshot.id,
+                    )
+                )
+            select: Select[str] = self.query_one(select_id, Select)
+            current = select.value
+            select.set_options(options)
+            if any(value == current for _, value in options):
+                select.value = current
+            # The value may be unchanged ('latest') while its label is new: redraw it.
+            select.mutate_reactive(Select.value)  # type: ignore[misc]
+        self.refresh_plan()
+
+    # The plan: targets and each gate's verdict ---------------------------------------------
+
+    @on(RadioSet.Changed, "#drill-kind")
+    def _kind_changed(self, event: RadioSet.Changed) -> None:
+        self.kinds = KINDS[event.pressed.id or "kind-database"]
+        self.refresh_plan()
+
+    @on(Input.Changed, "#drill-target")
+    @on(Input.Changed, "#drill-confirm")
+    def _typed(self, event: Input.Changed) -> None:
+        self.refresh_plan()
+
+    def verdicts(self) -> list[tuple[str, GateVerdict]]:
+        """The restore services' own gate verdicts for the chosen parts and targets."""
+        backend = self.tui.backend
+        found: list[tuple[str, GateVerdict]] = []
+        if "database" in self.kinds:
+            found += [("database", v) for v in backend.database_verdicts()]
+        if "files" in self.kinds:
+            target = self.query_one("#drill-target", Input).value
+            found += [("files", v) for v in backend.file_verdicts(target)]
+        return found
+
+    def refresh_plan(self) -> None:
+        self.query_one("#drill-db-row").display = "database" in self.kinds
+        self.query_one("#drill-files-row").display = "files" in self.kinds
+        self.query_one("#drill-target-row").display = "files" in self.kinds
+        verdicts = self.verdicts()
+        self.query_one("#drill-gates", Static).update(self.gates_table(verdicts))
+        self.query_one("#drill-start", Button).disabled = not self.can_start(verdicts)
+
+    def can_start(self, verdicts: list[tuple[str, GateVerdict]] | None = None) -> bool:
+        verdicts = self.verdicts() if verdicts is None else verdicts
+        confirmed = (
+            self.query_one("#drill-confirm", Input).value.strip() == self.tui.settings.app_name
+        )
+        return (
+            confirmed
+            and not self.running
+            and self.tui.operation is None
+            and all(verdict.allowed for _, verdict in verdicts)
+        )
+
+    def gates_table(self, verdicts: list[tuple[str, GateVerdict]]) -> Table:
+        backend = self.tui.backend
+        table = Table.grid(padding=(0, 1))
+        table.add_column(no_wrap=True)
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        if "database" in self.kinds:
+            target = backend.database_target()
+            table.add_row(
+                "target",
+                "database",
+                target or Text(f"{backend.database_target_setting()} is not set", "bold red"),
+            )
+        if "files" in self.kinds:
+            value = self.query_one("#drill-target", Input).value.strip()
+            table.add_row("target", "files", f"{value or '(empty)'}/<original path>")
+        for part, verdict in verdicts:
+            if verdict.allowed:
+                mark = Text("✔ allowed", style="bold green")
+                reason = Text(verdict.reason)
+            else:
+                mark = Text("✘ REFUSED", style="bold red")
+                reason = Text(f"{verdict.reason}; {how_to_allow(verdict)}")
+            table.add_row(mark, f"{part}: {verdict.gate}", reason)
+        flags = "\n".join(
+            f"{variable}={'true' if value else 'false'}"
+            for variable, value in safety_flags(self.tui.settings)
+        )
+        table.add_row("flags", "set now", flags)
+        if all(verdict.allowed for _, verdict in verdicts):
+            table.add_row("", "", Text("every gate allows this drill", style="green"))
+        else:
+            table.add_row("", "", Text("refused: this drill cannot be started", style="bold red"))
+        return table
+
+    # Running -------------------------------------------------------------------------------
+
+    @on(Input.Submitted, "#drill-confirm")
+    @on(Button.Pressed, "#drill-start")
+    def _start_requested(self) -> None:
+        self.action_start()
+
+    def action_start(self) -> None:
+        verdicts = self.verdicts()
+        if not all(verdict.allowed for _, verdict in verdicts):
+            refused = next(v for _, v in verdicts if not v.allowed)
+            self.notify(f"refused: {refused.reason}; {how_to_allow(refused)}", severity="error")
+            return
+        if not self.can_start(verdicts):
+            self.notify(f"type {self.tui.settings.app_name} in the confirm field to start")
+            return
+        backend = self.tui.backend
+        kinds = self.kinds
+        db_choice = self.query_one("#drill-db-snapshot", Select).value
+        files_choice = self.query_one("#drill-files-snapshot", Select).value
+        target = self.query_one("#drill-target", Input).value
+
+        def drill(on_status: Callable[[str, ResticStatus], None]) -> list[RestoreResult]:
+            results = []
+            if "database" in kinds:
+                results.append(backend.restore_database(str(db_choice), on_status))
+            if "files" in kinds:
+                results.append(backend.restore_files(str(files_choice), target, on_status))
+            return results
+
+        if self.tui.start_operation("restore drill", self, drill):
+            self.running = True
+            self.query_one("#drill-confirm", Input).value = ""
+            self.query_one("#drill-result", Static).update("")
+            self.query_one("#drill-status", Static).update(Text("restoring…", style="bold"))
+            bar = self.query_one("#drill-progress", ProgressBar)
+            bar.update(total=100, progress=0)
+            bar.display = True
+
+    def on_operation_progress(self, message: OperationProgress) -> None:
+        status = message.status
+        total = f" of {human_bytes(status.total_bytes)}" if status.total_bytes else ""
+        self.query_one("#drill-status", Static).update(
+            Text(f"restoring {message.label}: {human_bytes(status.bytes_processed)}{total}", "bold")
+        )
+        if status.percent_done:
+            self.query_one("#drill-progress", ProgressBar).update(
+                total=100, progress=status.percent_done * 100
+            )
+
+    def on_operation_done(self, message: OperationDone) -> None:
+        self.running = False
+        self.query_one("#drill-progress").display = False
+        status = self.query_one("#drill-status", Static)
+        if message.error:
+            status.update(Text(f"drill failed: {message.error}", style="bold red"))
+        else:
+            status.update(
+                Text(f"drill finished in {message.duration_seconds:.1f}s", style="bold green")
+            )
+            self.query_one("#drill-result", Static).update(self.result_table(message.result))
+        self.call_after_refresh(self.refresh_plan)
+
+    def result_table(self, results: list[RestoreResult]) -> Table:
+        table = Table(title="restored", expand=True)
+        table.add_column("what")
+        table.add_column("snapshot")
+        table.add_column("into")
+        table.add_column("time", justify="right")
+        table.add_column("size", justify="right")
+        for result in results:
+            table.add_row(
+                result.kind,
+                f"{result.snapshot.short_id} {self.tui.local(result.snapshot.time):%Y-%m-%d %H:%M}",
+                result.target,
+                f"{result.duration_seconds:.1f}s",
+                human_bytes(result.bytes_restored),
+            )
+        return table

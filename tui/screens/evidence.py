@@ -1,0 +1,122 @@
+"""Evidence: the redacted JSON `kamal-backup evidence` prints, highlighted, with a save action."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Container, VerticalScroll
+from textual.message import Message
+from textual.widgets import Input, Static
+
+if TYPE_CHECKING:
+    from tui.app import KamalBackupApp
+
+
+class EvidenceBuilt(Message):
+    def __init__(self, document: dict[str, Any] | None, error: str | None) -> None:
+        super().__init__()
+        self.document = document
+        self.error = error
+
+
+class EvidenceView(Container):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("w", "ask_path", "Save"),
+        Binding("r", "refresh", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="evidence-view")
+        self.document: dict[str, Any] | None = None
+
+    @property
+    def tui(self) -> KamalBackupApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="evidence-status")
+        with VerticalScroll(id="evidence-scroll"):
+            yield Static(id="evidence-json")
+        path = Input(id="evidence-path", placeholder="file to write the evidence to")
+        path.display = False
+        yield path
+
+    def on_mount(self) -> None:
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        self.query_one("#evidence-status", Static).update(Text("building evidence…", "dim"))
+        self.build()
+
+    @work(thread=True, exclusive=True, group="evidence", exit_on_error=False)
+    def build(self) -> None:
+        from tui.app import describe_error
+
+        try:
+            document = self.tui.backend.evidence()
+        except Exception as exc:
+            self.post_message(EvidenceBuilt(None, describe_error(exc)))
+        else:
+            self.post_message(EvidenceBuilt(document, None))
+
+    def on_evidence_built(self, message: EvidenceBuilt) -> None:
+        status = self.query_one("#evidence-status", Static)
+        if message.document is None:
+            status.update(Text(f"cannot build evidence: {message.error}", style="bold red"))
+            self.tui.log_error(f"evidence: {message.error}")
+            return
+        self.document = message.document
+        text = json.dumps(message.document, indent=2)
+        self.query_one("#evidence-json", Static).update(
+            Syntax(text, "json", theme="ansi_dark", word_wrap=True, background_color="default")
+        )
+        problem = message.document.get("repository_error")
+        if problem:
+            status.update(Text(f"repository unreachable: {problem}", style="bold red"))
+        else:
+            status.update(
+                Text(f"generated {message.document.get('generated_at')}  ·  w: save to a file")
+            )
+
+    def action_ask_path(self) -> None:
+        if self.document is None:
+            self.notify("the evidence is not ready yet")
+            return
+        field = self.query_one("#evidence-path", Input)
+        stamp = self.tui.clock().strftime("%Y%m%dT%H%M%SZ")
+        field.value = str(Path.cwd() / f"evidence-{self.tui.settings.app_name}-{stamp}.json")
+        field.display = True
+        field.focus()
+
+    @on(Input.Submitted, "#evidence-path")
+    def _save(self, event: Input.Submitted) -> None:
+        field = event.input
+        raw = event.value.strip()
+        if not raw or self.document is None:
+            return
+        path = Path(raw).expanduser()
+        if path.exists():
+            self.notify(f"{path} exists; choose another name", severity="error")
+            return
+        try:
+            self.tui.backend.save_evidence(self.document, path)
+        except Exception as exc:
+            from tui.app import describe_error
+
+            self.notify(f"cannot save: {describe_error(exc)}", severity="error")
+            return
+        field.display = False
+        self.query_one("#evidence-status", Static).update(Text(f"saved to {path}", "bold green"))
+        self.notify(f"evidence saved to {path}")
+
+    def on_key(self, event: Any) -> None:
+        if event.key == "escape" and self.query_one("#evidence-path", Input).display:
+            self.query_one("#evidence-path", Input).display = False
+            event.stop()

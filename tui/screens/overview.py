@@ -1,0 +1,233 @@
+"""Overview: what is configured, how fresh the backups are, and the back-up-now and check actions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import ProgressBar, Static
+
+from kamal_backup.humanize import describe_age, human_bytes
+from kamal_backup.models import BackupRun, CheckResult, Snapshot
+from kamal_backup.services.gates import safety_flags
+from kamal_backup.services.health import freshness
+from kamal_backup.services.snapshots import latest_complete
+from tui.messages import OperationDone, OperationProgress
+
+if TYPE_CHECKING:
+    from tui.app import KamalBackupApp
+
+STATUS_STYLE = {"fresh": "bold green", "stale": "bold yellow", "missing": "bold red"}
+
+
+class SnapshotsLoaded(Message):
+    def __init__(self, snapshots: list[Snapshot] | None, error: str | None) -> None:
+        super().__init__()
+        self.snapshots = snapshots
+        self.error = error
+
+
+class OverviewView(VerticalScroll):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("b", "backup", "Backup now"),
+        Binding("c", "check", "Check"),
+        Binding("r", "refresh", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="overview-view")
+        self.snapshots: list[Snapshot] | None = None
+        self.repository_error: str | None = None
+        self.loading_snapshots = False
+
+    @property
+    def tui(self) -> KamalBackupApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        # Status first: at 80x24 the outcome of b/c must be visible without scrolling.
+        yield Static("b: back up now  ·  c: check the repository", id="operation-status")
+        yield ProgressBar(id="operation-progress", show_eta=False)
+        yield Static(id="overview-facts")
+
+    def on_mount(self) -> None:
+        self.query_one("#operation-progress").display = False
+        self.render_facts()
+        self.action_refresh()
+
+    # Loading -----------------------------------------------------------------------------
+
+    def action_refresh(self) -> None:
+        self.loading_snapshots = True
+        self.render_facts()
+        self.load_snapshots()
+
+    @work(thread=True, exclusive=True, group="overview", exit_on_error=False)
+    def load_snapshots(self) -> None:
+        from tui.app import describe_error
+
+        try:
+            snapshots = self.tui.backend.snapshots()
+        except Exception as exc:
+            self.post_message(SnapshotsLoaded(None, describe_error(exc)))
+        else:
+            self.post_message(SnapshotsLoaded(snapshots, None))
+
+    def on_snapshots_loaded(self, message: SnapshotsLoaded) -> None:
+        self.loading_snapshots = False
+        self.snapshots = message.snapshots
+        self.repository_error = message.error
+        if message.error:
+            self.tui.log_error(f"repository: {message.error}")
+        self.render_facts()
+
+    # Actions -----------------------------------------------------------------------------
+
+    def action_backup(self) -> None:
+        backend = self.tui.backend
+        if self.tui.start_operation("backup", self, backend.backup):
+            self._show_progress("backing up…")
+
+    def action_check(self) -> None:
+        backend = self.tui.backend
+        if self.tui.start_operation("check", self, lambda _status: backend.check()):
+            self._show_progress("checking the repository…", indeterminate=True)
+
+    def _show_progress(self, text: str, indeterminate: bool = False) -> None:
+        self.query_one("#operation-status", Static).update(Text(text, style="bold"))
+        bar = self.query_one("#operation-progress", ProgressBar)
+        bar.update(total=None if indeterminate else 100, progress=0)
+        bar.display = True
+
+    def on_operation_progress(self, message: OperationProgress) -> None:
+        status = message.status
+        self.query_one("#operation-status", Static).update(
+            Text(
+                f"{message.operation}: {message.label} {status.percent_done * 100:.0f}% "
+                f"({human_bytes(status.bytes_processed)} of {human_bytes(status.total_bytes)})",
+                style="bold",
+            )
+        )
+        self.query_one("#operation-progress", ProgressBar).update(
+            total=100, progress=status.percent_done * 100
+        )
+
+    def on_operation_done(self, message: OperationDone) -> None:
+        self.query_one("#operation-progress").display = False
+        line = self.query_one("#operation-status", Static)
+        if message.error:
+            line.update(Text(f"{message.operation} failed: {message.error}", style="bold red"))
+        elif isinstance(message.result, BackupRun):
+            run = message.result
+            db = run.database_snapshot.short_id if run.database_snapshot else "-"
+            files = run.files_snapshot.short_id if run.files_snapshot else "-"
+            line.update(
+                Text(
+                    f"backup {run.run} saved: database {db}, files {files} "
+                    f"in {message.duration_seconds:.1f}s",
+                    style="bold green",
+                )
+            )
+        elif isinstance(message.result, CheckResult):
+            result = message.result
+            line.update(
+                Text(
+                    f"repository check {result.status} in {result.duration_seconds:.1f}s",
+                    style="bold green" if result.status == "success" else "bold red",
+                )
+            )
+        self.action_refresh()
+
+    # Rendering ---------------------------------------------------------------------------
+
+    def render_facts(self) -> None:
+        self.query_one("#overview-facts", Static).update(self.facts_table())
+
+    def facts_table(self) -> Table:
+        app = self.tui
+        backend = app.backend
+        settings = app.settings
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        table.add_row("App", settings.app_name)
+        table.add_row("Repository", settings.repository_display)
+        table.add_row("Database", f"{backend.adapter_name()}  {backend.database_source()}")
+        table.add_row("Backup paths", ", ".join(str(p) for p in settings.backup_paths) or "(none)")
+        table.add_row("Schedule", f"every {describe_age(settings.backup_schedule_seconds)}")
+        for kind in ("database", "files"):
+            table.add_row(f"Latest {kind}", self._latest_text(kind))
+        table.add_row("Last backup run", self._last_backup_text(backend.last_backup()))
+        table.add_row("Last check", self._last_check_text(backend.last_check()))
+        policy = ", ".join(
+            f"{name.removeprefix('keep_')} {value}"
+            for name, value in settings.retention.items()
+            if value
+        )
+        forget = "after each backup" if settings.restic_forget_after_backup else "not applied here"
+        table.add_row("Retention", f"{policy or 'none'} ({forget})")
+        table.add_row("Safety flags", self._flags_text())
+        return table
+
+    def _latest_text(self, kind: str) -> Text:
+        if self.repository_error:
+            return Text(f"unknown: {self.repository_error}", style="bold red")
+        if self.snapshots is None:
+            return Text("loading…" if self.loading_snapshots else "-", style="dim")
+        found = latest_complete(self.snapshots, kind)  # type: ignore[arg-type]
+        now = self.tui.clock()
+        status = freshness(
+            found.time if found else None, self.tui.settings.backup_schedule_seconds, now
+        )
+        text = Text()
+        text.append(f"{status.upper():8}", style=STATUS_STYLE[status])
+        if found is None:
+            text.append("no complete backup run yet")
+            return text
+        size = found.summary.total_bytes_processed if found.summary else None
+        text.append(
+            f"{found.short}  {self.tui.local(found.time):%Y-%m-%d %H:%M}  "
+            f"{describe_age((now - found.time).total_seconds())} ago"
+        )
+        if size is not None:
+            text.append(f"  {human_bytes(size)}")
+        return text
+
+    def _last_backup_text(self, run: BackupRun | None) -> Text:
+        if run is None:
+            return Text("none recorded on this machine", style="dim")
+        style = {"success": "green", "running": "yellow"}.get(run.status, "bold red")
+        text = Text(run.status.upper(), style=style)
+        text.append(f"  {self.tui.local(run.started_at):%Y-%m-%d %H:%M}")
+        if run.duration_seconds is not None:
+            text.append(f"  {run.duration_seconds:.1f}s")
+        if run.error:
+            text.append(f"  {run.error}", style="red")
+        return text
+
+    def _last_check_text(self, result: CheckResult | None) -> Text:
+        if result is None:
+            return Text("never run on this machine", style="dim")
+        text = Text(
+            result.status.upper(), style="green" if result.status == "success" else "bold red"
+        )
+        text.append(f"  {self.tui.local(result.checked_at):%Y-%m-%d %H:%M}")
+        if result.read_data_subset:
+            text.append(f"  read {result.read_data_subset} of the data")
+        return text
+
+    def _flags_text(self) -> Text:
+        text = Text()
+        for variable, value in safety_flags(self.tui.settings):
+            if text:
+                text.append("\n")
+            text.append(variable.removeprefix("KAMAL_BACKUP_"))
+            text.append("=")
+            text.append("true" if value else "false", style="bold yellow" if value else "dim")
+        return text

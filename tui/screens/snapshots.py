@@ -1,0 +1,262 @@
+"""Snapshots: this app's snapshots grouped by backup run, a filter, details and a lazy file tree."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Container, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Static, Tree
+from textual.widgets.tree import TreeNode, UnknownNodeID
+
+from kamal_backup.humanize import describe_age, human_bytes
+from kamal_backup.models import FileEntry, Snapshot
+from kamal_backup.services.snapshots import complete_runs
+
+if TYPE_CHECKING:
+    from tui.app import KamalBackupApp
+
+FILTERS = ("all", "database", "files")
+
+
+def grouped_by_run(snapshots: list[Snapshot]) -> list[list[Snapshot]]:
+    """Runs newest first, the database snapshot before the files snapshot within a run."""
+    groups: dict[str, list[Snapshot]] = {}
+    for snapshot in snapshots:
+        groups.setdefault(snapshot.run or f"id:{snapshot.id}", []).append(snapshot)
+    ordered = sorted(groups.values(), key=lambda group: max(s.time for s in group), reverse=True)
+    return [sorted(group, key=lambda s: (s.kind != "database", s.time)) for group in ordered]
+
+
+class Loaded(Message):
+    def __init__(self, snapshots: list[Snapshot] | None, error: str | None) -> None:
+        super().__init__()
+        self.snapshots = snapshots
+        self.error = error
+
+
+class FilesListed(Message):
+    def __init__(
+        self, node: TreeNode[str], entries: list[FileEntry] | None, error: str | None
+    ) -> None:
+        super().__init__()
+        self.node = node
+        self.entries = entries
+        self.error = error
+
+
+class SnapshotsView(Container):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("t", "cycle_filter", "Filter"),
+        Binding("r", "refresh", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="snapshots-view")
+        self.snapshots: list[Snapshot] = []
+        self.by_id: dict[str, Snapshot] = {}
+        self.complete: set[str] = set()
+        self.filter = "all"
+        self.loaded = False
+        self.shown: str | None = None
+
+    @property
+    def tui(self) -> KamalBackupApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="snapshots-status")
+        table: DataTable[str | Text] = DataTable(
+            id="snapshots-table", cursor_type="row", zebra_stripes=True
+        )
+        yield table
+        with VerticalScroll(id="snapshot-detail"):
+            yield Static("Select a snapshot to see its details.", id="snapshot-info")
+            tree: Tree[str] = Tree("files", id="snapshot-files")
+            tree.display = False
+            yield tree
+
+    def on_mount(self) -> None:
+        table = self.query_one("#snapshots-table", DataTable)
+        table.add_columns("run (local time)", "age", "type", "id", "size", "adapter")
+        self.action_refresh()
+
+    # Loading -----------------------------------------------------------------------------
+
+    def action_refresh(self) -> None:
+        self.query_one("#snapshots-status", Static).update(Text("loading snapshots…", "dim"))
+        self.load()
+
+    @work(thread=True, exclusive=True, group="snapshots", exit_on_error=False)
+    def load(self) -> None:
+        from tui.app import describe_error
+
+        try:
+            snapshots = self.tui.backend.snapshots()
+        except Exception as exc:
+            self.post_message(Loaded(None, describe_error(exc)))
+        else:
+            self.post_message(Loaded(snapshots, None))
+
+    def on_loaded(self, message: Loaded) -> None:
+        if message.error is not None:
+            self.query_one("#snapshots-status", Static).update(
+                Text(f"cannot list snapshots: {message.error}", style="bold red")
+            )
+            self.tui.log_error(f"listing snapshots: {message.error}")
+            return
+        self.loaded = True
+        self.snapshots = message.snapshots or []
+        self.by_id = {s.id: s for s in self.snapshots}
+        self.complete = complete_runs(self.snapshots)
+        self.fill_table()
+
+    def action_cycle_filter(self) -> None:
+        self.filter = FILTERS[(FILTERS.index(self.filter) + 1) % len(FILTERS)]
+        self.fill_table()
+
+    def fill_table(self) -> None:
+        table = self.query_one("#snapshots-table", DataTable)
+        table.clear()
+        now = self.tui.clock()
+        shown = 0
+        runs = 0
+        for group in grouped_by_run(self.snapshots):
+            members = [s for s in group if self.filter == "all" or s.kind == self.filter]
+            if not members:
+                continue
+            runs += 1
+            for position, snapshot in enumerate(members):
+                shown += 1
+                partial = bool(snapshot.run) and snapshot.run not in self.complete
+                label = (
+                    f"{self.tui.local(snapshot.time):%Y-%m-%d %H:%M}" if position == 0 else "  └"
+                )
+                size = snapshot.summary.total_bytes_processed if snapshot.summary else None
+                table.add_row(
+                    Text(label + (" partial" if partial and position == 0 else "")),
+                    describe_age((now - snapshot.time).total_seconds()),
+                    snapshot.kind or "-",
+                    snapshot.short,
+                    human_bytes(size),
+                    snapshot.adapter or "",
+                    key=snapshot.id,
+                )
+        total = len(self.snapshots)
+        status = Text()
+        status.append(f"filter: {self.filter}", style="bold")
+        status.append(f"  ·  {shown} of {total} snapshots in {runs} runs  ·  t: change filter")
+        if not total:
+            status = Text("no snapshots yet: press b on the overview to back up now", "yellow")
+        self.query_one("#snapshots-status", Static).update(status)
+        if shown:
+            self.show_detail(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        else:
+            self.show_detail(None)
+
+    # Detail and file tree ----------------------------------------------------------------
+
+    @on(DataTable.RowHighlighted, "#snapshots-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_detail(event.row_key.value)
+
+    def show_detail(self, snapshot_id: str | None) -> None:
+        info = self.query_one("#snapshot-info", Static)
+        tree: Tree[str] = self.query_one("#snapshot-files", Tree)
+        snapshot = self.by_id.get(snapshot_id or "")
+        if snapshot is None:
+            info.update("Select a snapshot to see its details.")
+            tree.display = False
+            self.shown = None
+            return
+        if snapshot.id == self.shown:
+            return
+        self.shown = snapshot.id
+        info.update(self.detail_table(snapshot))
+        tree.display = snapshot.kind == "files"
+        if snapshot.kind == "files":
+            tree.clear()
+            tree.root.set_label(f"files in {snapshot.short} (enter expands)")
+            tree.root.data = snapshot.id
+            for path in snapshot.paths:
+                tree.root.add(path, data=path, allow_expand=True)
+            tree.root.expand()
+
+    def detail_table(self, snapshot: Snapshot) -> Table:
+        now = self.tui.clock()
+        table = Table.grid(padding=(0, 1))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        table.add_row("id", snapshot.id)
+        table.add_row(
+            "time",
+            f"{self.tui.local(snapshot.time):%Y-%m-%d %H:%M:%S %Z} "
+            f"({describe_age((now - snapshot.time).total_seconds())} ago)",
+        )
+        table.add_row("type", snapshot.kind or "-")
+        if snapshot.run:
+            complete = "complete" if snapshot.run in self.complete else "partial: not a backup"
+            table.add_row("run", f"{snapshot.run} ({complete})")
+        if snapshot.adapter:
+            table.add_row("adapter", snapshot.adapter)
+        table.add_row("host", snapshot.hostname)
+        table.add_row("paths", "\n".join(snapshot.paths))
+        table.add_row("tags", ", ".join(snapshot.tags))
+        summary = snapshot.summary
+        if summary is not None:
+            table.add_row(
+                "summary",
+                f"{summary.total_files_processed} files, "
+                f"{human_bytes(summary.total_bytes_processed)} processed, "
+                f"{human_bytes(summary.data_added)} added "
+                f"({summary.files_new} new, {summary.files_changed} changed)",
+            )
+        return table
+
+    @on(Tree.NodeExpanded, "#snapshot-files")
+    def _expanded(self, event: Tree.NodeExpanded[str]) -> None:
+        node = event.node
+        if node is node.tree.root or node.children or node.data is None:
+            return
+        snapshot_id = node.tree.root.data
+        if snapshot_id is None:
+            return
+        node.set_label(f"{node.label} (loading…)")
+        self.list_files(node, snapshot_id, node.data)
+
+    @work(thread=True, group="files", exit_on_error=False)
+    def list_files(self, node: TreeNode[str], snapshot_id: str, directory: str) -> None:
+        from tui.app import describe_error
+
+        try:
+            entries = self.tui.backend.files(snapshot_id, directory)
+        except Exception as exc:
+            self.post_message(FilesListed(node, None, describe_error(exc)))
+        else:
+            self.post_message(FilesListed(node, entries, None))
+
+    def on_files_listed(self, message: FilesListed) -> None:
+        node = message.node
+        tree: Tree[str] = self.query_one("#snapshot-files", Tree)
+        try:
+            tree.get_node_by_id(node.id)
+        except UnknownNodeID:  # another snapshot was selected while this directory loaded
+            return
+        label = str(node.label).removesuffix(" (loading…)")
+        node.set_label(label)
+        if message.error is not None:
+            node.add_leaf(Text(f"cannot list: {message.error}", style="red"))
+            self.tui.log_error(f"listing files: {message.error}")
+            return
+        if not message.entries:
+            node.add_leaf(Text("(empty)", style="dim"))
+        for entry in message.entries or []:
+            if entry.is_dir:
+                node.add(entry.name + "/", data=entry.path, allow_expand=True)
+            else:
+                node.add_leaf(f"{entry.name}  {human_bytes(entry.size)}", data=entry.path)
