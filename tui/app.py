@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.message_pump import MessagePump
 from textual.widget import Widget
 from textual.widgets import Footer, Header, RichLog, TabbedContent, TabPane
 
@@ -21,7 +22,7 @@ from kamal_backup.models import ResticStatus
 from kamal_backup.redact import RedactingFilter, redact
 from kamal_backup.settings import Settings
 from tui.backend import Backend
-from tui.messages import LogLine, OperationDone, OperationProgress
+from tui.messages import Fetched, LogLine, OperationDone, OperationProgress
 from tui.screens.drill import DrillView
 from tui.screens.evidence import EvidenceView
 from tui.screens.overview import OverviewView
@@ -88,7 +89,7 @@ class KamalBackupApp(App[None]):
         self.operation: str | None = None
         self._show_log = show_log
         self._handler = PanelHandler(self)
-        self._saved_handlers: list[logging.Handler] = []
+        self._saved_logging: tuple[list[logging.Handler], int, bool] = ([], logging.NOTSET, True)
         self.sub_title = self.settings.app_name
 
     def local(self, moment: datetime) -> datetime:
@@ -115,13 +116,16 @@ class KamalBackupApp(App[None]):
     def on_mount(self) -> None:
         # While the app owns the terminal, the services log to the panel, not over the screen.
         logger = logging.getLogger("kamal_backup")
-        self._saved_handlers = list(logger.handlers)
+        self._saved_logging = (list(logger.handlers), logger.level, logger.propagate)
         logger.handlers[:] = [self._handler]
         logger.setLevel(logging.INFO)
         logger.propagate = False
+        self.reload_snapshots()
 
     def on_unmount(self) -> None:
-        logging.getLogger("kamal_backup").handlers[:] = self._saved_handlers
+        logger = logging.getLogger("kamal_backup")
+        logger.handlers[:], level, logger.propagate = self._saved_logging
+        logger.setLevel(level)
 
     # Navigation --------------------------------------------------------------------------
 
@@ -145,6 +149,37 @@ class KamalBackupApp(App[None]):
 
     def log_error(self, text: str) -> None:
         logging.getLogger("kamal_backup.tui").error(text)
+
+    # Reads: thread workers posting Fetched back to the widget that asked --------------
+
+    def fetch(self, target: MessagePump, what: str, call: Callable[[], Any]) -> None:
+        """Runs one read in a thread worker; a newer read of the same thing replaces it."""
+
+        def read() -> None:
+            try:
+                result = call()
+            except Exception as exc:
+                target.post_message(Fetched(what, None, describe_error(exc)))
+            else:
+                target.post_message(Fetched(what, result, None))
+
+        self.run_worker(
+            read, thread=True, group=f"{what}-{id(target)}", exclusive=True, exit_on_error=False
+        )
+
+    def reload_snapshots(self) -> None:
+        """One listing for every view (each listing opens the repository: seconds on S3)."""
+        for view in self.query(".snapshot-view"):
+            view.snapshots_loading()  # type: ignore[attr-defined]
+        self.fetch(self, "snapshots", self.backend.snapshots)
+
+    def on_fetched(self, message: Fetched) -> None:
+        if message.what != "snapshots":
+            return
+        if message.error:
+            self.log_error(f"listing snapshots: {message.error}")
+        for view in self.query(".snapshot-view"):
+            view.show_snapshots(message.result, message.error)  # type: ignore[attr-defined]
 
     # Operations: one at a time, each a thread worker calling one service function ---------
 

@@ -32,6 +32,16 @@ class OperationDone(Message):
         self.duration_seconds = duration_seconds
 
 
+class Fetched(Message):
+    """A read finished: `result` on success, else `error` (one redacted line)."""
+
+    def __init__(self, what: str, result: Any, error: str | None) -> None:
+        super().__init__()
+        self.what = what
+        self.result = result
+        self.error = error
+
+
 class LogLine(Message):
     def __init__(self, line: str, level: int) -> None:
         super().__init__()

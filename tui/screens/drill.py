@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING, ClassVar
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.message import Message
 from textual.widgets import (
     Button,
     Input,
@@ -45,13 +44,6 @@ KINDS = {
 }
 
 
-class DrillSnapshotsLoaded(Message):
-    def __init__(self, snapshots: list[Snapshot] | None, error: str | None) -> None:
-        super().__init__()
-        self.snapshots = snapshots
-        self.error = error
-
-
 def how_to_allow(verdict: GateVerdict) -> str:
     """What the operator would change to open a refusing gate."""
     if verdict.variable in (ALLOW_RESTORE, ALLOW_PRODUCTION, ALLOW_IN_PLACE):
@@ -68,7 +60,7 @@ class DrillView(VerticalScroll):
     ]
 
     def __init__(self) -> None:
-        super().__init__(id="drill-view")
+        super().__init__(id="drill-view", classes="snapshot-view")
         self.kinds: tuple[str, ...] = ("database",)
         self.snapshots: list[Snapshot] = []
         self.running = False
@@ -109,31 +101,22 @@ class DrillView(VerticalScroll):
             "#drill-confirm", Input
         ).placeholder = f"type {self.tui.settings.app_name} to confirm"
         self.refresh_plan()
-        self.action_refresh()
 
     # Snapshot choices --------------------------------------------------------------------
 
     def action_refresh(self) -> None:
-        self.load()
+        self.tui.reload_snapshots()
 
-    @work(thread=True, exclusive=True, group="drill", exit_on_error=False)
-    def load(self) -> None:
-        from tui.app import describe_error
+    def snapshots_loading(self) -> None:
+        pass
 
-        try:
-            snapshots = self.tui.backend.snapshots()
-        except Exception as exc:
-            self.post_message(DrillSnapshotsLoaded(None, describe_error(exc)))
-        else:
-            self.post_message(DrillSnapshotsLoaded(snapshots, None))
-
-    def on_drill_snapshots_loaded(self, message: DrillSnapshotsLoaded) -> None:
-        if message.snapshots is None:
+    def show_snapshots(self, snapshots: list[Snapshot] | None, error: str | None) -> None:
+        if snapshots is None:
             self.query_one("#drill-status", Static).update(
-                Text(f"cannot list snapshots: {message.error}", style="bold red")
+                Text(f"cannot list snapshots: {error}", style="bold red")
             )
             return
-        self.snapshots = message.snapshots
+        self.snapshots = snapshots
         complete = complete_runs(self.snapshots)
         for kind, select_id in (
             ("database", "#drill-db-snapshot"),
@@ -304,6 +287,7 @@ class DrillView(VerticalScroll):
                 Text(f"drill finished in {message.duration_seconds:.1f}s", style="bold green")
             )
             self.query_one("#drill-result", Static).update(self.result_table(message.result))
+            self.call_after_refresh(self.scroll_end, animate=False)
         self.call_after_refresh(self.refresh_plan)
 
     def result_table(self, results: list[RestoreResult]) -> Table:

@@ -8,22 +8,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.syntax import Syntax
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container, VerticalScroll
-from textual.message import Message
 from textual.widgets import Input, Static
+
+from tui.messages import Fetched
 
 if TYPE_CHECKING:
     from tui.app import KamalBackupApp
-
-
-class EvidenceBuilt(Message):
-    def __init__(self, document: dict[str, Any] | None, error: str | None) -> None:
-        super().__init__()
-        self.document = document
-        self.error = error
 
 
 class EvidenceView(Container):
@@ -53,36 +47,28 @@ class EvidenceView(Container):
 
     def action_refresh(self) -> None:
         self.query_one("#evidence-status", Static).update(Text("building evidence…", "dim"))
-        self.build()
+        self.tui.fetch(self, "evidence", self.tui.backend.evidence)
 
-    @work(thread=True, exclusive=True, group="evidence", exit_on_error=False)
-    def build(self) -> None:
-        from tui.app import describe_error
-
-        try:
-            document = self.tui.backend.evidence()
-        except Exception as exc:
-            self.post_message(EvidenceBuilt(None, describe_error(exc)))
-        else:
-            self.post_message(EvidenceBuilt(document, None))
-
-    def on_evidence_built(self, message: EvidenceBuilt) -> None:
+    def on_fetched(self, message: Fetched) -> None:
+        if message.what != "evidence":
+            return
+        message.stop()
         status = self.query_one("#evidence-status", Static)
-        if message.document is None:
+        if message.result is None:
             status.update(Text(f"cannot build evidence: {message.error}", style="bold red"))
             self.tui.log_error(f"evidence: {message.error}")
             return
-        self.document = message.document
-        text = json.dumps(message.document, indent=2)
+        self.document = message.result
+        text = json.dumps(message.result, indent=2)
         self.query_one("#evidence-json", Static).update(
             Syntax(text, "json", theme="ansi_dark", word_wrap=True, background_color="default")
         )
-        problem = message.document.get("repository_error")
+        problem = message.result.get("repository_error")
         if problem:
             status.update(Text(f"repository unreachable: {problem}", style="bold red"))
         else:
             status.update(
-                Text(f"generated {message.document.get('generated_at')}  ·  w: save to a file")
+                Text(f"generated {message.result.get('generated_at')}  ·  w: save to a file")
             )
 
     def action_ask_path(self) -> None:

@@ -6,11 +6,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 from rich.table import Table
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.message import Message
 from textual.widgets import ProgressBar, Static
 
 from kamal_backup.humanize import describe_age, human_bytes
@@ -26,13 +24,6 @@ if TYPE_CHECKING:
 STATUS_STYLE = {"fresh": "bold green", "stale": "bold yellow", "missing": "bold red"}
 
 
-class SnapshotsLoaded(Message):
-    def __init__(self, snapshots: list[Snapshot] | None, error: str | None) -> None:
-        super().__init__()
-        self.snapshots = snapshots
-        self.error = error
-
-
 class OverviewView(VerticalScroll):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("b", "backup", "Backup now"),
@@ -41,7 +32,7 @@ class OverviewView(VerticalScroll):
     ]
 
     def __init__(self) -> None:
-        super().__init__(id="overview-view")
+        super().__init__(id="overview-view", classes="snapshot-view")
         self.snapshots: list[Snapshot] | None = None
         self.repository_error: str | None = None
         self.loading_snapshots = False
@@ -59,32 +50,20 @@ class OverviewView(VerticalScroll):
     def on_mount(self) -> None:
         self.query_one("#operation-progress").display = False
         self.render_facts()
-        self.action_refresh()
 
     # Loading -----------------------------------------------------------------------------
 
     def action_refresh(self) -> None:
+        self.tui.reload_snapshots()
+
+    def snapshots_loading(self) -> None:
         self.loading_snapshots = True
         self.render_facts()
-        self.load_snapshots()
 
-    @work(thread=True, exclusive=True, group="overview", exit_on_error=False)
-    def load_snapshots(self) -> None:
-        from tui.app import describe_error
-
-        try:
-            snapshots = self.tui.backend.snapshots()
-        except Exception as exc:
-            self.post_message(SnapshotsLoaded(None, describe_error(exc)))
-        else:
-            self.post_message(SnapshotsLoaded(snapshots, None))
-
-    def on_snapshots_loaded(self, message: SnapshotsLoaded) -> None:
+    def show_snapshots(self, snapshots: list[Snapshot] | None, error: str | None) -> None:
         self.loading_snapshots = False
-        self.snapshots = message.snapshots
-        self.repository_error = message.error
-        if message.error:
-            self.tui.log_error(f"repository: {message.error}")
+        self.snapshots = snapshots
+        self.repository_error = error
         self.render_facts()
 
     # Actions -----------------------------------------------------------------------------

@@ -33,13 +33,6 @@ def grouped_by_run(snapshots: list[Snapshot]) -> list[list[Snapshot]]:
     return [sorted(group, key=lambda s: (s.kind != "database", s.time)) for group in ordered]
 
 
-class Loaded(Message):
-    def __init__(self, snapshots: list[Snapshot] | None, error: str | None) -> None:
-        super().__init__()
-        self.snapshots = snapshots
-        self.error = error
-
-
 class FilesListed(Message):
     def __init__(
         self, node: TreeNode[str], entries: list[FileEntry] | None, error: str | None
@@ -57,7 +50,7 @@ class SnapshotsView(Container):
     ]
 
     def __init__(self) -> None:
-        super().__init__(id="snapshots-view")
+        super().__init__(id="snapshots-view", classes="snapshot-view")
         self.snapshots: list[Snapshot] = []
         self.by_id: dict[str, Snapshot] = {}
         self.complete: set[str] = set()
@@ -84,36 +77,26 @@ class SnapshotsView(Container):
     def on_mount(self) -> None:
         table = self.query_one("#snapshots-table", DataTable)
         table.add_columns("run (local time)", "age", "type", "id", "size", "adapter")
-        self.action_refresh()
 
     # Loading -----------------------------------------------------------------------------
 
     def action_refresh(self) -> None:
+        self.tui.reload_snapshots()
+
+    def snapshots_loading(self) -> None:
         self.query_one("#snapshots-status", Static).update(Text("loading snapshots…", "dim"))
-        self.load()
 
-    @work(thread=True, exclusive=True, group="snapshots", exit_on_error=False)
-    def load(self) -> None:
-        from tui.app import describe_error
-
-        try:
-            snapshots = self.tui.backend.snapshots()
-        except Exception as exc:
-            self.post_message(Loaded(None, describe_error(exc)))
-        else:
-            self.post_message(Loaded(snapshots, None))
-
-    def on_loaded(self, message: Loaded) -> None:
-        if message.error is not None:
+    def show_snapshots(self, snapshots: list[Snapshot] | None, error: str | None) -> None:
+        if snapshots is None:
             self.query_one("#snapshots-status", Static).update(
-                Text(f"cannot list snapshots: {message.error}", style="bold red")
+                Text(f"cannot list snapshots: {error}", style="bold red")
             )
-            self.tui.log_error(f"listing snapshots: {message.error}")
             return
         self.loaded = True
-        self.snapshots = message.snapshots or []
-        self.by_id = {s.id: s for s in self.snapshots}
-        self.complete = complete_runs(self.snapshots)
+        self.snapshots = snapshots
+        self.by_id = {s.id: s for s in snapshots}
+        self.complete = complete_runs(snapshots)
+        self.shown = None
         self.fill_table()
 
     def action_cycle_filter(self) -> None:

@@ -1,0 +1,132 @@
+"""Fixed data for the SVG snapshots: the real app and gates, with the repository's answers fixed.
+
+Only what reads the repository or the clock is replaced; the gate verdicts, settings and every
+widget are the real ones, built through the same `make_app` factory the CLI uses.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from kamal_backup.models import (
+    BackupRun,
+    CheckResult,
+    FileEntry,
+    Snapshot,
+    SnapshotRecord,
+    SnapshotSummary,
+)
+from kamal_backup.settings import load_settings
+from tui import KamalBackupApp, make_app
+from tui.backend import Backend
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def _snapshot(number: int, kind: str, run: datetime, size: int, added: int) -> Snapshot:
+    stamp = run.strftime("%Y%m%dT%H%M%SZ")
+    tags = ["kamal-backup", "app:shop", f"type:{kind}", f"run:{stamp}"]
+    if kind == "database":
+        tags.insert(3, "adapter:postgres")
+    snapshot_id = f"{number:02x}" * 32
+    return Snapshot(
+        id=snapshot_id,
+        short_id=snapshot_id[:8],
+        time=run + timedelta(seconds=4 if kind == "database" else 31),
+        hostname="shop",
+        paths=["/shop-db.dump"] if kind == "database" else ["/rails/storage"],
+        tags=tags,
+        summary=SnapshotSummary(
+            total_files_processed=1 if kind == "database" else 1843,
+            total_bytes_processed=size,
+            data_added=added,
+            files_new=0 if kind == "database" else 12,
+            files_changed=1 if kind == "database" else 3,
+        ),
+    )
+
+
+def fixed_snapshots() -> list[Snapshot]:
+    snapshots: list[Snapshot] = []
+    number = 0xA1
+    for days in range(5):
+        run = (NOW - timedelta(days=days)).replace(hour=3, minute=0, second=0)
+        snapshots.append(
+            _snapshot(number, "database", run, 184_000_000 - days * 900_000, 1_400_000)
+        )
+        number += 1
+        if days != 2:  # the run two days ago was interrupted after its database snapshot
+            snapshots.append(_snapshot(number, "files", run, 2_310_000_000, 8_200_000))
+        number += 1
+    return sorted(snapshots, key=lambda s: s.time, reverse=True)
+
+
+class FixedBackend(Backend):
+    def snapshots(self) -> list[Snapshot]:
+        return fixed_snapshots()
+
+    def files(self, snapshot_id: str, directory: str) -> list[FileEntry]:
+        if directory == "/rails/storage":
+            return [
+                FileEntry(name="2b", type="dir", path="/rails/storage/2b"),
+                FileEntry(name="9f", type="dir", path="/rails/storage/9f"),
+                FileEntry(name="README", type="file", path="/rails/storage/README", size=1200),
+            ]
+        return []
+
+    def last_backup(self) -> BackupRun:
+        latest = fixed_snapshots()
+        return BackupRun(
+            run="20261126T030000Z",
+            status="success",
+            started_at=NOW.replace(hour=3, minute=0, second=0),
+            finished_at=NOW.replace(hour=3, minute=0, second=48),
+            duration_seconds=48.2,
+            database_snapshot=SnapshotRecord.from_snapshot(latest[1]),
+            files_snapshot=SnapshotRecord.from_snapshot(latest[0]),
+        )
+
+    def last_check(self) -> CheckResult:
+        return CheckResult(
+            status="success",
+            checked_at=NOW.replace(hour=3, minute=1, second=2),
+            duration_seconds=21.4,
+            read_data_subset="5%",
+            output="no errors were found",
+            exit_code=0,
+        )
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1,
+            "generated_at": NOW.isoformat(),
+            "app_name": "shop",
+            "database_adapter": "postgres",
+            "restic_repository": self.settings.repository_display,
+            "latest_database_snapshot": {"id": "a1" * 32, "time": "2026-11-26T03:00:04+00:00"},
+            "restore_safety": {"allow_restore": self.settings.kamal_backup_allow_restore},
+            "tool_versions": {"restic": "0.18.0", "pg_dump": "17.2"},
+            "repository_error": None,
+        }
+
+
+def fixed_env(state: Path, **extra: str) -> dict[str, str]:
+    return {
+        "APP_NAME": "shop",
+        "DATABASE_ADAPTER": "postgres",
+        "DATABASE_URL": "postgres://shop:s3cret-db-pass@db.internal:5432/shop_production",
+        "BACKUP_PATHS": "/rails/storage",
+        "RESTIC_REPOSITORY": "s3:https://s3.eu-central-1.amazonaws.com/acme-backups/shop",
+        "RESTIC_PASSWORD": "never-shown-on-screen-4471",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "never-shown-secret-key",
+        "KAMAL_BACKUP_STATE_DIR": str(state),
+        **extra,
+    }
+
+
+def fixed_app(state: Path, **extra: str) -> KamalBackupApp:
+    settings = load_settings(environ=fixed_env(state, **extra))
+    return make_app(settings, backend=FixedBackend(settings), clock=lambda: NOW, timezone=UTC)

@@ -1,0 +1,51 @@
+"""The snapshot browser with 2,000 snapshots: filled quickly, and keys still answer at once."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from textual.widgets import DataTable
+
+from kamal_backup.models import Snapshot
+from kamal_backup.settings import load_settings
+from tests.tui.fixed import NOW, FixedBackend, _snapshot, fixed_env
+from tests.tui.screen import idle, wait_for
+from tui import make_app
+
+
+class ManySnapshots(FixedBackend):
+    def snapshots(self) -> list[Snapshot]:
+        found = []
+        for run in range(1000):
+            moment = NOW - timedelta(hours=run)
+            found.append(_snapshot(run * 2 % 255, "database", moment, 1_000_000, 1000))
+            found.append(_snapshot((run * 2 + 1) % 255, "files", moment, 9_000_000, 1000))
+        for number, snapshot in enumerate(found):  # ids unique, as restic's are
+            snapshot.id = f"{number:064x}"
+        return sorted(found, key=lambda s: s.time, reverse=True)
+
+
+async def test_two_thousand_snapshots_stay_responsive(tmp_path: Path) -> None:
+    settings = load_settings(environ=fixed_env(tmp_path))
+    app = make_app(settings, backend=ManySnapshots(settings), clock=lambda: NOW)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await idle(pilot)
+        started = time.monotonic()
+        await pilot.press("s")
+        table = app.query_one("#snapshots-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2000, timeout=10, what="2,000 rows")
+        await pilot.press("t")  # refilter 2,000 rows
+        await wait_for(pilot, lambda: table.row_count == 1000, timeout=5, what="1,000 rows")
+        elapsed = time.monotonic() - started
+        assert elapsed < 5, f"loading and filtering 2,000 snapshots took {elapsed:.1f}s"
+
+        clock = time.monotonic()
+        for _ in range(20):
+            await pilot.press("down")
+        answered = time.monotonic() - clock
+        assert table.cursor_row == 20
+        view = app.query_one("#snapshots-view")
+        assert view.shown == table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value  # type: ignore[attr-defined]
+        assert answered < 3, f"20 key presses took {answered:.1f}s"

@@ -1,0 +1,70 @@
+"""SVG snapshots of each screen from fixed data (update with: pytest --snapshot-update)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import Input, Tree
+
+from tests.tui.fixed import fixed_app
+from tests.tui.screen import idle
+
+Before = Callable[[Pilot[Any]], Awaitable[None]]
+
+
+def keys(*pressed: str) -> Before:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await idle(pilot)
+        for key in pressed:
+            await pilot.press(key)
+            await idle(pilot)
+
+    return run_before
+
+
+def test_overview(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(fixed_app(tmp_path), run_before=keys(), terminal_size=(80, 24))
+
+
+def test_overview_wide(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(fixed_app(tmp_path), run_before=keys(), terminal_size=(120, 34))
+
+
+def test_snapshots(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(fixed_app(tmp_path), run_before=keys("s"), terminal_size=(80, 24))
+
+
+def test_snapshots_file_tree(snap_compare: Any, tmp_path: Path) -> None:
+    async def open_tree(pilot: Pilot[Any]) -> None:
+        await keys("s", "t", "t")(pilot)
+        tree = pilot.app.query_one("#snapshot-files", Tree)
+        tree.root.children[0].expand()
+        await idle(pilot)
+
+    assert snap_compare(fixed_app(tmp_path), run_before=open_tree, terminal_size=(120, 34))
+
+
+def test_evidence(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(fixed_app(tmp_path), run_before=keys("e"), terminal_size=(80, 24))
+
+
+def test_drill_refused(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(fixed_app(tmp_path), run_before=keys("d"), terminal_size=(100, 34))
+
+
+def test_drill_allowed(snap_compare: Any, tmp_path: Path) -> None:
+    app = fixed_app(
+        tmp_path,
+        KAMAL_BACKUP_ALLOW_RESTORE="true",
+        RESTORE_DATABASE_URL="postgres://drill:pw@127.0.0.1:5432/shop_drill",
+    )
+
+    async def confirm(pilot: Pilot[Any]) -> None:
+        await keys("d")(pilot)
+        pilot.app.query_one("#drill-confirm", Input).value = "shop"
+        await idle(pilot)
+
+    assert snap_compare(app, run_before=confirm, terminal_size=(100, 34))
