@@ -296,6 +296,34 @@ def unlock(ctx: typer.Context) -> None:
 
 
 @app.command()
+@operation
+def health(
+    ctx: typer.Context,
+    repository: Annotated[
+        bool,
+        typer.Option(
+            "--repository",
+            help="Judge by the repository's newest complete run instead of the state directory.",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Exit 0 while the last successful backup is younger than twice BACKUP_SCHEDULE_SECONDS, else 1.
+
+    The image's HEALTHCHECK. Reads the state directory (no repository access) unless --repository.
+    """
+    from kamal_backup.services.health import check_health
+
+    report = check_health(_options(ctx).settings(), from_repository=repository)
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+    else:
+        stdout.print(f"{'healthy' if report.healthy else 'unhealthy'}: {report.reason}")
+    if not report.healthy:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+@app.command()
 def tui(ctx: typer.Context) -> None:
     """Open the terminal UI: overview, snapshots, evidence and guarded restore drills."""
     settings = _options(ctx).settings()

@@ -183,6 +183,24 @@ class RestoreResult(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+class SchedulerStart(BaseModel):
+    """Written when `schedule` starts, so `health` can tell a new container from a dead one."""
+
+    started_at: datetime
+    schedule_seconds: int
+    start_delay_seconds: int
+
+
+class HealthReport(BaseModel):
+    healthy: bool
+    status: Literal["fresh", "stale", "missing", "starting"]
+    reason: str
+    source: Literal["state", "repository"]
+    last_success_at: datetime | None
+    age_seconds: float | None
+    limit_seconds: int
+
+
 class GateVerdict(BaseModel):
     """One restore safety gate's answer for a given target."""
 

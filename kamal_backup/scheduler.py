@@ -7,10 +7,11 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
-from kamal_backup import process
+from kamal_backup import process, state
 from kamal_backup.errors import Interrupted, KamalBackupError
-from kamal_backup.models import BackupRun
+from kamal_backup.models import BackupRun, SchedulerStart
 from kamal_backup.redact import redact
 from kamal_backup.services.backup import run_backup
 from kamal_backup.settings import Settings
@@ -43,6 +44,14 @@ def run_schedule(
 ) -> int:
     """Runs backups until `stop` is set; returns the number of runs that failed."""
     interval = settings.backup_schedule_seconds
+    state.record_scheduler_start(
+        settings.state_dir,
+        SchedulerStart(
+            started_at=datetime.now(UTC),
+            schedule_seconds=interval,
+            start_delay_seconds=settings.backup_start_delay_seconds,
+        ),
+    )
     log.info(
         "scheduler started for %s: a backup every %ds, first in %ds",
         settings.app_name,

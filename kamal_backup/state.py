@@ -13,10 +13,12 @@ from pydantic import BaseModel, ValidationError
 
 from kamal_backup import redact
 from kamal_backup.errors import ConfigError
-from kamal_backup.models import BackupRun, CheckResult
+from kamal_backup.models import BackupRun, CheckResult, SchedulerStart
 
 LAST_BACKUP = "last_backup.json"
 LAST_CHECK = "last_check.json"
+LAST_SUCCESS = "last_success.json"
+SCHEDULER = "scheduler.json"
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -62,6 +64,21 @@ def read_json(path: Path, model: type[Model]) -> Model | None:
 
 def record_backup(state_dir: Path, run: BackupRun) -> None:
     write_json(state_dir / LAST_BACKUP, run)
+    if run.status == "success":
+        # Kept apart from the last run: a failed run must not hide when backups last worked.
+        write_json(state_dir / LAST_SUCCESS, run)
+
+
+def last_success(state_dir: Path) -> BackupRun | None:
+    return read_json(state_dir / LAST_SUCCESS, BackupRun)
+
+
+def record_scheduler_start(state_dir: Path, start: SchedulerStart) -> None:
+    write_json(state_dir / SCHEDULER, start)
+
+
+def scheduler_start(state_dir: Path) -> SchedulerStart | None:
+    return read_json(state_dir / SCHEDULER, SchedulerStart)
 
 
 def last_backup(state_dir: Path) -> BackupRun | None:

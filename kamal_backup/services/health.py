@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
+
+from kamal_backup import state
+from kamal_backup.humanize import describe_age
+from kamal_backup.models import HealthReport
+from kamal_backup.services.snapshots import latest_complete, list_snapshots
+from kamal_backup.settings import Settings
 
 Freshness = Literal["fresh", "stale", "missing"]
 
@@ -17,3 +23,59 @@ def freshness(latest: datetime | None, schedule_seconds: int, now: datetime) -> 
         return "missing"
     age = (now - latest).total_seconds()
     return "stale" if age > STALE_AFTER_SCHEDULES * schedule_seconds else "fresh"
+
+
+def check_health(
+    settings: Settings, now: datetime | None = None, *, from_repository: bool = False
+) -> HealthReport:
+    """Healthy while the last successful backup is younger than twice the schedule.
+
+    From the state directory (cheap: the container's HEALTHCHECK) by default; from the
+    repository's newest complete run with `from_repository` (a laptop has no state of its own).
+    A scheduler that started less than its delay plus twice the schedule ago, with no backup yet,
+    is 'starting' and healthy.
+    """
+    now = now or datetime.now(UTC)
+    limit = STALE_AFTER_SCHEDULES * settings.backup_schedule_seconds
+    if from_repository:
+        snapshots = list_snapshots(settings)
+        latest = [latest_complete(snapshots, kind) for kind in ("database", "files")]
+        last = min(s.time for s in latest if s) if all(latest) else None
+        where = f"repository {settings.repository_display}"
+    else:
+        run = state.last_success(settings.state_dir)
+        last = (run.finished_at or run.started_at) if run else None
+        where = f"{settings.state_dir}"
+
+    def report(status: str, healthy: bool, reason: str) -> HealthReport:
+        return HealthReport(
+            healthy=healthy,
+            status=status,  # type: ignore[arg-type]
+            reason=reason,
+            source="repository" if from_repository else "state",
+            last_success_at=last,
+            age_seconds=round((now - last).total_seconds(), 1) if last else None,
+            limit_seconds=limit,
+        )
+
+    verdict = freshness(last, settings.backup_schedule_seconds, now)
+    if last is not None:
+        age = describe_age((now - last).total_seconds())
+        if verdict == "fresh":
+            return report("fresh", True, f"last successful backup {age} ago")
+        return report(
+            "stale",
+            False,
+            f"last successful backup {age} ago, older than twice BACKUP_SCHEDULE_SECONDS "
+            f"({describe_age(limit)})",
+        )
+    started = None if from_repository else state.scheduler_start(settings.state_dir)
+    if started is not None:
+        waited = (now - started.started_at).total_seconds()
+        if waited <= started.start_delay_seconds + limit:
+            return report(
+                "starting",
+                True,
+                f"no backup yet; the scheduler started {describe_age(waited)} ago",
+            )
+    return report("missing", False, f"no successful backup recorded in {where}")
