@@ -1,4 +1,4 @@
-"""Versions of the external programs kamal-backup runs, for evidence."""
+"""The external programs kamal-backup runs: where the image gets them, and their versions."""
 
 from __future__ import annotations
 
@@ -10,6 +10,26 @@ from kamal_backup import process
 _NUMBER = re.compile(r"\d+(?:\.\d+)+")
 # MariaDB's clients print their own version first: "Ver 10.19 Distrib 10.11.6-MariaDB".
 _DISTRIB = re.compile(r"Distrib\s+(\d+(?:\.\d+)+)")
+
+
+# Every program kamal-backup (or restic, for a backend) runs, and the Debian package the image
+# installs it from; tests check the code against this list and the list against the Dockerfile.
+EXTERNAL_TOOLS: dict[str, str] = {
+    "restic": "restic",
+    "setpriv": "util-linux",  # children die with kamal-backup (parent-death signal)
+    "cat": "coreutils",  # streams the SQLite snapshot copy into restic
+    "sqlite3": "sqlite3",  # version for evidence
+    "mariadb-dump": "mariadb-client",
+    "mariadb": "mariadb-client-core",
+    "pg_dump": "postgresql-client-{major}",
+    "pg_restore": "postgresql-client-{major}",
+    "psql": "postgresql-client-{major}",
+    "rclone": "rclone",  # restic runs it for rclone: repositories
+    "ssh": "openssh-client",  # restic runs it for sftp: repositories
+    "tini": "tini",  # the image's PID 1
+}
+# Older names tried when the preferred program is missing (not needed in the image).
+FALLBACK_TOOLS: dict[str, str] = {"mysqldump": "mariadb-dump", "mysql": "mariadb"}
 
 
 def tool_version(

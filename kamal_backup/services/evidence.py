@@ -13,11 +13,11 @@ from kamal_backup.errors import KamalBackupError
 from kamal_backup.models import CheckResult, SnapshotRecord
 from kamal_backup.services.snapshots import complete_runs, latest_complete, list_snapshots
 from kamal_backup.settings import Settings
-from kamal_backup.tools import tool_version, version_number
+from kamal_backup.tools import FALLBACK_TOOLS, tool_version, version_number
 
 SCHEMA_VERSION = 1
 OTHER_CLIENTS = ("sqlite3", "pg_dump", "pg_restore", "psql", "mariadb-dump", "mariadb")
-_FALLBACKS = {"mariadb-dump": "mysqldump", "mariadb": "mysql"}
+_FALLBACKS = {preferred: older for older, preferred in FALLBACK_TOOLS.items()}
 
 
 def tool_versions(settings: Settings) -> dict[str, str | None]:
