@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from kamal_backup.cli import app
-from kamal_backup.reference import END, START, settings_table
+from kamal_backup.reference import (
+    END,
+    START,
+    commands_help,
+    end_marker,
+    settings_table,
+    start_marker,
+)
 from kamal_backup.settings import env_names
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -14,7 +21,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 def test_configuration_reference_is_generated_from_the_settings_model() -> None:
     text = (DOCS / "configuration.md").read_text()
     block = text.split(START, 1)[1].split(END, 1)[0].strip()
-    assert block == settings_table(), "run: python -m kamal_backup.reference docs/configuration.md"
+    assert block == settings_table(), "run: python -m kamal_backup.reference"
     for name in env_names():
         assert f"`{name}`" in block
 
@@ -25,3 +32,10 @@ def test_every_command_is_documented() -> None:
     assert "backup" in names and "restore-files" in names
     for name in names:
         assert f"`{name}" in text, name
+
+
+def test_commands_page_carries_each_commands_current_help() -> None:
+    text = (DOCS / "commands.md").read_text()
+    block = text.split(start_marker("commands"), 1)[1].split(end_marker("commands"), 1)[0].strip()
+    assert block == commands_help(), "run: python -m kamal_backup.reference"
+    assert "### `health`" in block and "Usage: kamal-backup tui" in block
