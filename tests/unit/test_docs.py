@@ -39,3 +39,29 @@ def test_commands_page_carries_each_commands_current_help() -> None:
     block = text.split(start_marker("commands"), 1)[1].split(end_marker("commands"), 1)[0].strip()
     assert block == commands_help(), "run: python -m kamal_backup.reference"
     assert "### `health`" in block and "Usage: kamal-backup tui" in block
+
+
+def test_evidence_page_explains_every_field_and_its_example_is_current(tmp_path: Path) -> None:
+    import json
+
+    from kamal_backup.services.evidence import build_evidence
+    from kamal_backup.settings import load_settings
+
+    text = (DOCS / "evidence.md").read_text()
+    example = json.loads(text.split("```json", 1)[1].split("```", 1)[0])
+    settings = load_settings(
+        environ={
+            "APP_NAME": "shop",
+            "DATABASE_ADAPTER": "sqlite",
+            "SQLITE_DATABASE_PATH": str(tmp_path / "db.sqlite3"),
+            "RESTIC_REPOSITORY": str(tmp_path / "missing-repository"),
+            "RESTIC_PASSWORD": "example-password",
+            "KAMAL_BACKUP_STATE_DIR": str(tmp_path / "state"),
+            "PATH": "/nonexistent",
+        }
+    )
+    document = build_evidence(settings)
+    assert list(example) == list(document)
+    table = text.split("## Example", 1)[0]
+    for key in document:
+        assert f"`{key}`" in table, f"evidence.md does not explain {key}"
