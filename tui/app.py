@@ -62,11 +62,14 @@ class KamalBackupApp(App[None]):
     # palette lives on Ctrl+O.
     COMMAND_PALETTE_BINDING = "ctrl+o"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]  # noqa: RUF012
+    # The view keys are written on the tabs themselves ("o Overview"); the footer keeps room for
+    # the current view's actions at 80 columns.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("o", "show('overview')", "Overview"),
-        Binding("s", "show('snapshots')", "Snaps"),
-        Binding("e", "show('evidence')", "Evidence"),
-        Binding("d", "show('drill')", "Drill"),
+        Binding("o", "show('overview')", "Overview", show=False),
+        Binding("s", "show('snapshots')", "Snapshots", show=False),
+        Binding("e", "show('evidence')", "Evidence", show=False),
+        Binding("d", "show('drill')", "Restore drill", show=False),
         Binding("l", "toggle_log", "Log"),
         Binding("x", "cancel_operation", "Cancel run"),
         Binding("q", "quit_app", "Quit"),
@@ -99,13 +102,13 @@ class KamalBackupApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with TabbedContent(initial="overview", id="tabs"):
-            with TabPane("Overview", id="overview"):
+            with TabPane("[b]o[/b]\u00a0Overview", id="overview"):
                 yield OverviewView()
-            with TabPane("Snapshots", id="snapshots"):
+            with TabPane("[b]s[/b]\u00a0Snapshots", id="snapshots"):
                 yield SnapshotsView()
-            with TabPane("Evidence", id="evidence"):
+            with TabPane("[b]e[/b]\u00a0Evidence", id="evidence"):
                 yield EvidenceView()
-            with TabPane("Restore drill", id="drill"):
+            with TabPane("[b]d[/b]\u00a0Restore drill", id="drill"):
                 yield DrillView()
         log = RichLog(id="log", max_lines=1000, wrap=True, markup=False, highlight=False)
         log.border_title = "log"

@@ -68,3 +68,32 @@ def test_drill_allowed(snap_compare: Any, tmp_path: Path) -> None:
         await idle(pilot)
 
     assert snap_compare(app, run_before=confirm, terminal_size=(100, 34))
+
+
+async def test_no_secret_reaches_any_screen(tmp_path: Path) -> None:
+    from tests.tui.fixed import fixed_env
+    from tests.tui.screen import screen_text
+
+    app = fixed_app(
+        tmp_path,
+        KAMAL_BACKUP_ALLOW_RESTORE="true",
+        RESTORE_DATABASE_URL="postgres://drill:drill-pass-5521@127.0.0.1:5432/shop_drill",
+    )
+    secrets = [
+        value
+        for name, value in fixed_env(tmp_path).items()
+        if any(word in name for word in ("PASSWORD", "SECRET", "KEY_ID"))
+    ] + ["s3cret-db-pass", "drill-pass-5521"]
+    async with app.run_test(size=(160, 50)) as pilot:
+        for key in ("o", "s", "e", "d"):
+            await pilot.press(key)
+            await idle(pilot)
+            text = screen_text(app)
+            assert "[REDACTED]" in text or key in ("s", "e")
+            for secret in secrets:
+                assert secret not in text, f"{secret!r} on the {key} screen"
+        app.query_one("#drill-confirm", Input).value = "shop"
+        await idle(pilot)
+        svg = app.export_screenshot()
+    for secret in secrets:
+        assert secret not in svg
