@@ -36,6 +36,18 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 @contextmanager
+def preserved_logging() -> Iterator[None]:
+    """Restores kamal-backup's logger afterwards (for running the CLI in-process, e.g. its help)."""
+    root = logging.getLogger("kamal_backup")
+    saved = (list(root.handlers), root.level, root.propagate)
+    try:
+        yield
+    finally:
+        root.handlers[:], level, root.propagate = saved
+        root.setLevel(level)
+
+
+@contextmanager
 def live_progress() -> Iterator[Callable[[str, ResticStatus], None] | None]:
     """A status callback drawing restic's progress as bars on a terminal; None in container logs."""
     if not stderr.is_terminal:

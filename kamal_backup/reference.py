@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from kamal_backup.console import preserved_logging
 from kamal_backup.settings import Settings
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -54,14 +55,18 @@ def commands_help() -> str:
 
     runner = CliRunner()
     parts: list[str] = []
-    for command in app.registered_commands:
-        name = command.name or (command.callback.__name__ if command.callback else "")
-        result = runner.invoke(
-            app, [name, "--help"], prog_name="kamal-backup", env={"COLUMNS": "80", "NO_COLOR": "1"}
-        )
-        if result.exit_code != 0:
-            raise RuntimeError(f"kamal-backup {name} --help exited {result.exit_code}")
-        parts.append(f"### `{name}`\n\n```text\n{result.output.rstrip()}\n```")
+    with preserved_logging():  # the CLI's callback points the logger at the runner's stderr
+        for command in app.registered_commands:
+            name = command.name or (command.callback.__name__ if command.callback else "")
+            result = runner.invoke(
+                app,
+                [name, "--help"],
+                prog_name="kamal-backup",
+                env={"COLUMNS": "80", "NO_COLOR": "1"},
+            )
+            if result.exit_code != 0:
+                raise RuntimeError(f"kamal-backup {name} --help exited {result.exit_code}")
+            parts.append(f"### `{name}`\n\n```text\n{result.output.rstrip()}\n```")
     return "\n\n".join(parts)
 
 

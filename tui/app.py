@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Header, RichLog, TabbedContent, TabPane
 
 from kamal_backup import process
+from kamal_backup.console import preserved_logging
 from kamal_backup.errors import KamalBackupError
 from kamal_backup.models import ResticStatus
 from kamal_backup.redact import RedactingFilter, redact
@@ -92,7 +94,7 @@ class KamalBackupApp(App[None]):
         self.operation: str | None = None
         self._show_log = show_log
         self._handler = PanelHandler(self)
-        self._saved_logging: tuple[list[logging.Handler], int, bool] = ([], logging.NOTSET, True)
+        self._logging = contextlib.ExitStack()
         self.sub_title = self.settings.app_name
 
     def local(self, moment: datetime) -> datetime:
@@ -118,17 +120,15 @@ class KamalBackupApp(App[None]):
 
     def on_mount(self) -> None:
         # While the app owns the terminal, the services log to the panel, not over the screen.
+        self._logging.enter_context(preserved_logging())
         logger = logging.getLogger("kamal_backup")
-        self._saved_logging = (list(logger.handlers), logger.level, logger.propagate)
         logger.handlers[:] = [self._handler]
         logger.setLevel(logging.INFO)
         logger.propagate = False
         self.reload_snapshots()
 
     def on_unmount(self) -> None:
-        logger = logging.getLogger("kamal_backup")
-        logger.handlers[:], level, logger.propagate = self._saved_logging
-        logger.setLevel(level)
+        self._logging.close()
 
     # Navigation --------------------------------------------------------------------------
 

@@ -260,3 +260,28 @@ async def test_readable_without_colour(app: App, monkeypatch: pytest.MonkeyPatch
     fills = {part.split('"')[0] for part in svg.split('fill="#')[1:]} - chrome
     colours = {f for f in fills if len(f) == 6 and len({f[0:2], f[2:4], f[4:6]}) > 1}
     assert colours == set(), f"colours on a NO_COLOR screen: {colours}"
+
+
+async def test_drill_says_what_was_restored_when_the_file_part_fails(
+    app: App, tmp_path: Path
+) -> None:
+    app.cli("backup", check=True)
+    restore_db = tmp_path / "scratch" / "restored.sqlite3"
+    not_a_directory = tmp_path / "a-file"
+    not_a_directory.write_text("in the way\n")
+    tui = tui_for(
+        app, KAMAL_BACKUP_ALLOW_RESTORE="true", RESTORE_SQLITE_DATABASE_PATH=str(restore_db)
+    )
+    async with tui.run_test(size=(220, 60)) as pilot:
+        await pilot.press("d")
+        await wait_for_text(pilot, "latest (")
+        await pilot.click("#kind-both")
+        tui.query_one("#drill-target", Input).value = str(not_a_directory)
+        tui.query_one("#drill-confirm", Input).value = "shop"
+        await pilot.pause(0.1)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: tui.operation is None, what="the drill to end")
+        text = await wait_for_text(pilot, "drill failed")
+        assert "was restored into" in text and "but the file restore failed" in text
+    assert sqlite_rows(restore_db) == sqlite_rows(app.db)
+    assert not_a_directory.read_text() == "in the way\n"

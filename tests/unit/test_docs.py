@@ -65,3 +65,12 @@ def test_evidence_page_explains_every_field_and_its_example_is_current(tmp_path:
     table = text.split("## Example", 1)[0]
     for key in document:
         assert f"`{key}`" in table, f"evidence.md does not explain {key}"
+
+
+def test_generating_the_help_leaves_logging_as_it_was() -> None:
+    import logging
+
+    logger = logging.getLogger("kamal_backup")
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    commands_help()
+    assert (list(logger.handlers), logger.level, logger.propagate) == before

@@ -22,6 +22,7 @@ from textual.widgets import (
     Static,
 )
 
+from kamal_backup.errors import KamalBackupError, OperationFailed
 from kamal_backup.humanize import human_bytes
 from kamal_backup.models import GateVerdict, ResticStatus, RestoreResult, Snapshot
 from kamal_backup.services.gates import (
@@ -253,7 +254,17 @@ class DrillView(VerticalScroll):
             if "database" in kinds:
                 results.append(backend.restore_database(str(db_choice), on_status))
             if "files" in kinds:
-                results.append(backend.restore_files(str(files_choice), target, on_status))
+                try:
+                    results.append(backend.restore_files(str(files_choice), target, on_status))
+                except KamalBackupError as exc:
+                    if not results:
+                        raise
+                    # Say what did happen: the database part is restored and stays restored.
+                    done = results[0]
+                    raise OperationFailed(
+                        f"database snapshot {done.snapshot.short_id} was restored into "
+                        f"{done.target}, but the file restore failed: {exc}"
+                    ) from None
             return results
 
         if self.tui.start_operation("restore drill", self, drill):

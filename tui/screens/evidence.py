@@ -29,6 +29,7 @@ class EvidenceView(Container):
     def __init__(self) -> None:
         super().__init__(id="evidence-view")
         self.document: dict[str, Any] | None = None
+        self.loading = False
 
     @property
     def tui(self) -> KamalBackupApp:
@@ -42,10 +43,13 @@ class EvidenceView(Container):
         path.display = False
         yield path
 
-    def on_mount(self) -> None:
-        self.action_refresh()
+    def on_show(self) -> None:
+        # Built when first shown, not at start: it opens the repository and runs every client.
+        if self.document is None and not self.loading:
+            self.action_refresh()
 
     def action_refresh(self) -> None:
+        self.loading = True
         self.query_one("#evidence-status", Static).update(Text("building evidence…", "dim"))
         self.tui.fetch(self, "evidence", self.tui.backend.evidence)
 
@@ -53,6 +57,7 @@ class EvidenceView(Container):
         if message.what != "evidence":
             return
         message.stop()
+        self.loading = False
         status = self.query_one("#evidence-status", Static)
         if message.result is None:
             status.update(Text(f"cannot build evidence: {message.error}", style="bold red"))
