@@ -41,7 +41,9 @@ def _default(field_name: str) -> str:
 def settings_table() -> str:
     rows = ["| variable | default | example | meaning |", "| --- | --- | --- | --- |"]
     for name, field in Settings.model_fields.items():
-        example = f"`{field.examples[0]}`" if field.examples else ""
+        example = str(field.examples[0]) if field.examples else ""
+        if example and not example.startswith("("):  # "(as a Kamal secret)" is advice, not a value
+            example = f"`{example}`"
         description = (field.description or "").replace("|", "\\|")
         rows.append(f"| `{name.upper()}` | {_default(name)} | {example} | {description} |")
     return "\n".join(rows)

@@ -167,50 +167,74 @@ class Settings(BaseSettings):
         examples=["s3:https://s3.example.com/app-backups"],
     )
     restic_repository_file: Path | None = Field(
-        None, description="File holding the repository location."
+        None,
+        description="File holding the repository location.",
+        examples=["/run/secrets/restic-repository"],
     )
     restic_password: SecretStr | None = Field(
-        None, description="Repository password (or RESTIC_PASSWORD_FILE / RESTIC_PASSWORD_COMMAND)."
+        None,
+        description="Repository password (or RESTIC_PASSWORD_FILE / RESTIC_PASSWORD_COMMAND).",
+        examples=["(a long random string, as a Kamal secret)"],
     )
     restic_password_file: Path | None = Field(
-        None, description="File holding the repository password."
+        None,
+        description="File holding the repository password.",
+        examples=["/run/secrets/restic-password"],
     )
     restic_password_command: str | None = Field(
-        None, description="Command that prints the password."
+        None,
+        description="Command that prints the password.",
+        examples=["op read op://shop/restic/password"],
     )
     restic_init_if_missing: bool = Field(
-        False, description="Initialise the repository when it does not exist."
+        False, description="Initialise the repository when it does not exist.", examples=["true"]
     )
     restic_host: str | None = Field(
         None,
         description="Host recorded on every snapshot; defaults to APP_NAME "
         "so retention groups survive container restarts.",
+        examples=["shop"],
     )
 
-    restic_keep_last: int = Field(7, ge=0, description="Retention: newest snapshots kept.")
-    restic_keep_daily: int = Field(7, ge=0, description="Retention: daily snapshots kept.")
-    restic_keep_weekly: int = Field(4, ge=0, description="Retention: weekly snapshots kept.")
-    restic_keep_monthly: int = Field(6, ge=0, description="Retention: monthly snapshots kept.")
-    restic_keep_yearly: int = Field(2, ge=0, description="Retention: yearly snapshots kept.")
+    restic_keep_last: int = Field(
+        7, ge=0, description="Retention: newest snapshots kept.", examples=["7"]
+    )
+    restic_keep_daily: int = Field(
+        7, ge=0, description="Retention: daily snapshots kept.", examples=["14"]
+    )
+    restic_keep_weekly: int = Field(
+        4, ge=0, description="Retention: weekly snapshots kept.", examples=["8"]
+    )
+    restic_keep_monthly: int = Field(
+        6, ge=0, description="Retention: monthly snapshots kept.", examples=["12"]
+    )
+    restic_keep_yearly: int = Field(
+        2, ge=0, description="Retention: yearly snapshots kept.", examples=["3"]
+    )
     restic_forget_after_backup: bool = Field(
         True,
         description="Apply retention (forget --prune) after "
         "each backup; false for append-only repositories.",
+        examples=["false"],
     )
-    restic_check_after_backup: bool = Field(False, description="Run `check` after each backup.")
+    restic_check_after_backup: bool = Field(
+        False, description="Run `check` after each backup.", examples=["true"]
+    )
     restic_check_read_data_subset: str = Field(
         "5%",
         description="Data read by `check`: a percentage, "
         "n/t, a size such as 500M, or empty for none.",
+        examples=["10%"],
     )
 
     backup_schedule_seconds: int = Field(
         86400,
         gt=0,
         description="Seconds between scheduled backups, measured from each run's start.",
+        examples=["21600"],
     )
     backup_start_delay_seconds: int = Field(
-        0, ge=0, description="Seconds `schedule` waits before its first run."
+        0, ge=0, description="Seconds `schedule` waits before its first run.", examples=["300"]
     )
 
     kamal_backup_repository_timeout_seconds: int = Field(
@@ -218,26 +242,35 @@ class Settings(BaseSettings):
         gt=0,
         description="How long opening the repository or listing snapshots may take before it "
         "counts as unreachable (restic alone retries for many minutes).",
+        examples=["300"],
     )
     kamal_backup_retry_lock: str = Field(
         "2m",
         description="How long forget/prune and check wait for another process's restic lock "
         "(restic --retry-lock); empty or 0 fails at once.",
+        examples=["10m"],
     )
     kamal_backup_state_dir: Path | None = Field(
         None,
         description="Where check and backup results are "
         "recorded; /var/lib/kamal-backup in the image.",
+        examples=["/var/lib/kamal-backup"],
     )
     kamal_backup_allow_suspicious_paths: bool = Field(
-        False, description="Allow system directories such as / or /etc in BACKUP_PATHS."
+        False,
+        description="Allow system directories such as / or /etc in BACKUP_PATHS.",
+        examples=["true"],
     )
-    kamal_backup_allow_restore: bool = Field(False, description="Required for every restore.")
+    kamal_backup_allow_restore: bool = Field(
+        False, description="Required for every restore.", examples=["true"]
+    )
     kamal_backup_allow_production_restore: bool = Field(
-        False, description="Allow restoring into a production-like target."
+        False, description="Allow restoring into a production-like target.", examples=["true"]
     )
     kamal_backup_allow_in_place_file_restore: bool = Field(
-        False, description="Allow restore-files into, above or below a configured backup path."
+        False,
+        description="Allow restore-files into, above or below a configured backup path.",
+        examples=["true"],
     )
 
     restore_database_url: SecretStr | None = Field(
@@ -249,13 +282,21 @@ class Settings(BaseSettings):
         None, description="Target of restore-db (sqlite).", examples=["/restore/db/restore.sqlite3"]
     )
 
-    pgpassword: SecretStr | None = Field(None, description="PostgreSQL password for the source.")
-    mysql_pwd: SecretStr | None = Field(None, description="MySQL/MariaDB password for the source.")
+    pgpassword: SecretStr | None = Field(
+        None, description="PostgreSQL password for the source.", examples=["(as a Kamal secret)"]
+    )
+    mysql_pwd: SecretStr | None = Field(
+        None, description="MySQL/MariaDB password for the source.", examples=["(as a Kamal secret)"]
+    )
     restore_pgpassword: SecretStr | None = Field(
-        None, description="PostgreSQL password for the restore target; defaults to PGPASSWORD."
+        None,
+        description="PostgreSQL password for the restore target; defaults to PGPASSWORD.",
+        examples=["(as a Kamal secret)"],
     )
     restore_mysql_pwd: SecretStr | None = Field(
-        None, description="MySQL/MariaDB password for the restore target; defaults to MYSQL_PWD."
+        None,
+        description="MySQL/MariaDB password for the restore target; defaults to MYSQL_PWD.",
+        examples=["(as a Kamal secret)"],
     )
 
     _environ: dict[str, str] = PrivateAttr(default_factory=dict)

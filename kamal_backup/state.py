@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from kamal_backup import redact
 from kamal_backup.errors import ConfigError
-from kamal_backup.models import BackupRun, CheckResult, SchedulerStart
+from kamal_backup.models import BackupRun, CheckResult, RestoreResult, SchedulerStart, SnapshotType
 
 LAST_BACKUP = "last_backup.json"
 LAST_CHECK = "last_check.json"
@@ -91,3 +91,11 @@ def record_check(state_dir: Path, result: CheckResult) -> None:
 
 def last_check(state_dir: Path) -> CheckResult | None:
     return read_json(state_dir / LAST_CHECK, CheckResult)
+
+
+def record_restore(state_dir: Path, result: RestoreResult) -> None:
+    write_json(state_dir / f"last_restore_{result.kind}.json", result)
+
+
+def last_restore(state_dir: Path, kind: SnapshotType) -> RestoreResult | None:
+    return read_json(state_dir / f"last_restore_{kind}.json", RestoreResult)

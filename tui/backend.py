@@ -14,6 +14,7 @@ from kamal_backup.models import (
     GateVerdict,
     RestoreResult,
     Snapshot,
+    SnapshotType,
 )
 from kamal_backup.services import gates, restic_for
 from kamal_backup.services.backup import StatusCallback, run_backup
@@ -53,6 +54,9 @@ class Backend:
 
     def last_check(self) -> CheckResult | None:
         return state.last_check(self.settings.state_dir)
+
+    def last_restore(self, kind: SnapshotType) -> RestoreResult | None:
+        return state.last_restore(self.settings.state_dir, kind)
 
     def database_verdicts(self) -> list[GateVerdict]:
         return gates.database_restore_verdicts(self.settings)

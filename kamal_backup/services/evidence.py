@@ -83,6 +83,10 @@ def build_evidence(settings: Settings, now: datetime | None = None) -> dict[str,
             "duration_seconds": last_backup.duration_seconds,
             "error": last_backup.error,
         },
+        "last_restores": {
+            kind: _dump(state.last_restore(settings.state_dir, kind))
+            for kind in ("database", "files")
+        },
         "restore_safety": {
             "allow_restore": settings.kamal_backup_allow_restore,
             "allow_production_restore": settings.kamal_backup_allow_production_restore,

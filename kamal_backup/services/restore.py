@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kamal_backup import state
 from kamal_backup.databases import adapter_for
 from kamal_backup.databases.base import ByteCounter
 from kamal_backup.errors import OperationFailed
@@ -58,14 +59,17 @@ def restore_database(
         details = adapter.restore(restic, chosen, on_bytes=_byte_progress(chosen, on_status))
         duration = round(time.monotonic() - clock, 3)
     log.info("database restored in %.1fs", duration)
-    return RestoreResult(
-        kind="database",
-        snapshot=SnapshotRecord.from_snapshot(chosen),
-        target=adapter.restore_target_label() or "",
-        started_at=started,
-        duration_seconds=duration,
-        bytes_restored=details.get("bytes"),
-        details=details,
+    return _recorded(
+        settings,
+        RestoreResult(
+            kind="database",
+            snapshot=SnapshotRecord.from_snapshot(chosen),
+            target=adapter.restore_target_label() or "",
+            started_at=started,
+            duration_seconds=duration,
+            bytes_restored=details.get("bytes"),
+            details=details,
+        ),
     )
 
 
@@ -118,15 +122,24 @@ def restore_files(
             shutil.rmtree(staging, ignore_errors=True)
         duration = round(time.monotonic() - clock, 3)
     log.info("files restored in %.1fs", duration)
-    return RestoreResult(
-        kind="files",
-        snapshot=SnapshotRecord.from_snapshot(chosen),
-        target=str(destination),
-        started_at=started,
-        duration_seconds=duration,
-        bytes_restored=summary.get("bytes_restored") or summary.get("total_bytes"),
-        details={"paths": restored, "files_restored": summary.get("files_restored")},
+    return _recorded(
+        settings,
+        RestoreResult(
+            kind="files",
+            snapshot=SnapshotRecord.from_snapshot(chosen),
+            target=str(destination),
+            started_at=started,
+            duration_seconds=duration,
+            bytes_restored=summary.get("bytes_restored") or summary.get("total_bytes"),
+            details={"paths": restored, "files_restored": summary.get("files_restored")},
+        ),
     )
+
+
+def _recorded(settings: Settings, result: RestoreResult) -> RestoreResult:
+    """Keeps the restore in the state directory: evidence shows when a drill last succeeded."""
+    state.record_restore(settings.state_dir, result)
+    return result
 
 
 def _byte_progress(snapshot: Snapshot, on_status: StatusCallback | None) -> ByteCounter | None:

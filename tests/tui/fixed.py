@@ -14,9 +14,11 @@ from kamal_backup.models import (
     BackupRun,
     CheckResult,
     FileEntry,
+    RestoreResult,
     Snapshot,
     SnapshotRecord,
     SnapshotSummary,
+    SnapshotType,
 )
 from kamal_backup.settings import load_settings
 from tui import KamalBackupApp, make_app
@@ -96,6 +98,17 @@ class FixedBackend(Backend):
             read_data_subset="5%",
             output="no errors were found",
             exit_code=0,
+        )
+
+    def last_restore(self, kind: SnapshotType) -> RestoreResult | None:
+        if kind != "database":
+            return None
+        return RestoreResult(
+            kind="database",
+            snapshot=SnapshotRecord.from_snapshot(fixed_snapshots()[3]),
+            target="postgres://shop:[REDACTED]@127.0.0.1:5432/shop_drill",
+            started_at=NOW - timedelta(days=6, hours=2),
+            duration_seconds=312.5,
         )
 
     def evidence(self) -> dict[str, Any]:

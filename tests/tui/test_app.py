@@ -176,6 +176,11 @@ async def test_drill_allowed_restores_database_and_files(app: App, tmp_path: Pat
         text = await wait_for_text(pilot, "drill finished in")
         assert "restored" in text and "database" in text and str(files_target) in text
     assert sqlite_rows(restore_db) == expected_rows
+    evidence = json.loads(app.cli("evidence", check=True).stdout)
+    database_drill = evidence["last_restores"]["database"]
+    assert database_drill["snapshot"]["id"] == app.snapshot_ids("type:database")[0]
+    assert database_drill["target"] == str(restore_db)
+    assert evidence["last_restores"]["files"]["target"] == str(files_target)
     restored = files_target / str(app.files).lstrip("/") / "uploads" / "a.txt"
     assert restored.read_text() == "hello\n"
 

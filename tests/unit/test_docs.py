@@ -24,6 +24,9 @@ def test_configuration_reference_is_generated_from_the_settings_model() -> None:
     assert block == settings_table(), "run: python -m kamal_backup.reference"
     for name in env_names():
         assert f"`{name}`" in block
+    from kamal_backup.settings import Settings
+
+    assert not [name for name, field in Settings.model_fields.items() if not field.examples]
 
 
 def test_every_command_is_documented() -> None:

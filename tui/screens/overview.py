@@ -144,6 +144,7 @@ class OverviewView(VerticalScroll):
             table.add_row(f"Latest {kind}", self._latest_text(kind))
         table.add_row("Last backup run", self._last_backup_text(backend.last_backup()))
         table.add_row("Last check", self._last_check_text(backend.last_check()))
+        table.add_row("Last restore", self._last_restore_text())
         policy = ", ".join(
             f"{name.removeprefix('keep_')} {value}"
             for name, value in settings.retention.items()
@@ -200,6 +201,20 @@ class OverviewView(VerticalScroll):
         if result.read_data_subset:
             text.append(f"  read {result.read_data_subset} of the data")
         return text
+
+    def _last_restore_text(self) -> Text:
+        text = Text()
+        for kind in ("database", "files"):
+            result = self.tui.backend.last_restore(kind)
+            if result is None:
+                continue
+            if text:
+                text.append("\n")
+            text.append(
+                f"{kind} {result.snapshot.short_id} into {result.target}  "
+                f"{self.tui.local(result.started_at):%Y-%m-%d %H:%M}  {result.duration_seconds:.1f}s"
+            )
+        return text or Text("no restore drill recorded on this machine", style="dim")
 
     def _flags_text(self) -> Text:
         text = Text()
