@@ -233,6 +233,8 @@ async def test_cancel_key_stops_a_backup_and_the_app_stays_usable(app: App) -> N
         await wait_for_text(pilot, "MISSING")
         await pilot.press("b")
         await wait_for(pilot, lambda: bool(process._children), what="restic to start")
+        text = await wait_for_text(pilot, "backup: database")  # restic's live progress
+        assert "so far" in text or "%" in text
         await pilot.press("x")
         await wait_for(pilot, lambda: tui.operation is None, timeout=30, what="the cancel")
         text = await wait_for_text(pilot, "backup failed")

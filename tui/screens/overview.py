@@ -86,15 +86,17 @@ class OverviewView(VerticalScroll):
 
     def on_operation_progress(self, message: OperationProgress) -> None:
         status = message.status
+        bar = self.query_one("#operation-progress", ProgressBar)
+        done = human_bytes(status.bytes_processed)
+        if status.total_bytes:
+            text = f"{status.percent_done * 100:.0f}% ({done} of {human_bytes(status.total_bytes)})"
+            bar.update(total=100, progress=status.percent_done * 100)
+        else:
+            # A dump streamed from a command has no known size until it ends.
+            text = f"{done} so far"
+            bar.update(total=None)
         self.query_one("#operation-status", Static).update(
-            Text(
-                f"{message.operation}: {message.label} {status.percent_done * 100:.0f}% "
-                f"({human_bytes(status.bytes_processed)} of {human_bytes(status.total_bytes)})",
-                style="bold",
-            )
-        )
-        self.query_one("#operation-progress", ProgressBar).update(
-            total=100, progress=status.percent_done * 100
+            Text(f"{message.operation}: {message.label} {text}", style="bold")
         )
 
     def on_operation_done(self, message: OperationDone) -> None:
