@@ -62,7 +62,6 @@ async def capture(app: KamalBackupApp, out: Path) -> None:
             app.save_screenshot(f"{name}.svg", str(out))
             print(f"screenshots/{name}.svg")
 
-        await save("overview")
         await pilot.press("s")
         await settle()
         await pilot.press("t", "t")
@@ -87,6 +86,9 @@ async def capture(app: KamalBackupApp, out: Path) -> None:
         while app.operation is not None:
             await pilot.pause(0.2)
         await save("drill-result")
+        # Last, so the overview shows the drill that was just made.
+        await pilot.press("o", "r")
+        await save("overview")
 
 
 def main() -> None:
