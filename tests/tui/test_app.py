@@ -8,6 +8,7 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, Input, RadioButton, Tree
 
 from kamal_backup import process
@@ -21,6 +22,21 @@ pytestmark = pytest.mark.integration
 
 def tui_for(fixture: App, **extra: str) -> KamalBackupApp:
     return make_app(load_settings(environ={**fixture.env, **extra}), timezone=UTC)
+
+
+def drill_app(fixture: App, restore_db: Path) -> KamalBackupApp:
+    return tui_for(
+        fixture, KAMAL_BACKUP_ALLOW_RESTORE="true", RESTORE_SQLITE_DATABASE_PATH=str(restore_db)
+    )
+
+
+async def choose_both(pilot: Pilot[None], files_target: Path) -> None:
+    """Opens the drill, waits for the snapshot choices, picks database and files."""
+    await pilot.press("d")
+    await wait_for_text(pilot, "latest (")
+    await pilot.click("#kind-both")
+    assert pilot.app.query_one("#kind-both", RadioButton).value
+    pilot.app.query_one("#drill-target", Input).value = str(files_target)
 
 
 async def test_overview_shows_each_latest_snapshot_as_fresh(app: App) -> None:
@@ -153,15 +169,9 @@ async def test_drill_allowed_restores_database_and_files(app: App, tmp_path: Pat
     expected_rows = sqlite_rows(app.db)
     restore_db = tmp_path / "scratch" / "restored.sqlite3"
     files_target = tmp_path / "drill-files"
-    tui = tui_for(
-        app, KAMAL_BACKUP_ALLOW_RESTORE="true", RESTORE_SQLITE_DATABASE_PATH=str(restore_db)
-    )
+    tui = drill_app(app, restore_db)
     async with tui.run_test(size=(220, 60)) as pilot:
-        await pilot.press("d")
-        await wait_for_text(pilot, "latest (")
-        await pilot.click("#kind-both")
-        assert tui.query_one("#kind-both", RadioButton).value
-        tui.query_one("#drill-target", Input).value = str(files_target)
+        await choose_both(pilot, files_target)
         text = await wait_for_text(pilot, "every gate allows this drill")
         assert str(restore_db) in text
         assert tui.query_one("#drill-start", Button).disabled  # not confirmed yet
@@ -276,14 +286,9 @@ async def test_drill_says_what_was_restored_when_the_file_part_fails(
     restore_db = tmp_path / "scratch" / "restored.sqlite3"
     not_a_directory = tmp_path / "a-file"
     not_a_directory.write_text("in the way\n")
-    tui = tui_for(
-        app, KAMAL_BACKUP_ALLOW_RESTORE="true", RESTORE_SQLITE_DATABASE_PATH=str(restore_db)
-    )
+    tui = drill_app(app, restore_db)
     async with tui.run_test(size=(220, 60)) as pilot:
-        await pilot.press("d")
-        await wait_for_text(pilot, "latest (")
-        await pilot.click("#kind-both")
-        tui.query_one("#drill-target", Input).value = str(not_a_directory)
+        await choose_both(pilot, not_a_directory)
         tui.query_one("#drill-confirm", Input).value = "shop"
         await pilot.pause(0.1)
         await pilot.press("ctrl+r")
