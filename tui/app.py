@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -123,7 +124,8 @@ class KamalBackupApp(App[None]):
         self._logging.enter_context(preserved_logging())
         logger = logging.getLogger("kamal_backup")
         logger.handlers[:] = [self._handler]
-        logger.setLevel(logging.INFO)
+        if logger.level == logging.NOTSET or logger.level > logging.INFO:
+            logger.setLevel(logging.INFO)  # --verbose (DEBUG) stays as it is
         logger.propagate = False
         self.reload_snapshots()
 
@@ -146,9 +148,9 @@ class KamalBackupApp(App[None]):
         log.display = not log.display
 
     def on_log_line(self, message: LogLine) -> None:
-        style = "bold red" if message.level >= logging.ERROR else None
-        log = self.query_one("#log", RichLog)
-        log.write(message.line if style is None else f"[{style}]{message.line}[/]")
+        # Text, never markup: a path or an error message may contain "[...]".
+        style = "bold red" if message.level >= logging.ERROR else ""
+        self.query_one("#log", RichLog).write(Text(message.line, style=style))
 
     def log_error(self, text: str) -> None:
         logging.getLogger("kamal_backup.tui").error(text)
