@@ -22,7 +22,13 @@ from rich.table import Table
 
 from kamal_backup import __version__, process
 from kamal_backup.console import live_progress, setup_logging, stderr
-from kamal_backup.errors import ExitCode, Interrupted, KamalBackupError, ToolMissing
+from kamal_backup.errors import (
+    ConfigError,
+    ExitCode,
+    Interrupted,
+    KamalBackupError,
+    ToolMissing,
+)
 from kamal_backup.humanize import human_bytes
 from kamal_backup.redact import redact
 from kamal_backup.settings import Settings, load_settings
@@ -327,6 +333,12 @@ def health(
 def tui(ctx: typer.Context) -> None:
     """Open the terminal UI: overview, snapshots, evidence and guarded restore drills."""
     settings = _options(ctx).settings()
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ConfigError(
+            "tui",
+            "needs an interactive terminal; in the accessory run "
+            '`bin/kamal accessory exec -i backup "kamal-backup tui"` (docker exec -it)',
+        )
     try:
         # Imported here: the headless commands (and the container's scheduler) never load Textual.
         from tui import make_app

@@ -17,6 +17,9 @@ UNSET = "<unset>"
 # (command, environment changes, exit code, what the line must name)
 CASES: list[tuple[list[str], dict[str, str], int, str]] = [
     (["backup"], {"APP_NAME": UNSET}, 2, "APP_NAME"),
+    (["tui"], {}, 2, "needs an interactive terminal"),
+    (["tui"], {"APP_NAME": UNSET}, 2, "APP_NAME"),
+    (["health"], {"BACKUP_SCHEDULE_SECONDS": "0"}, 2, "BACKUP_SCHEDULE_SECONDS"),
     (["backup"], {"APP_NAME": "two words"}, 2, "APP_NAME"),
     (["backup"], {"APP_NAME": "app,other"}, 2, "APP_NAME"),
     (["list"], {"APP_NAME": "x" * 80}, 2, "APP_NAME"),
