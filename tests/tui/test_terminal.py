@@ -73,6 +73,12 @@ def test_tui_runs_in_a_real_terminal(app: App, terminal: Terminal) -> None:
     screen = terminal.wait_for("Latest files     FRESH")
     assert "Latest database  FRESH" in screen
 
+    # TERM=xterm without COLORTERM: the app draws in the 16 ANSI colours only.
+    styled = terminal.tmux("capture-pane", "-p", "-e", "-t", "kb").stdout
+    assert "\x1b[" in styled
+    for deep in ("38;2;", "48;2;", "38;5;", "48;5;"):
+        assert deep not in styled, f"{deep!r}: more than 16 colours under TERM=xterm"
+
     terminal.keys("s")
     screen = terminal.wait_for("2 of 2 snapshots in 1 runs")
     assert "database" in screen and "files" in screen
