@@ -55,7 +55,17 @@ def copy_database(source: Path, destination: Path) -> None:
             src.backup(dst, pages=_PAGES_PER_STEP, progress=stop_when_cancelled)
             src.execute("COMMIT")
     except sqlite3.Error as exc:
-        raise OperationFailed(f"SQLite backup of {source} failed: {redact(str(exc))}") from None
+        hint = None
+        if "readonly" in str(exc) or "read-only" in str(exc):
+            # A WAL database's readers write its -shm index: absent, it cannot be created on a
+            # read-only mount (it exists while the app has the database open).
+            hint = (
+                "a database in WAL mode can only be read where its -shm file can be created: "
+                "mount the database's directory read-write"
+            )
+        raise OperationFailed(
+            f"SQLite backup of {source} failed: {redact(str(exc))}", hint=hint
+        ) from None
 
 
 def integrity_check(path: Path) -> str:
