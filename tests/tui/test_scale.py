@@ -27,6 +27,25 @@ class ManySnapshots(FixedBackend):
         return sorted(found, key=lambda s: s.time, reverse=True)
 
 
+async def twenty_downs(backend_class: type[FixedBackend], tmp_path: Path) -> tuple[float, int]:
+    """Seconds 20 cursor moves take in the snapshot list (pilot waits for each to be handled)."""
+    settings = load_settings(environ=fixed_env(tmp_path))
+    app = make_app(settings, backend=backend_class(settings), clock=lambda: NOW)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await idle(pilot)
+        await pilot.press("s")
+        table = app.query_one("#snapshots-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count > 0, timeout=10, what="the rows")
+        clock = time.monotonic()
+        for _ in range(20):
+            await pilot.press("down")
+        elapsed = time.monotonic() - clock
+        view = app.query_one("#snapshots-view")
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        assert view.shown == key  # type: ignore[attr-defined]  # the detail followed the cursor
+        return elapsed, table.cursor_row
+
+
 async def test_two_thousand_snapshots_stay_responsive(tmp_path: Path) -> None:
     settings = load_settings(environ=fixed_env(tmp_path))
     app = make_app(settings, backend=ManySnapshots(settings), clock=lambda: NOW)
@@ -41,11 +60,9 @@ async def test_two_thousand_snapshots_stay_responsive(tmp_path: Path) -> None:
         elapsed = time.monotonic() - started
         assert elapsed < 5, f"loading and filtering 2,000 snapshots took {elapsed:.1f}s"
 
-        clock = time.monotonic()
-        for _ in range(20):
-            await pilot.press("down")
-        answered = time.monotonic() - clock
-        assert table.cursor_row == 20
-        view = app.query_one("#snapshots-view")
-        assert view.shown == table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value  # type: ignore[attr-defined]
-        assert answered < 3, f"20 key presses took {answered:.1f}s"
+    # Keys answer as fast with 2,000 snapshots as with 9 (measured side by side, so a busy
+    # machine slows both alike).
+    many, row = await twenty_downs(ManySnapshots, tmp_path / "many")
+    few, _ = await twenty_downs(FixedBackend, tmp_path / "few")
+    assert row == 20
+    assert many < 2 * few + 0.5, f"20 keys: {many:.2f}s with 2,000 snapshots, {few:.2f}s with 9"
