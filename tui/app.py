@@ -148,6 +148,8 @@ class KamalBackupApp(App[None]):
         log.display = not log.display
 
     def on_log_line(self, message: LogLine) -> None:
+        if not self.app.is_running:
+            return
         # Text, never markup: a path or an error message may contain "[...]".
         style = "bold red" if message.level >= logging.ERROR else ""
         self.query_one("#log", RichLog).write(Text(message.line, style=style))
@@ -179,6 +181,8 @@ class KamalBackupApp(App[None]):
         self.fetch(self, "snapshots", self.backend.snapshots)
 
     def on_fetched(self, message: Fetched) -> None:
+        if not self.app.is_running:  # shutting down: the widgets are going away
+            return
         if message.what != "snapshots":
             return
         if message.error:
@@ -216,6 +220,8 @@ class KamalBackupApp(App[None]):
             target.post_message(OperationDone(name, result, None, time.monotonic() - clock))
 
     def on_operation_done(self, message: OperationDone) -> None:
+        if not self.app.is_running:
+            return
         self.operation = None
         self.refresh_bindings()
         if message.error:

@@ -277,6 +277,8 @@ class DrillView(VerticalScroll):
             bar.display = True
 
     def on_operation_progress(self, message: OperationProgress) -> None:
+        if not self.app.is_running:
+            return
         status = message.status
         total = f" of {human_bytes(status.total_bytes)}" if status.total_bytes else ""
         self.query_one("#drill-status", Static).update(
@@ -288,6 +290,8 @@ class DrillView(VerticalScroll):
             )
 
     def on_operation_done(self, message: OperationDone) -> None:
+        if not self.app.is_running:
+            return
         self.running = False
         self.query_one("#drill-progress").display = False
         status = self.query_one("#drill-status", Static)

@@ -54,6 +54,8 @@ class EvidenceView(Container):
         self.tui.fetch(self, "evidence", self.tui.backend.evidence)
 
     def on_fetched(self, message: Fetched) -> None:
+        if not self.app.is_running:
+            return
         if message.what != "evidence":
             return
         message.stop()

@@ -85,6 +85,8 @@ class OverviewView(VerticalScroll):
         bar.display = True
 
     def on_operation_progress(self, message: OperationProgress) -> None:
+        if not self.app.is_running:
+            return
         status = message.status
         bar = self.query_one("#operation-progress", ProgressBar)
         done = human_bytes(status.bytes_processed)
@@ -100,6 +102,8 @@ class OverviewView(VerticalScroll):
         )
 
     def on_operation_done(self, message: OperationDone) -> None:
+        if not self.app.is_running:
+            return
         self.query_one("#operation-progress").display = False
         line = self.query_one("#operation-status", Static)
         if message.error:

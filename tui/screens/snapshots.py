@@ -224,6 +224,8 @@ class SnapshotsView(Container):
             self.post_message(FilesListed(node, entries, None))
 
     def on_files_listed(self, message: FilesListed) -> None:
+        if not self.app.is_running:
+            return
         node = message.node
         tree: Tree[str] = self.query_one("#snapshot-files", Tree)
         try:
