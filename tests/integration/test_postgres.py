@@ -384,3 +384,29 @@ def test_url_credentials_never_leak(pg_app: tuple[App, str, str]) -> None:
         for secret in secrets:
             assert secret not in text
     assert "postgres://postgres:[REDACTED]@127.0.0.1" in results[2].stdout
+
+
+async def test_tui_drill_restores_postgres_into_a_scratch_database(
+    pg_app: tuple[App, str, str],
+) -> None:
+    from textual.widgets import Input
+
+    from kamal_backup.settings import load_settings
+    from tests.tui.screen import wait_for, wait_for_text
+    from tui import make_app
+
+    app, source, target = pg_app
+    app.cli("backup", check=True)
+    tui = make_app(load_settings(environ={**app.env, **restore_env(target)}))
+    async with tui.run_test(size=(200, 50)) as pilot:
+        await pilot.press("d")
+        text = await wait_for_text(pilot, "every gate allows this drill")
+        assert f"postgresql://postgres@127.0.0.1/{target}" in text  # shown before anything runs
+        await wait_for_text(pilot, "latest (")
+        tui.query_one("#drill-confirm", Input).value = "shop"
+        await pilot.pause(0.1)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: tui.operation is None, timeout=120, what="the drill")
+        await wait_for_text(pilot, "drill finished in")
+    for table in TABLES:
+        assert table_checksum(target, table) == table_checksum(source, table)
