@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 SnapshotType = Literal["database", "files"]
+SNAPSHOT_TYPES: tuple[SnapshotType, ...] = ("database", "files")
 
 
 class BackupCounts(BaseModel):

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, tzinfo
 from typing import Any, ClassVar
 
@@ -20,12 +20,12 @@ from textual.widgets import Footer, Header, RichLog, TabbedContent, TabPane
 
 from kamal_backup import process
 from kamal_backup.console import preserved_logging
-from kamal_backup.errors import KamalBackupError
 from kamal_backup.models import ResticStatus
-from kamal_backup.redact import RedactingFilter, redact
+from kamal_backup.redact import RedactingFilter
 from kamal_backup.settings import Settings
 from tui.backend import Backend
-from tui.messages import Fetched, LogLine, OperationDone, OperationProgress
+from tui.messages import Fetched, LogLine, OperationDone, OperationProgress, describe_error
+from tui.screens import View
 from tui.screens.drill import DrillView
 from tui.screens.evidence import EvidenceView
 from tui.screens.overview import OverviewView
@@ -33,13 +33,6 @@ from tui.screens.snapshots import SnapshotsView
 
 Clock = Callable[[], datetime]
 Operation = Callable[[Callable[[str, ResticStatus], None]], Any]
-
-
-def describe_error(exc: BaseException) -> str:
-    """One redacted line for the UI: the typed error's message, never a traceback."""
-    if isinstance(exc, KamalBackupError):
-        return redact(str(exc))
-    return redact(f"internal error: {exc.__class__.__name__}: {exc}")
 
 
 class PanelHandler(logging.Handler):
@@ -174,10 +167,14 @@ class KamalBackupApp(App[None]):
             read, thread=True, group=f"{what}-{id(target)}", exclusive=True, exit_on_error=False
         )
 
+    def views(self) -> Iterator[View]:
+        # By isinstance, not query(View): a CSS type selector only sees a widget's first base.
+        return self.query("*").results(View)
+
     def reload_snapshots(self) -> None:
         """One listing for every view (each listing opens the repository: seconds on S3)."""
-        for view in self.query(".snapshot-view"):
-            view.snapshots_loading()  # type: ignore[attr-defined]
+        for view in self.views():
+            view.snapshots_loading()
         self.fetch(self, "snapshots", self.backend.snapshots)
 
     def on_fetched(self, message: Fetched) -> None:
@@ -187,8 +184,8 @@ class KamalBackupApp(App[None]):
             return
         if message.error:
             self.log_error(f"listing snapshots: {message.error}")
-        for view in self.query(".snapshot-view"):
-            view.show_snapshots(message.result, message.error)  # type: ignore[attr-defined]
+        for view in self.views():
+            view.show_snapshots(message.result, message.error)
 
     # Operations: one at a time, each a thread worker calling one service function ---------
 

@@ -34,20 +34,9 @@ class Backend:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.adapter = adapter_for(settings)  # names, source and restore target, for display
 
     # Facts that need no repository --------------------------------------------------------
-
-    def adapter_name(self) -> str:
-        return adapter_for(self.settings).name
-
-    def database_source(self) -> str:
-        return adapter_for(self.settings).source_label()
-
-    def database_target(self) -> str | None:
-        return adapter_for(self.settings).restore_target_label()
-
-    def database_target_setting(self) -> str:
-        return adapter_for(self.settings).restore_setting
 
     def last_backup(self) -> BackupRun | None:
         return state.last_backup(self.settings.state_dir)

@@ -1,4 +1,4 @@
-"""Messages thread workers post back to the UI (workers never touch widgets)."""
+"""Messages thread workers post back to the UI (workers never touch widgets), and their errors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from typing import Any
 
 from textual.message import Message
 
+from kamal_backup.errors import KamalBackupError
 from kamal_backup.models import ResticStatus
+from kamal_backup.redact import redact
 
 
 class OperationProgress(Message):
@@ -47,3 +49,10 @@ class LogLine(Message):
         super().__init__()
         self.line = line
         self.level = level
+
+
+def describe_error(exc: BaseException) -> str:
+    """One redacted line for the UI: the typed error's message, never a traceback."""
+    if isinstance(exc, KamalBackupError):
+        return redact(str(exc))
+    return redact(f"internal error: {exc.__class__.__name__}: {exc}")

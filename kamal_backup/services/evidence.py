@@ -10,7 +10,7 @@ from typing import Any
 from kamal_backup import __version__, redact, state
 from kamal_backup.databases import adapter_for
 from kamal_backup.errors import KamalBackupError
-from kamal_backup.models import CheckResult, SnapshotRecord
+from kamal_backup.models import SNAPSHOT_TYPES, CheckResult, SnapshotRecord
 from kamal_backup.services.snapshots import complete_runs, latest_complete, list_snapshots
 from kamal_backup.settings import Settings
 from kamal_backup.tools import FALLBACK_TOOLS, tool_version, version_number
@@ -44,7 +44,7 @@ def build_evidence(settings: Settings, now: datetime | None = None) -> dict[str,
     except KamalBackupError as exc:
         repository_error = str(exc)
     else:
-        for kind in ("database", "files"):
+        for kind in SNAPSHOT_TYPES:
             found = latest_complete(snapshots, kind)
             latest[kind] = SnapshotRecord.from_snapshot(found) if found else None
         complete = complete_runs(snapshots)
@@ -84,8 +84,7 @@ def build_evidence(settings: Settings, now: datetime | None = None) -> dict[str,
             "error": last_backup.error,
         },
         "last_restores": {
-            kind: _dump(state.last_restore(settings.state_dir, kind))
-            for kind in ("database", "files")
+            kind: _dump(state.last_restore(settings.state_dir, kind)) for kind in SNAPSHOT_TYPES
         },
         "restore_safety": {
             "allow_restore": settings.kamal_backup_allow_restore,

@@ -7,7 +7,7 @@ from typing import Literal
 
 from kamal_backup import state
 from kamal_backup.humanize import describe_age
-from kamal_backup.models import HealthReport
+from kamal_backup.models import SNAPSHOT_TYPES, HealthReport
 from kamal_backup.services.snapshots import latest_complete, list_snapshots
 from kamal_backup.settings import Settings
 
@@ -39,7 +39,7 @@ def check_health(
     limit = STALE_AFTER_SCHEDULES * settings.backup_schedule_seconds
     if from_repository:
         snapshots = list_snapshots(settings)
-        latest = [latest_complete(snapshots, kind) for kind in ("database", "files")]
+        latest = [latest_complete(snapshots, kind) for kind in SNAPSHOT_TYPES]
         last = min(s.time for s in latest if s) if all(latest) else None
         where = f"repository {settings.repository_display}"
     else:
@@ -47,10 +47,12 @@ def check_health(
         last = (run.finished_at or run.started_at) if run else None
         where = f"{settings.state_dir}"
 
-    def report(status: str, healthy: bool, reason: str) -> HealthReport:
+    def report(
+        status: Literal["fresh", "stale", "missing", "starting"], healthy: bool, reason: str
+    ) -> HealthReport:
         return HealthReport(
             healthy=healthy,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             reason=reason,
             source="repository" if from_repository else "state",
             last_success_at=last,

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kamal_backup.models import RetentionResult, SnapshotType
+from kamal_backup.models import SNAPSHOT_TYPES, RetentionResult
 from kamal_backup.restic import Restic
 from kamal_backup.services import app_tags
 from kamal_backup.settings import Settings
 
 log = logging.getLogger(__name__)
-TYPES: tuple[SnapshotType, ...] = ("database", "files")
 
 
 def apply_retention(settings: Settings, restic: Restic) -> list[RetentionResult]:
@@ -28,7 +27,7 @@ def apply_retention(settings: Settings, restic: Restic) -> list[RetentionResult]
     # refreshed for 30 minutes; live ones are refreshed every 5), never a running backup's.
     restic.unlock()
     results = []
-    for kind in TYPES:
+    for kind in SNAPSHOT_TYPES:
         groups: list[Any] = restic.forget(app_tags(settings, f"type:{kind}"), settings.retention)
         kept = sum(len(group.get("keep") or []) for group in groups if isinstance(group, dict))
         removed = sum(len(group.get("remove") or []) for group in groups if isinstance(group, dict))

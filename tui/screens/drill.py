@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -24,7 +24,7 @@ from textual.widgets import (
 
 from kamal_backup.errors import KamalBackupError, OperationFailed
 from kamal_backup.humanize import human_bytes
-from kamal_backup.models import GateVerdict, ResticStatus, RestoreResult, Snapshot
+from kamal_backup.models import SNAPSHOT_TYPES, GateVerdict, ResticStatus, RestoreResult, Snapshot
 from kamal_backup.services.gates import (
     ALLOW_IN_PLACE,
     ALLOW_PRODUCTION,
@@ -34,9 +34,7 @@ from kamal_backup.services.gates import (
 from kamal_backup.services.restore import DEFAULT_FILES_TARGET
 from kamal_backup.services.snapshots import complete_runs, latest_complete
 from tui.messages import OperationDone, OperationProgress
-
-if TYPE_CHECKING:
-    from tui.app import KamalBackupApp
+from tui.screens import View
 
 KINDS = {
     "kind-database": ("database",),
@@ -54,21 +52,17 @@ def how_to_allow(verdict: GateVerdict) -> str:
     return "choose another target directory"
 
 
-class DrillView(VerticalScroll):
+class DrillView(VerticalScroll, View):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+r", "start", "Start drill"),
         Binding("r", "refresh", "Refresh"),
     ]
 
     def __init__(self) -> None:
-        super().__init__(id="drill-view", classes="snapshot-view")
+        super().__init__(id="drill-view")
         self.kinds: tuple[str, ...] = ("database",)
         self.snapshots: list[Snapshot] = []
         self.running = False
-
-    @property
-    def tui(self) -> KamalBackupApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Label("1. What to restore", classes="step")
@@ -108,9 +102,6 @@ class DrillView(VerticalScroll):
     def action_refresh(self) -> None:
         self.tui.reload_snapshots()
 
-    def snapshots_loading(self) -> None:
-        pass
-
     def show_snapshots(self, snapshots: list[Snapshot] | None, error: str | None) -> None:
         if snapshots is None:
             self.query_one("#drill-status", Static).update(
@@ -119,11 +110,10 @@ class DrillView(VerticalScroll):
             return
         self.snapshots = snapshots
         complete = complete_runs(self.snapshots)
-        for kind, select_id in (
-            ("database", "#drill-db-snapshot"),
-            ("files", "#drill-files-snapshot"),
+        for kind, select_id in zip(
+            SNAPSHOT_TYPES, ("#drill-db-snapshot", "#drill-files-snapshot"), strict=True
         ):
-            latest = latest_complete(self.snapshots, kind)  # type: ignore[arg-type]
+            latest = latest_complete(self.snapshots, kind)
             latest_label = (
                 f"latest ({latest.short}, {self.tui.local(latest.time):%Y-%m-%d %H:%M})"
                 if latest
@@ -199,11 +189,11 @@ class DrillView(VerticalScroll):
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
         if "database" in self.kinds:
-            target = backend.database_target()
+            target = backend.adapter.restore_target_label()
             table.add_row(
                 "target",
                 "database",
-                target or Text(f"{backend.database_target_setting()} is not set", "bold red"),
+                target or Text(f"{backend.adapter.restore_setting} is not set", "bold red"),
             )
         if "files" in self.kinds:
             value = self.query_one("#drill-target", Input).value.strip()

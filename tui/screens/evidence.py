@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.syntax import Syntax
 from rich.text import Text
@@ -14,13 +14,11 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container, VerticalScroll
 from textual.widgets import Input, Static
 
-from tui.messages import Fetched
-
-if TYPE_CHECKING:
-    from tui.app import KamalBackupApp
+from tui.messages import Fetched, describe_error
+from tui.screens import View
 
 
-class EvidenceView(Container):
+class EvidenceView(Container, View):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("w", "ask_path", "Save"),
         Binding("r", "refresh", "Refresh"),
@@ -30,10 +28,6 @@ class EvidenceView(Container):
         super().__init__(id="evidence-view")
         self.document: dict[str, Any] | None = None
         self.loading = False
-
-    @property
-    def tui(self) -> KamalBackupApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static(id="evidence-status")
@@ -101,8 +95,6 @@ class EvidenceView(Container):
         try:
             self.tui.backend.save_evidence(self.document, path)
         except Exception as exc:
-            from tui.app import describe_error
-
             self.notify(f"cannot save: {describe_error(exc)}", severity="error")
             return
         field.display = False

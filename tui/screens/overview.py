@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -12,19 +12,17 @@ from textual.containers import VerticalScroll
 from textual.widgets import ProgressBar, Static
 
 from kamal_backup.humanize import describe_age, human_bytes
-from kamal_backup.models import BackupRun, CheckResult, Snapshot
+from kamal_backup.models import SNAPSHOT_TYPES, BackupRun, CheckResult, Snapshot, SnapshotType
 from kamal_backup.services.gates import safety_flags
 from kamal_backup.services.health import freshness
 from kamal_backup.services.snapshots import latest_complete
 from tui.messages import OperationDone, OperationProgress
-
-if TYPE_CHECKING:
-    from tui.app import KamalBackupApp
+from tui.screens import View
 
 STATUS_STYLE = {"fresh": "bold green", "stale": "bold yellow", "missing": "bold red"}
 
 
-class OverviewView(VerticalScroll):
+class OverviewView(VerticalScroll, View):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("b", "backup", "Backup now"),
         Binding("c", "check", "Check"),
@@ -32,14 +30,10 @@ class OverviewView(VerticalScroll):
     ]
 
     def __init__(self) -> None:
-        super().__init__(id="overview-view", classes="snapshot-view")
+        super().__init__(id="overview-view")
         self.snapshots: list[Snapshot] | None = None
         self.repository_error: str | None = None
         self.loading_snapshots = False
-
-    @property
-    def tui(self) -> KamalBackupApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         # Status first: at 80x24 the outcome of b/c must be visible without scrolling.
@@ -143,10 +137,10 @@ class OverviewView(VerticalScroll):
         table.add_column()
         table.add_row("App", settings.app_name)
         table.add_row("Repository", settings.repository_display)
-        table.add_row("Database", f"{backend.adapter_name()}  {backend.database_source()}")
+        table.add_row("Database", f"{backend.adapter.name}  {backend.adapter.source_label()}")
         table.add_row("Backup paths", ", ".join(str(p) for p in settings.backup_paths) or "(none)")
         table.add_row("Schedule", f"every {describe_age(settings.backup_schedule_seconds)}")
-        for kind in ("database", "files"):
+        for kind in SNAPSHOT_TYPES:
             table.add_row(f"Latest {kind}", self._latest_text(kind))
         table.add_row("Last backup run", self._last_backup_text(backend.last_backup()))
         table.add_row("Last check", self._last_check_text(backend.last_check()))
@@ -161,12 +155,12 @@ class OverviewView(VerticalScroll):
         table.add_row("Safety flags", self._flags_text())
         return table
 
-    def _latest_text(self, kind: str) -> Text:
+    def _latest_text(self, kind: SnapshotType) -> Text:
         if self.repository_error:
             return Text(f"unknown: {self.repository_error}", style="bold red")
         if self.snapshots is None:
             return Text("loading…" if self.loading_snapshots else "-", style="dim")
-        found = latest_complete(self.snapshots, kind)  # type: ignore[arg-type]
+        found = latest_complete(self.snapshots, kind)
         now = self.tui.clock()
         status = freshness(
             found.time if found else None, self.tui.settings.backup_schedule_seconds, now
@@ -210,7 +204,7 @@ class OverviewView(VerticalScroll):
 
     def _last_restore_text(self) -> Text:
         text = Text()
-        for kind in ("database", "files"):
+        for kind in SNAPSHOT_TYPES:
             result = self.tui.backend.last_restore(kind)
             if result is None:
                 continue

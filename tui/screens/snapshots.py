@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -17,9 +17,8 @@ from textual.widgets.tree import TreeNode, UnknownNodeID
 from kamal_backup.humanize import describe_age, human_bytes
 from kamal_backup.models import FileEntry, Snapshot
 from kamal_backup.services.snapshots import complete_runs
-
-if TYPE_CHECKING:
-    from tui.app import KamalBackupApp
+from tui.messages import describe_error
+from tui.screens import View
 
 FILTERS = ("all", "database", "files")
 
@@ -43,24 +42,19 @@ class FilesListed(Message):
         self.error = error
 
 
-class SnapshotsView(Container):
+class SnapshotsView(Container, View):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("t", "cycle_filter", "Filter"),
         Binding("r", "refresh", "Refresh"),
     ]
 
     def __init__(self) -> None:
-        super().__init__(id="snapshots-view", classes="snapshot-view")
+        super().__init__(id="snapshots-view")
         self.snapshots: list[Snapshot] = []
         self.by_id: dict[str, Snapshot] = {}
         self.complete: set[str] = set()
         self.filter = "all"
-        self.loaded = False
         self.shown: str | None = None
-
-    @property
-    def tui(self) -> KamalBackupApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static(id="snapshots-status")
@@ -92,7 +86,6 @@ class SnapshotsView(Container):
                 Text(f"cannot list snapshots: {error}", style="bold red")
             )
             return
-        self.loaded = True
         self.snapshots = snapshots
         self.by_id = {s.id: s for s in snapshots}
         self.complete = complete_runs(snapshots)
@@ -214,8 +207,6 @@ class SnapshotsView(Container):
 
     @work(thread=True, group="files", exit_on_error=False)
     def list_files(self, node: TreeNode[str], snapshot_id: str, directory: str) -> None:
-        from tui.app import describe_error
-
         try:
             entries = self.tui.backend.files(snapshot_id, directory)
         except Exception as exc:
