@@ -30,6 +30,7 @@ from kamal_backup.errors import (
     ToolMissing,
 )
 from kamal_backup.humanize import human_bytes
+from kamal_backup.models import SnapshotRecord
 from kamal_backup.redact import redact
 from kamal_backup.settings import Settings, load_settings
 
@@ -145,25 +146,67 @@ def restore_db(
     snapshot: Annotated[
         str, typer.Argument(help="'latest' or a database snapshot id of this app.")
     ] = "latest",
+    in_place: Annotated[
+        bool,
+        typer.Option(
+            "--in-place",
+            help="Restore into the source database (DATABASE_URL / SQLITE_DATABASE_PATH) "
+            "after a safety snapshot of it.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Restore a database dump into the restore target (never into DATABASE_URL).
+    """Restore a database dump into the restore target.
 
     Needs KAMAL_BACKUP_ALLOW_RESTORE=true and RESTORE_DATABASE_URL (postgres, mysql) or
     RESTORE_SQLITE_DATABASE_PATH (sqlite). Production-like targets also need
-    KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE=true.
+    KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE=true. When the target is the source database (or with
+    --in-place), a safety snapshot of it is taken first (tagged pre-restore); if that fails,
+    nothing is restored. On a terminal, the app name must be typed to confirm.
     """
-    from kamal_backup.services.restore import restore_database
+    from kamal_backup.services import gates
+    from kamal_backup.services.restore import restore_database, targeting_source
+
+    settings = _options(ctx).settings()
+    chosen = targeting_source(settings) if in_place else settings
+    gates.enforce(gates.database_restore_verdicts(chosen))
+    if gates.production_database_restore(chosen) and sys.stdin.isatty():
+        _confirm_production(chosen, "the production database")
+
+    def safety_taken(record: SnapshotRecord) -> None:
+        stderr.print(
+            f"safety snapshot {record.short_id} of the current database saved (tag pre-restore)",
+            markup=False,
+            highlight=False,
+        )
 
     with live_progress() as on_status:
-        result = restore_database(_options(ctx).settings(), snapshot, on_status=on_status)
+        result = restore_database(
+            settings,
+            snapshot,
+            on_status=on_status,
+            into_source=in_place,
+            on_safety_snapshot=safety_taken,
+        )
     if as_json:
         _print_json(result.model_dump(mode="json"))
         return
+    if result.safety_snapshot is not None:
+        stdout.print(
+            f"safety snapshot {result.safety_snapshot.short_id} holds the database as it was "
+            "before this restore"
+        )
     stdout.print(
         f"restored database snapshot {result.snapshot.short_id} into {result.target} "
         f"({result.duration_seconds:.1f}s)"
     )
+
+
+def _confirm_production(settings: Settings, what: str) -> None:
+    from kamal_backup.services import gates
+
+    typed = typer.prompt(f"This replaces {what}. Type the app name ({settings.app_name}) to go on")
+    gates.confirm_app_name(settings, typed)
 
 
 @app.command("restore-files")
@@ -173,25 +216,61 @@ def restore_files_command(
     snapshot: Annotated[
         str, typer.Argument(help="'latest' or a file snapshot id of this app.")
     ] = "latest",
-    target: Annotated[str, typer.Argument(help="Directory to restore into.")] = "/restore/files",
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            help="Directory to restore into (default /restore/files); a backup path restores "
+            "in place.",
+            show_default=False,
+        ),
+    ] = None,
+    paths: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--path", help="Restore only this file or directory of the snapshot (repeatable)."
+        ),
+    ] = None,
+    in_place: Annotated[
+        bool, typer.Option("--in-place", help="Put every path back at its original location.")
+    ] = False,
+    keep_previous: Annotated[
+        bool,
+        typer.Option(
+            "--keep-previous", help="Keep the replaced content beside it and print where."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Restore a file snapshot under a target directory (default /restore/files).
+    """Restore a file snapshot, or parts of it, into a scratch directory or in place.
 
-    Files land at TARGET/<original path>. Needs KAMAL_BACKUP_ALLOW_RESTORE=true; a target equal to,
-    inside or containing a backup path also needs KAMAL_BACKUP_ALLOW_IN_PLACE_FILE_RESTORE=true.
+    Into a scratch directory files land at TARGET/<original path>. With --in-place (or a TARGET
+    that is a backup path) each path comes back at its original location, exactly as in the
+    snapshot; this needs KAMAL_BACKUP_ALLOW_IN_PLACE_FILE_RESTORE=true. Each path is staged
+    beside its destination and swapped in when complete. Needs KAMAL_BACKUP_ALLOW_RESTORE=true.
     """
-    from kamal_backup.services.restore import restore_files
+    from kamal_backup.services.restore import DEFAULT_FILES_TARGET, restore_files
 
     with live_progress() as on_status:
-        result = restore_files(_options(ctx).settings(), snapshot, target, on_status=on_status)
+        result = restore_files(
+            _options(ctx).settings(),
+            snapshot,
+            target if target is not None else ("" if in_place else DEFAULT_FILES_TARGET),
+            on_status=on_status,
+            paths=paths or (),
+            in_place=in_place,
+            keep_previous=keep_previous,
+        )
     if as_json:
         _print_json(result.model_dump(mode="json"))
         return
+    where = ", ".join(result.details["paths"]) if result.details["in_place"] else result.target
     stdout.print(
-        f"restored file snapshot {result.snapshot.short_id} into {result.target} "
+        f"restored file snapshot {result.snapshot.short_id} "
+        f"{'in place: ' if result.details['in_place'] else 'into '}{where} "
         f"({result.duration_seconds:.1f}s)"
     )
+    for kept in result.details["previous_kept"]:
+        stdout.print(f"previous content kept at {kept}")
 
 
 class SnapshotKind(StrEnum):

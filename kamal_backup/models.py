@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SnapshotType = Literal["database", "files"]
 SNAPSHOT_TYPES: tuple[SnapshotType, ...] = ("database", "files")
+# The tag of the safety snapshot a production database restore takes first: not a backup run.
+PRE_RESTORE_TAG = "pre-restore"
 
 
 class BackupCounts(BaseModel):
@@ -66,6 +68,10 @@ class Snapshot(BaseModel):
     @property
     def short(self) -> str:
         return self.short_id or self.id[:8]
+
+    @property
+    def pre_restore(self) -> bool:
+        return PRE_RESTORE_TAG in self.tags
 
 
 class FileEntry(BaseModel):
@@ -182,6 +188,8 @@ class RestoreResult(BaseModel):
     duration_seconds: float
     bytes_restored: int | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+    # A production database restore: the snapshot of the database as it was just before.
+    safety_snapshot: SnapshotRecord | None = None
 
 
 class SchedulerStart(BaseModel):

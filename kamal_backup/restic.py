@@ -282,11 +282,15 @@ class Restic:
         *,
         tags: Sequence[str],
         excludes: Sequence[str] = (),
+        exclude_patterns: Sequence[str] = (),
         on_status: StatusCallback | None = None,
     ) -> BackupSummary:
+        """Backs up paths; `excludes` are exact paths, `exclude_patterns` restic globs."""
         args = [*_tag_args(tags)]
         for pattern in excludes:
             args += ["--exclude", escape_pattern(pattern)]
+        for pattern in exclude_patterns:
+            args += ["--exclude", pattern]
         args += ["--", *(str(path) for path in paths)]
         return self._backup(args, "file backup", on_status, None)
 
@@ -321,15 +325,36 @@ class Restic:
                 continue
         return sorted(entries, key=lambda entry: (not entry.is_dir, entry.name))
 
+    def exists(self, snapshot_id: str, path: str) -> bool:
+        """True when `path` (a file or a directory) is in the snapshot."""
+        result = self._run(
+            ["ls", "--no-lock", "--json", snapshot_id, path], "listing files", metadata=True
+        )
+        return any(
+            _message(line).get("struct_type") == "node" and _message(line).get("path") == path
+            for line in result.stdout.splitlines()
+        )
+
     # Maintenance ------------------------------------------------------------------------
 
     def forget(
-        self, tags: Sequence[str], policy: Mapping[str, int], *, prune: bool = True
+        self,
+        tags: Sequence[str],
+        policy: Mapping[str, int],
+        *,
+        prune: bool = True,
+        keep_tags: Sequence[str] = (),
+        dry_run: bool = False,
     ) -> list[Any]:
+        """Applies a keep policy to the snapshots carrying every one of `tags`; restic's groups."""
         args = ["forget", *self._retry_lock(), "--tag", ",".join(tags), "--group-by", "host"]
         for name, value in policy.items():
             if value > 0:
                 args += [f"--{name.replace('_', '-')}", str(value)]
+        for tag in keep_tags:
+            args += ["--keep-tag", tag]
+        if dry_run:
+            args.append("--dry-run")
         if prune:
             args.append("--prune")
         result = self._run([*args, "--json"], "applying retention")
@@ -340,6 +365,19 @@ class Restic:
         except json.JSONDecodeError:
             data = []
         return data if isinstance(data, list) else []
+
+    def forget_ids(
+        self, snapshot_ids: Sequence[str], *, prune: bool = True, dry_run: bool = False
+    ) -> None:
+        """Forgets the named snapshots (and prunes their data unless told not to)."""
+        if not snapshot_ids:
+            return
+        args = ["forget", *self._retry_lock()]
+        if dry_run:
+            args.append("--dry-run")
+        if prune:
+            args.append("--prune")
+        self._run([*args, "--", *snapshot_ids], "forgetting snapshots")
 
     def check(self, read_data_subset: str | None) -> process.Completed:
         """Runs restic check; the caller judges the exit code (a failed check is a result)."""
@@ -366,8 +404,13 @@ class Restic:
             yield child
 
     def restore(
-        self, snapshot_id: str, target: Path, on_status: StatusCallback | None = None
+        self,
+        snapshot_id: str,
+        target: Path,
+        on_status: StatusCallback | None = None,
+        includes: Sequence[str] = (),
     ) -> dict[str, Any]:
+        """Restores a snapshot under `target`; `includes` limits it to those exact paths."""
         summary: dict[str, Any] = {}
 
         def handle(line: str) -> None:
@@ -377,8 +420,11 @@ class Restic:
             elif message.get("message_type") == "summary":
                 summary.update(message)
 
+        selection: list[str] = []
+        for path in includes:
+            selection += ["--include", escape_pattern(path)]
         self._run(
-            ["restore", "--json", snapshot_id, "--target", str(target)],
+            ["restore", "--json", *selection, snapshot_id, "--target", str(target)],
             "file restore",
             on_stdout_line=handle,
         )

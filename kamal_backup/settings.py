@@ -160,6 +160,12 @@ class Settings(BaseSettings):
         description="Mounted directories to back up, colon- or newline-separated.",
         examples=["/data/storage"],
     )
+    backup_excludes: tuple[str, ...] = Field(
+        (),
+        description="Glob patterns left out of the file snapshot (restic --exclude), "
+        "colon- or newline-separated.",
+        examples=["*.tmp:/data/storage/cache"],
+    )
 
     restic_repository: str | None = Field(
         None,
@@ -318,7 +324,11 @@ class Settings(BaseSettings):
     @classmethod
     def _no_control_characters(cls, value: Any, info: Any) -> Any:
         if isinstance(value, str):
-            allowed = value.replace("\n", "") if info.field_name == "backup_paths" else value
+            allowed = (
+                value.replace("\n", "")
+                if info.field_name in ("backup_paths", "backup_excludes")
+                else value
+            )
             if _CONTROL.search(allowed):
                 raise ValueError("contains a control character (newline, tab or NUL)")
         return value
@@ -352,7 +362,7 @@ class Settings(BaseSettings):
             return normalized
         return value
 
-    @field_validator("backup_paths", mode="before")
+    @field_validator("backup_paths", "backup_excludes", mode="before")
     @classmethod
     def _split_backup_paths(cls, value: Any) -> Any:
         if isinstance(value, str):

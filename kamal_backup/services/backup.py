@@ -11,7 +11,7 @@ from kamal_backup import process, state
 from kamal_backup.databases import DatabaseAdapter, adapter_for
 from kamal_backup.errors import ConfigError, Interrupted, KamalBackupError, OperationFailed
 from kamal_backup.locking import operation_lock
-from kamal_backup.models import BackupRun, ResticStatus, SnapshotRecord
+from kamal_backup.models import BackupRun, BackupSummary, ResticStatus, SnapshotRecord
 from kamal_backup.restic import Restic
 from kamal_backup.services import app_tags, restic_for
 from kamal_backup.services.check import run_check
@@ -113,6 +113,36 @@ def _finish(settings: Settings, run: BackupRun, clock: float) -> None:
     state.record_backup(settings.state_dir, run)
 
 
+def snapshot_database(
+    settings: Settings,
+    restic: Restic,
+    adapter: DatabaseAdapter,
+    run: str,
+    *extra_tags: str,
+    on_status: StatusCallback | None = None,
+) -> BackupSummary:
+    """Streams the database dump into a snapshot of run `run`: a backup's, or a pre-restore one."""
+    filename = adapter.dump_filename(run)
+    log.info("backing up %s database %s as %s", adapter.name, adapter.source_label(), filename)
+    with adapter.dump_command() as command:
+        summary = restic.backup_command(
+            command.argv,
+            filename=filename,
+            extra_env=command.env,
+            tags=app_tags(
+                settings, "type:database", f"adapter:{adapter.name}", f"run:{run}", *extra_tags
+            ),
+            on_status=(lambda status: on_status("database", status)) if on_status else None,
+        )
+    log.info(
+        "database snapshot %s saved (%d bytes, %d new)",
+        summary.snapshot_id[:8],
+        summary.total_bytes_processed,
+        summary.data_added,
+    )
+    return summary
+
+
 def _perform(
     settings: Settings,
     run: BackupRun,
@@ -124,22 +154,7 @@ def _perform(
         log.info("initialised restic repository %s", settings.repository_display)
 
     run_tag = f"run:{run.run}"
-    filename = adapter.dump_filename(run.run)
-    log.info("backing up %s database %s as %s", adapter.name, adapter.source_label(), filename)
-    with adapter.dump_command() as command:
-        db_summary = restic.backup_command(
-            command.argv,
-            filename=filename,
-            extra_env=command.env,
-            tags=app_tags(settings, "type:database", f"adapter:{adapter.name}", run_tag),
-            on_status=(lambda status: on_status("database", status)) if on_status else None,
-        )
-    log.info(
-        "database snapshot %s saved (%d bytes, %d new)",
-        db_summary.snapshot_id[:8],
-        db_summary.total_bytes_processed,
-        db_summary.data_added,
-    )
+    db_summary = snapshot_database(settings, restic, adapter, run.run, on_status=on_status)
     process.raise_if_cancelled()
 
     paths = list(settings.backup_paths)
@@ -148,6 +163,7 @@ def _perform(
         paths,
         tags=app_tags(settings, "type:files", run_tag),
         excludes=adapter.excluded_paths(),
+        exclude_patterns=settings.backup_excludes,
         on_status=(lambda status: on_status("files", status)) if on_status else None,
     )
     log.info(

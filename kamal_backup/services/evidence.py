@@ -49,7 +49,8 @@ def build_evidence(settings: Settings, now: datetime | None = None) -> dict[str,
             latest[kind] = SnapshotRecord.from_snapshot(found) if found else None
         complete = complete_runs(snapshots)
         incomplete = sorted(
-            {s.run for s in snapshots if s.run and s.run not in complete}, reverse=True
+            {s.run for s in snapshots if s.run and not s.pre_restore and s.run not in complete},
+            reverse=True,
         )
 
     last_check: CheckResult | None = state.last_check(settings.state_dir)
@@ -64,6 +65,7 @@ def build_evidence(settings: Settings, now: datetime | None = None) -> dict[str,
         "restic_repository": settings.repository_display,
         "restic_host": settings.host,
         "backup_paths": [str(path) for path in settings.backup_paths],
+        "backup_excludes": list(settings.backup_excludes),
         "schedule_seconds": settings.backup_schedule_seconds,
         "client_side_forget_prune": settings.restic_forget_after_backup,
         "retention": settings.retention,

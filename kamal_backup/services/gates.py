@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from kamal_backup.databases import adapter_for
@@ -133,7 +134,8 @@ def file_restore_verdicts(settings: Settings, target: str) -> list[GateVerdict]:
                 gate="restore target",
                 variable=None,
                 allowed=False,
-                reason=f"{resolved} is a system directory; never a restore target",
+                reason=f"{resolved} is a system directory; never a restore target "
+                "(--in-place puts files back at their original paths)",
             )
         )
         return verdicts
@@ -181,6 +183,61 @@ def file_restore_verdicts(settings: Settings, target: str) -> list[GateVerdict]:
             )
         )
     return verdicts
+
+
+def is_backup_path(settings: Settings, target: str) -> bool:
+    """True when `target` is one of BACKUP_PATHS (after resolving): restore-files goes in place."""
+    text = target.strip()
+    if not text or not Path(text).is_absolute():
+        return False
+    resolved = resolve_path(Path(text))
+    return any(resolved == resolve_path(path) for path in settings.backup_paths)
+
+
+def in_place_file_restore_verdicts(
+    settings: Settings, destinations: Sequence[Path] = ()
+) -> list[GateVerdict]:
+    """Every gate's verdict for putting snapshot paths back at their original locations."""
+    verdicts = [restore_allowed(settings)]
+    allowed = settings.kamal_backup_allow_in_place_file_restore
+    verdicts.append(
+        GateVerdict(
+            gate="in-place file restore",
+            variable=ALLOW_IN_PLACE,
+            allowed=allowed,
+            reason=f"allowed by {ALLOW_IN_PLACE}: files go back to their original paths"
+            if allowed
+            else "an in-place restore replaces live files",
+        )
+    )
+    roots = [resolve_path(path) for path in settings.backup_paths]
+    for destination in destinations:
+        resolved = resolve_path(destination)
+        if is_system_root(resolved) or not any(resolved.is_relative_to(root) for root in roots):
+            verdicts.append(
+                GateVerdict(
+                    gate="restore target",
+                    variable=None,
+                    allowed=False,
+                    reason=f"{resolved} is not inside a configured backup path (BACKUP_PATHS); "
+                    "an in-place restore only writes there",
+                )
+            )
+    return verdicts
+
+
+def production_database_restore(settings: Settings) -> bool:
+    """True when restore-db would write into the source database itself."""
+    return adapter_for(settings).restore_target_is_source()
+
+
+def confirm_app_name(settings: Settings, typed: str) -> None:
+    """The typed confirmation of a production restore: the app name, exactly."""
+    if typed.strip() != settings.app_name:
+        raise GateRefused(
+            f"restore refused: confirmation {typed.strip()!r} is not the app name "
+            f"{settings.app_name!r}"
+        )
 
 
 def enforce(verdicts: list[GateVerdict]) -> None:

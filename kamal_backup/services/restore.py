@@ -1,25 +1,38 @@
-"""Restores behind the safety gates: database dumps into the restore target, files staged then swapped."""
+"""Restores behind the safety gates: database dumps (with a safety snapshot before a production
+restore), file snapshots or parts of them staged beside their destination and swapped in."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from kamal_backup import state
-from kamal_backup.databases import adapter_for
+from kamal_backup.databases import DatabaseAdapter, adapter_for
 from kamal_backup.databases.base import ByteCounter
-from kamal_backup.errors import OperationFailed
+from kamal_backup.errors import ConfigError, Interrupted, KamalBackupError, OperationFailed
 from kamal_backup.locking import operation_lock
-from kamal_backup.models import ResticStatus, RestoreResult, Snapshot, SnapshotRecord
-from kamal_backup.services import gates, restic_for
+from kamal_backup.models import (
+    PRE_RESTORE_TAG,
+    ResticStatus,
+    RestoreResult,
+    Snapshot,
+    SnapshotRecord,
+)
+from kamal_backup.restic import Restic
+from kamal_backup.services import app_tags, gates, restic_for
+from kamal_backup.services.backup import run_timestamp, snapshot_database
 from kamal_backup.services.snapshots import resolve_snapshot, validate_snapshot_argument
 from kamal_backup.settings import Settings, resolve_path
 
@@ -27,6 +40,22 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FILES_TARGET = "/restore/files"
 StatusCallback = Callable[[str, ResticStatus], None]
+SafetyCallback = Callable[[SnapshotRecord], None]
+
+STAGING = "kamal-backup-staging-"
+PREVIOUS = "kamal-backup-previous-"
+
+
+# Databases ------------------------------------------------------------------------------------
+
+
+def targeting_source(settings: Settings) -> Settings:
+    """The settings with the restore target set to the source database (restore-db --in-place)."""
+    if settings.database_adapter == "sqlite":
+        update: dict[str, Any] = {"restore_sqlite_database_path": settings.sqlite_database_path}
+    else:
+        update = {"restore_database_url": settings.database_url}
+    return settings.model_copy(update=update)
 
 
 def restore_database(
@@ -34,8 +63,18 @@ def restore_database(
     snapshot: str = "latest",
     on_status: StatusCallback | None = None,
     lock_wait_seconds: float = 0.0,
+    *,
+    into_source: bool = False,
+    on_safety_snapshot: SafetyCallback | None = None,
 ) -> RestoreResult:
-    """Restores a database snapshot into RESTORE_DATABASE_URL / RESTORE_SQLITE_DATABASE_PATH."""
+    """Restores a database snapshot into RESTORE_DATABASE_URL / RESTORE_SQLITE_DATABASE_PATH.
+
+    With `into_source` the target is the source database itself. Whenever the target is the
+    source, a safety snapshot of the current database (the backup's own dump, tagged pre-restore)
+    is taken first; if it fails, nothing is restored.
+    """
+    if into_source:
+        settings = targeting_source(settings)
     gates.enforce(gates.database_restore_verdicts(settings))
     validate_snapshot_argument(snapshot)
     adapter = adapter_for(settings)
@@ -50,6 +89,11 @@ def restore_database(
     with operation_lock(settings.state_dir, "restore-db", lock_wait_seconds):
         started = datetime.now(UTC)
         clock = time.monotonic()
+        safety = None
+        if adapter.restore_target_is_source():
+            safety = take_safety_snapshot(settings, restic, adapter, on_status)
+            if on_safety_snapshot is not None:
+                on_safety_snapshot(safety)
         log.info(
             "restoring database snapshot %s (%s) into %s",
             chosen.short,
@@ -69,71 +113,40 @@ def restore_database(
             duration_seconds=duration,
             bytes_restored=details.get("bytes"),
             details=details,
+            safety_snapshot=safety,
         ),
     )
 
 
-def restore_files(
+def take_safety_snapshot(
     settings: Settings,
-    snapshot: str = "latest",
-    target: str = DEFAULT_FILES_TARGET,
+    restic: Restic,
+    adapter: DatabaseAdapter,
     on_status: StatusCallback | None = None,
-    lock_wait_seconds: float = 0.0,
-) -> RestoreResult:
-    """Restores a file snapshot under `target` (restic's layout: target/<original absolute path>).
-
-    Each restored tree is staged in a hidden directory inside the target and swapped in only when
-    restic has finished, so a failed restore leaves the previous content as it was.
-    """
-    gates.enforce(gates.file_restore_verdicts(settings, target))
-    validate_snapshot_argument(snapshot)
-    restic = restic_for(settings)
-    restic.require_supported_version()
-    chosen = resolve_snapshot(settings, restic, snapshot, "files")
-    destination = resolve_path(Path(target.strip()))
-
-    with operation_lock(settings.state_dir, "restore-files", lock_wait_seconds):
-        started = datetime.now(UTC)
-        clock = time.monotonic()
-        log.info(
-            "restoring file snapshot %s (%s) into %s",
-            chosen.short,
-            chosen.time.isoformat(),
-            destination,
+) -> SnapshotRecord:
+    """Snapshots the production database as it is now, exactly as a backup would dump it."""
+    run = run_timestamp(datetime.now(UTC))
+    log.info("taking a safety snapshot of %s before restoring into it", adapter.source_label())
+    try:
+        adapter.check_source()
+        summary = snapshot_database(
+            settings, restic, adapter, run, PRE_RESTORE_TAG, on_status=on_status
         )
-        try:
-            destination.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OperationFailed(
-                f"cannot create restore target {destination}: {exc.strerror}"
-            ) from None
-        try:
-            staging = Path(tempfile.mkdtemp(prefix=".kamal-backup-restore-", dir=destination))
-        except OSError as exc:
-            raise OperationFailed(f"cannot write in {destination}: {exc.strerror}") from None
-        try:
-            summary = restic.restore(
-                chosen.id,
-                staging,
-                on_status=(lambda status: on_status("restore", status)) if on_status else None,
-            )
-            restored = [_swap_in(staging, destination, path) for path in chosen.paths]
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        duration = round(time.monotonic() - clock, 3)
-    log.info("files restored in %.1fs", duration)
-    return _recorded(
-        settings,
-        RestoreResult(
-            kind="files",
-            snapshot=SnapshotRecord.from_snapshot(chosen),
-            target=str(destination),
-            started_at=started,
-            duration_seconds=duration,
-            bytes_restored=summary.get("bytes_restored") or summary.get("total_bytes"),
-            details={"paths": restored, "files_restored": summary.get("files_restored")},
-        ),
-    )
+        found = {s.id: s for s in restic.snapshots(app_tags(settings, f"run:{run}"))}
+    except Interrupted:
+        raise
+    except KamalBackupError as exc:
+        raise OperationFailed(
+            f"the safety snapshot of the current database failed, so nothing was restored: {exc}"
+        ) from None
+    if summary.snapshot_id not in found:
+        raise OperationFailed(
+            f"the safety snapshot {summary.snapshot_id[:8]} is not in the repository, "
+            "so nothing was restored"
+        )
+    record = SnapshotRecord.from_snapshot(found[summary.snapshot_id])
+    log.info("safety snapshot %s saved (tag %s)", record.short_id, PRE_RESTORE_TAG)
+    return record
 
 
 def _recorded(settings: Settings, result: RestoreResult) -> RestoreResult:
@@ -158,35 +171,332 @@ def _byte_progress(snapshot: Snapshot, on_status: StatusCallback | None) -> Byte
     return advance
 
 
-def _swap_in(staging: Path, destination: Path, snapshot_path: str) -> str:
-    """Moves one restored tree from staging to its place, replacing what was there."""
-    relative = snapshot_path.lstrip("/")
-    staged = staging / relative
-    final = destination / relative
-    if not staged.exists() and not staged.is_symlink():
-        raise OperationFailed(f"restic did not restore {snapshot_path}")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    aside: Path | None = None
-    if final.exists() or final.is_symlink():
-        aside = final.with_name(f".{final.name}.kamal-backup-replaced-{os.getpid()}")
+# Files ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    """One path of the snapshot and where it goes; `staged` is set once restic has restored it."""
+
+    source: str
+    destination: Path
+    staging: Path | None = None
+    staged: Path | None = None
+    mount: bool = False
+    previous: list[str] = field(default_factory=list)
+
+
+def restore_files(
+    settings: Settings,
+    snapshot: str = "latest",
+    target: str | None = DEFAULT_FILES_TARGET,
+    on_status: StatusCallback | None = None,
+    lock_wait_seconds: float = 0.0,
+    *,
+    paths: Sequence[str] = (),
+    in_place: bool = False,
+    keep_previous: bool = False,
+) -> RestoreResult:
+    """Restores a file snapshot, or only `paths` of it, under `target` or in place.
+
+    Into a scratch target, files land at target/<original absolute path>. In place (`in_place`,
+    or a target that is a backup path), each path comes back at its original location. Either
+    way each path is restored by restic into a staging directory beside its destination (same
+    filesystem) and swapped in only when every path has been staged, so a failed or killed
+    restore leaves the destinations as they were.
+    """
+    text = (target or "").strip()
+    if text == DEFAULT_FILES_TARGET and in_place:
+        text = ""
+    if in_place and text and not gates.is_backup_path(settings, text):
+        raise ConfigError(
+            "TARGET",
+            f"{text} is not a backup path; --in-place puts files back at their original paths, "
+            "so give no TARGET (or one of BACKUP_PATHS)",
+        )
+    in_place = in_place or (bool(text) and gates.is_backup_path(settings, text))
+    if in_place:
+        gates.enforce(gates.in_place_file_restore_verdicts(settings))
+    else:
+        text = text or DEFAULT_FILES_TARGET
+        gates.enforce(gates.file_restore_verdicts(settings, text))
+    validate_snapshot_argument(snapshot)
+    selected = [_absolute_selection(path) for path in paths]
+    restic = restic_for(settings)
+    restic.require_supported_version()
+    chosen = resolve_snapshot(settings, restic, snapshot, "files")
+    sources = _sources(restic, chosen, selected)
+    if in_place:
+        if text:
+            within = resolve_path(Path(text))
+            sources = [s for s in sources if resolve_path(Path(s)).is_relative_to(within)]
+            if not sources:
+                raise ConfigError("TARGET", f"snapshot {chosen.short} holds nothing under {text}")
+        items = [_Item(source, resolve_path(Path(source))) for source in sources]
+        gates.enforce(
+            gates.in_place_file_restore_verdicts(settings, [item.destination for item in items])
+        )
+    else:
+        root = resolve_path(Path(text))
+        items = [_Item(source, root / source.lstrip("/")) for source in sources]
+
+    with operation_lock(settings.state_dir, "restore-files", lock_wait_seconds):
+        started = datetime.now(UTC)
+        clock = time.monotonic()
+        removed = [str(path) for item in items for path in _clear_leftovers(item)]
+        log.info(
+            "restoring %s of file snapshot %s (%s) %s",
+            ", ".join(sources),
+            chosen.short,
+            chosen.time.isoformat(),
+            "in place" if in_place else f"into {root}",
+        )
+        summaries: list[dict[str, Any]] = []
         try:
-            os.rename(final, aside)
-        except OSError as exc:
-            if exc.errno in (errno.EBUSY, errno.EXDEV):
-                raise OperationFailed(
-                    f"{final} is a mount point; restore into a directory that contains it instead"
-                ) from None
-            raise
+            for item in items:
+                summaries.append(_stage(restic, chosen, item, on_status))
+            stamp = run_timestamp(started)
+            _swap_all(items, keep_previous, stamp)
+        finally:
+            for item in items:
+                if item.staging is not None:
+                    shutil.rmtree(item.staging, ignore_errors=True)
+        duration = round(time.monotonic() - clock, 3)
+    log.info("files restored in %.1fs", duration)
+    kept = [path for item in items for path in item.previous]
+    for path in kept:
+        log.info("the previous content is kept at %s", path)
+    return _recorded(
+        settings,
+        RestoreResult(
+            kind="files",
+            snapshot=SnapshotRecord.from_snapshot(chosen),
+            target="in place" if in_place else str(root),
+            started_at=started,
+            duration_seconds=duration,
+            bytes_restored=sum(
+                s.get("bytes_restored") or s.get("total_bytes") or 0 for s in summaries
+            ),
+            details={
+                "paths": [str(item.destination) for item in items],
+                "in_place": in_place,
+                "selected": selected,
+                "files_restored": sum(s.get("files_restored") or 0 for s in summaries),
+                "previous_kept": kept,
+                "leftovers_removed": removed,
+            },
+        ),
+    )
+
+
+def _absolute_selection(path: str) -> str:
+    text = path.strip()
+    if not text.startswith("/"):
+        raise ConfigError("--path", f"{path!r} must be an absolute path as in the snapshot")
+    return re.sub(r"^/+", "/", os.path.normpath(text))
+
+
+def _sources(restic: Restic, snapshot: Snapshot, selected: list[str]) -> list[str]:
+    """The snapshot paths to restore: all of them, or each selected path that is in the snapshot."""
+    if not selected:
+        return list(snapshot.paths)
+    for path in selected:
+        inside = any(Path(path).is_relative_to(root) for root in snapshot.paths)
+        if not inside or not restic.exists(snapshot.id, path):
+            raise ConfigError("--path", f"{path} is not in snapshot {snapshot.short}")
+    # A path inside another selected one is restored with it.
+    return [
+        path
+        for path in dict.fromkeys(selected)
+        if not any(other != path and Path(path).is_relative_to(other) for other in selected)
+    ]
+
+
+def _short_name(name: str) -> str:
+    return name[:100]
+
+
+def _staging_home(item: _Item) -> tuple[Path, str]:
+    """Where the staging directory goes: beside the destination, or inside it for a mount point."""
+    if item.mount:
+        return item.destination, f".{STAGING}"
+    return item.destination.parent, f".{_short_name(item.destination.name)}.{STAGING}"
+
+
+def _clear_leftovers(item: _Item) -> list[Path]:
+    """Removes staging directories of an interrupted restore; reports its kept-aside content."""
+    item.mount = is_mount_point(item.destination)
+    home, prefix = _staging_home(item)
+    removed: list[Path] = []
+    if not home.is_dir():
+        return removed
+    previous = f".{PREVIOUS}" if item.mount else f".{_short_name(item.destination.name)}.{PREVIOUS}"
+    for entry in home.iterdir():
+        if entry.name.startswith(prefix) and entry.is_dir() and not entry.is_symlink():
+            log.warning("removing %s, left by an interrupted restore", entry)
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+        elif entry.name.startswith(previous):
+            log.warning(
+                "%s holds content an earlier restore set aside (kept with --keep-previous, or "
+                "left by an interrupted in-place restore: then %s may be partly restored and "
+                "restoring it again completes it); remove it when it is no longer needed",
+                entry,
+                item.destination,
+            )
+    return removed
+
+
+def _stage(
+    restic: Restic, snapshot: Snapshot, item: _Item, on_status: StatusCallback | None
+) -> dict[str, Any]:
+    """restic restores the item into a fresh staging directory on the destination's filesystem."""
+    home, prefix = _staging_home(item)
     try:
-        os.rename(staged, final)
+        home.mkdir(parents=True, exist_ok=True)
+        item.staging = Path(tempfile.mkdtemp(prefix=prefix, dir=home))
+    except OSError as exc:
+        raise OperationFailed(f"cannot write in {home}: {exc.strerror}") from None
+    log.info("staging %s in %s", item.source, item.staging)
+    summary = restic.restore(
+        snapshot.id,
+        item.staging,
+        on_status=(lambda status: on_status("restore", status)) if on_status else None,
+        includes=[item.source],
+    )
+    staged = item.staging / item.source.lstrip("/")
+    if not staged.exists() and not staged.is_symlink():
+        raise OperationFailed(f"restic did not restore {item.source}")
+    item.staged = staged
+    return summary
+
+
+def _swap_all(items: list[_Item], keep_previous: bool, stamp: str) -> None:
+    """Swaps every staged item into place; an item that fails to swap is rolled back."""
+    for item in items:
+        if item.staged is None or item.staging is None:
+            raise OperationFailed(f"{item.source} was not staged")
+        if item.mount:
+            _swap_children(item, item.staging, item.staged, keep_previous, stamp)
+        else:
+            _swap_whole(item, item.staged, keep_previous, stamp)
+
+
+def _aside_path(directory: Path, name: str, stamp: str) -> Path:
+    return directory / f".{_short_name(name)}.{PREVIOUS}{stamp}-{os.getpid()}"
+
+
+def _swap_whole(item: _Item, staged: Path, keep_previous: bool, stamp: str) -> None:
+    """Replaces the destination by the staged tree in one atomic exchange (rename as fallback)."""
+    destination = item.destination
+    if not destination.exists() and not destination.is_symlink():
+        os.rename(staged, destination)
+        return
+    try:
+        exchange(staged, destination)
+        previous = staged  # the exchange left the old content where the staged tree was
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+            raise OperationFailed(f"cannot swap {destination} into place: {exc.strerror}") from None
+        previous = _aside_path(destination.parent, destination.name, stamp)
+        os.rename(destination, previous)
+        try:
+            os.rename(staged, destination)
+        except BaseException:
+            os.rename(previous, destination)
+            raise
+    if keep_previous:
+        kept = _aside_path(destination.parent, destination.name, stamp)
+        if previous != kept:
+            os.rename(previous, kept)
+        item.previous.append(str(kept))
+    else:
+        _remove(previous)
+
+
+def _swap_children(
+    item: _Item, staging: Path, staged: Path, keep_previous: bool, stamp: str
+) -> None:
+    """A mount point cannot be renamed: its entries are swapped one by one, rolled back on error."""
+    destination = item.destination
+    info = staged.lstat()  # before its entries move out, which changes its mtime
+    aside = Path(tempfile.mkdtemp(prefix=f".{PREVIOUS}{stamp}-", dir=destination))
+    internal = {staging.name, aside.name}
+    current = sorted(name for name in os.listdir(destination) if name not in internal)
+    restored = sorted(os.listdir(staged))
+    moved_aside: list[str] = []
+    placed: list[str] = []
+    try:
+        for name in current:
+            os.rename(destination / name, aside / name)
+            moved_aside.append(name)
+        for name in restored:
+            os.rename(staged / name, destination / name)
+            placed.append(name)
     except BaseException:
-        if aside is not None:
-            os.rename(aside, final)
+        for name in reversed(placed):
+            os.rename(destination / name, staged / name)
+        for name in reversed(moved_aside):
+            os.rename(aside / name, destination / name)
+        shutil.rmtree(aside, ignore_errors=True)
         raise
-    if aside is not None:
-        with contextlib.suppress(FileNotFoundError):
-            if aside.is_dir() and not aside.is_symlink():
-                shutil.rmtree(aside)
-            else:
-                aside.unlink()
-    return str(final)
+    shutil.rmtree(staging, ignore_errors=True)
+    item.staging = None
+    if keep_previous:
+        item.previous.append(str(aside))
+    else:
+        shutil.rmtree(aside, ignore_errors=True)
+    # The mount point itself keeps its identity; give it the snapshot's owner, mode and times.
+    with contextlib.suppress(PermissionError):
+        os.chown(destination, info.st_uid, info.st_gid)
+    os.chmod(destination, info.st_mode & 0o7777)
+    os.utime(destination, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def is_mount_point(path: Path) -> bool:
+    """True for a mount point, including a bind mount from the same filesystem (same st_dev)."""
+    if os.path.ismount(path):
+        return True
+    try:
+        table = Path("/proc/self/mountinfo").read_text(errors="surrogateescape")
+    except OSError:
+        return False
+    wanted = str(path)
+    for line in table.splitlines():
+        fields = line.split(" ")
+        if len(fields) > 4 and _MOUNTINFO_ESCAPE.sub(_unescape, fields[4]) == wanted:
+            return True
+    return False
+
+
+_MOUNTINFO_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return chr(int(match.group(1), 8))
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def exchange(first: Path, second: Path) -> None:
+    """Atomically exchanges two paths (Linux renameat2 RENAME_EXCHANGE); OSError if unsupported."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available")
+    result = renameat2(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    )
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(second))

@@ -39,11 +39,12 @@ def complete_runs(snapshots: Sequence[Snapshot]) -> set[str]:
     """Runs that have both their database and their file snapshot: only these count as backups.
 
     A run interrupted after its database snapshot (killed, or a file backup that failed) leaves
-    that snapshot behind; it is a valid dump, restorable by id, but not a backup run.
+    that snapshot behind; it is a valid dump, restorable by id, but not a backup run. Neither is
+    the safety snapshot a production restore takes (tagged pre-restore).
     """
     kinds: dict[str, set[str]] = {}
     for snapshot in snapshots:
-        if snapshot.run and snapshot.kind:
+        if snapshot.run and snapshot.kind and not snapshot.pre_restore:
             kinds.setdefault(snapshot.run, set()).add(snapshot.kind)
     return {run for run, found in kinds.items() if {"database", "files"} <= found}
 
