@@ -43,6 +43,10 @@ class DatabaseAdapter(abc.ABC):
         """Files under BACKUP_PATHS the file snapshot must leave out (they are in the dump)."""
         return []
 
+    def source_missing(self) -> bool:
+        """True when the source plainly does not exist (there is nothing a safety snapshot keeps)."""
+        return False
+
     @abc.abstractmethod
     def check_source(self) -> None:
         """Raises ConfigError when the source database is not usable for a backup."""

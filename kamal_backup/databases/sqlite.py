@@ -91,6 +91,9 @@ class SqliteAdapter(DatabaseAdapter):
             raise ConfigError("SQLITE_DATABASE_PATH", "is required when DATABASE_ADAPTER=sqlite")
         return self.settings.sqlite_database_path
 
+    def source_missing(self) -> bool:
+        return not self.source.exists() and not self.source.is_symlink()
+
     def check_source(self) -> None:
         if not self.source.is_file():
             raise ConfigError(

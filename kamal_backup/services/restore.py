@@ -90,7 +90,12 @@ def restore_database(
         started = datetime.now(UTC)
         clock = time.monotonic()
         safety = None
-        if adapter.restore_target_is_source():
+        skipped = None
+        if adapter.restore_target_is_source() and adapter.source_missing():
+            # Nothing exists to be overwritten, so there is nothing a safety snapshot could keep.
+            skipped = f"{adapter.source_label()} does not exist: nothing to keep"
+            log.warning("no safety snapshot: %s", skipped)
+        elif adapter.restore_target_is_source():
             safety = take_safety_snapshot(settings, restic, adapter, on_status)
             if on_safety_snapshot is not None:
                 on_safety_snapshot(safety)
@@ -101,6 +106,8 @@ def restore_database(
             adapter.restore_target_label(),
         )
         details = adapter.restore(restic, chosen, on_bytes=_byte_progress(chosen, on_status))
+        if skipped:
+            details["safety_snapshot_skipped"] = skipped
         duration = round(time.monotonic() - clock, 3)
     log.info("database restored in %.1fs", duration)
     return _recorded(
