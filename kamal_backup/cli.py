@@ -370,6 +370,36 @@ def schedule(ctx: typer.Context) -> None:
 
 @app.command()
 @operation
+def prune(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Apply this app's retention (RESTIC_KEEP_*) per snapshot type, then prune the data.
+
+    For the trusted machine of an append-only set-up. Safety snapshots of production restores
+    (tag pre-restore) are kept for 30 days and never count against the backups' retention.
+    """
+    from kamal_backup.services.prune import prune as prune_repository
+
+    result = prune_repository(_options(ctx).settings(), dry_run=dry_run)
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+        return
+    verb = "would remove" if result.dry_run else "removed"
+    for part in result.retention:
+        ids = " ".join(i[:8] for i in part.removed_ids)
+        stdout.print(
+            f"{part.type}: kept {part.kept}, {verb} {part.removed}" + (f" ({ids})" if ids else "")
+        )
+    if not result.retention:
+        stdout.print("every RESTIC_KEEP_* is 0: nothing removed")
+
+
+@app.command()
+@operation
 def unlock(ctx: typer.Context) -> None:
     """Remove stale restic locks (left by a killed process); live locks are kept."""
     from kamal_backup.services import restic_for

@@ -153,6 +153,15 @@ class RetentionResult(BaseModel):
     type: SnapshotType
     kept: int
     removed: int
+    removed_ids: list[str] = Field(default_factory=list)
+
+
+class PruneResult(BaseModel):
+    """`prune`: retention applied (or, with dry_run, only planned) for each snapshot type."""
+
+    dry_run: bool
+    retention: list[RetentionResult]
+    duration_seconds: float
 
 
 class BackupRun(BaseModel):

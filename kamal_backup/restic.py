@@ -219,6 +219,7 @@ class Restic:
         action: str,
         on_status: StatusCallback | None,
         extra_env: Mapping[str, str] | None,
+        host: str | None = None,
     ) -> BackupSummary:
         summary: dict[str, Any] = {}
         errors: list[str] = []
@@ -235,7 +236,7 @@ class Restic:
                 text = (message.get("error") or {}).get("message", "")
                 errors.append(redact(f"{item}: {text}" if item else text))
 
-        tagged = ["backup", "--json", "--host", self.host, *args]
+        tagged = ["backup", "--json", "--host", host or self.host, *args]
         env = {**self.environment, **(extra_env or {})}
         result = self._exec(tagged, action, on_stdout_line=handle, env=env)
         if result.returncode not in (0, 3):
@@ -264,6 +265,7 @@ class Restic:
         tags: Sequence[str],
         extra_env: Mapping[str, str] | None = None,
         on_status: StatusCallback | None = None,
+        host: str | None = None,
     ) -> BackupSummary:
         """Streams a command's stdout into a snapshot; a failing command leaves no snapshot."""
         args = [
@@ -274,7 +276,7 @@ class Restic:
             "--",
             *command,
         ]
-        return self._backup(args, "database backup", on_status, extra_env)
+        return self._backup(args, "database backup", on_status, extra_env, host)
 
     def backup_paths(
         self,

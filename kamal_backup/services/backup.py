@@ -102,7 +102,7 @@ def retention_failure(exc: KamalBackupError) -> str:
     if any(word in text.lower() for word in _DENIED):
         text += (
             "; the repository refuses deletes (append-only?): set RESTIC_FORGET_AFTER_BACKUP=false "
-            "and run forget/prune from a trusted machine that may delete"
+            "and run `kamal-backup prune` from a trusted machine that may delete"
         )
     return text
 
@@ -120,6 +120,7 @@ def snapshot_database(
     run: str,
     *extra_tags: str,
     on_status: StatusCallback | None = None,
+    host: str | None = None,
 ) -> BackupSummary:
     """Streams the database dump into a snapshot of run `run`: a backup's, or a pre-restore one."""
     filename = adapter.dump_filename(run)
@@ -133,6 +134,7 @@ def snapshot_database(
                 settings, "type:database", f"adapter:{adapter.name}", f"run:{run}", *extra_tags
             ),
             on_status=(lambda status: on_status("database", status)) if on_status else None,
+            host=host,
         )
     log.info(
         "database snapshot %s saved (%d bytes, %d new)",

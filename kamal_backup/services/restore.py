@@ -33,6 +33,7 @@ from kamal_backup.models import (
 from kamal_backup.restic import Restic
 from kamal_backup.services import app_tags, gates, restic_for
 from kamal_backup.services.backup import run_timestamp, snapshot_database
+from kamal_backup.services.retention import safety_snapshot_host
 from kamal_backup.services.snapshots import resolve_snapshot, validate_snapshot_argument
 from kamal_backup.settings import Settings, resolve_path
 
@@ -137,7 +138,13 @@ def take_safety_snapshot(
     try:
         adapter.check_source()
         summary = snapshot_database(
-            settings, restic, adapter, run, PRE_RESTORE_TAG, on_status=on_status
+            settings,
+            restic,
+            adapter,
+            run,
+            PRE_RESTORE_TAG,
+            on_status=on_status,
+            host=safety_snapshot_host(settings),
         )
         found = {s.id: s for s in restic.snapshots(app_tags(settings, f"run:{run}"))}
     except Interrupted:
