@@ -49,6 +49,25 @@ def escape_pattern(path: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", path)
 
 
+def anchored_patterns(patterns: Sequence[str], roots: Sequence[Path]) -> list[str]:
+    """restic --exclude patterns that only match inside `roots`.
+
+    restic matches a relative pattern against any part of a path, the backup path's own parents
+    included: `tmp` would exclude everything under /tmp/app. So `tmp/` or `*.tmp` becomes
+    `<root>/**/tmp`, `<root>/**/*.tmp` for each root; an absolute pattern is kept as it is.
+    """
+    anchored: list[str] = []
+    for raw in patterns:
+        pattern = raw.strip().rstrip("/")
+        if not pattern:
+            continue
+        if pattern.startswith("/"):
+            anchored.append(pattern)
+            continue
+        anchored += [f"{escape_pattern(str(root).rstrip('/'))}/**/{pattern}" for root in roots]
+    return anchored
+
+
 def error_for(returncode: int, stderr: str, action: str) -> ResticError | Interrupted:
     """Maps restic's exit code and error output to a typed error with a hint."""
     if returncode < 0 and returncode not in (-2, -15):
@@ -291,7 +310,7 @@ class Restic:
         args = [*_tag_args(tags)]
         for pattern in excludes:
             args += ["--exclude", escape_pattern(pattern)]
-        for pattern in exclude_patterns:
+        for pattern in anchored_patterns(exclude_patterns, paths):
             args += ["--exclude", pattern]
         args += ["--", *(str(path) for path in paths)]
         return self._backup(args, "file backup", on_status, None)

@@ -163,7 +163,8 @@ class Settings(BaseSettings):
     backup_excludes: tuple[str, ...] = Field(
         (),
         description="Glob patterns left out of the file snapshot (restic --exclude), "
-        "colon- or newline-separated.",
+        "colon- or newline-separated; a relative pattern (*.tmp, tmp/) matches at any depth "
+        "inside BACKUP_PATHS, never in their parents.",
         examples=["*.tmp:/data/storage/cache"],
     )
 

@@ -266,3 +266,23 @@ def test_a_path_that_is_not_in_the_snapshot_is_refused_with_exit_2(
         assert result.returncode == 2, result.stderr
         assert f"--path: {missing} is not in snapshot" in result.stderr
         assert not (tmp_path / "s").exists()
+
+
+def test_backup_excludes_leave_patterns_out_of_the_file_snapshot_and_show_in_evidence(
+    app: App,
+) -> None:
+    (app.files / "uploads" / "upload.tmp").write_text("half an upload")
+    (app.files / "tmp" / "cache").mkdir(parents=True)
+    (app.files / "tmp" / "cache" / "c.bin").write_text("cache")
+    (app.files / "uploads" / "tmp-not-excluded.txt").write_text("kept")
+    excludes = "*.tmp\ntmp/"
+    run = json.loads(
+        app.cli("backup", "--json", extra={"BACKUP_EXCLUDES": excludes}, check=True).stdout
+    )
+    listing = app.restic("ls", "--json", run["files_snapshot"]["id"]).stdout
+    names = {json.loads(line).get("path") for line in listing.splitlines() if '"node"' in line}
+    assert str(app.files / "uploads" / "a.txt") in names
+    assert str(app.files / "uploads" / "tmp-not-excluded.txt") in names
+    assert not [n for n in names if n and (n.endswith(".tmp") or "/storage/tmp" in n)]
+    evidence = json.loads(app.cli("evidence", extra={"BACKUP_EXCLUDES": excludes}).stdout)
+    assert evidence["backup_excludes"] == ["*.tmp", "tmp/"]
