@@ -30,7 +30,7 @@ from kamal_backup.errors import (
     ToolMissing,
 )
 from kamal_backup.humanize import human_bytes
-from kamal_backup.models import SnapshotRecord
+from kamal_backup.models import RestoreResult, SnapshotRecord
 from kamal_backup.redact import redact
 from kamal_backup.settings import Settings, load_settings
 
@@ -173,20 +173,13 @@ def restore_db(
     if gates.production_database_restore(chosen) and sys.stdin.isatty():
         _confirm_production(chosen, "the production database")
 
-    def safety_taken(record: SnapshotRecord) -> None:
-        stderr.print(
-            f"safety snapshot {record.short_id} of the current database saved (tag pre-restore)",
-            markup=False,
-            highlight=False,
-        )
-
     with live_progress() as on_status:
         result = restore_database(
             settings,
             snapshot,
             on_status=on_status,
             into_source=in_place,
-            on_safety_snapshot=safety_taken,
+            on_safety_snapshot=_print_safety_snapshot,
         )
     if as_json:
         _print_json(result.model_dump(mode="json"))
@@ -263,14 +256,88 @@ def restore_files_command(
     if as_json:
         _print_json(result.model_dump(mode="json"))
         return
-    where = ", ".join(result.details["paths"]) if result.details["in_place"] else result.target
-    stdout.print(
-        f"restored file snapshot {result.snapshot.short_id} "
-        f"{'in place: ' if result.details['in_place'] else 'into '}{where} "
-        f"({result.duration_seconds:.1f}s)"
-    )
+    stdout.print(_restored(result))
     for kept in result.details["previous_kept"]:
         stdout.print(f"previous content kept at {kept}")
+
+
+@app.command("restore")
+@operation
+def restore_command(
+    ctx: typer.Context,
+    run: Annotated[
+        str,
+        typer.Argument(
+            help="'latest' (the newest complete run) or a run such as 20260101T030000Z."
+        ),
+    ] = "latest",
+    in_place: Annotated[
+        bool,
+        typer.Option(
+            "--in-place",
+            help="Restore into production: the source database (after a safety snapshot) and "
+            "the files at their original paths.",
+        ),
+    ] = False,
+    target: Annotated[
+        str, typer.Option("--target", help="Scratch directory for the files.")
+    ] = "/restore/files",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Restore the database and the files of one backup run together.
+
+    Into the scratch targets (RESTORE_DATABASE_URL / RESTORE_SQLITE_DATABASE_PATH and --target),
+    or with --in-place into production, which needs KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE=true and
+    KAMAL_BACKUP_ALLOW_IN_PLACE_FILE_RESTORE=true. Every gate is checked before anything is
+    restored; a failure part-way says which parts were restored.
+    """
+    from kamal_backup.services import gates
+    from kamal_backup.services.restore import restore_run, targeting_source
+
+    settings = _options(ctx).settings()
+    if in_place and sys.stdin.isatty():
+        gates.enforce(gates.database_restore_verdicts(targeting_source(settings)))
+        gates.enforce(gates.in_place_file_restore_verdicts(settings))
+        _confirm_production(settings, "the production database and files")
+    with live_progress() as on_status:
+        result = restore_run(
+            settings,
+            run,
+            in_place=in_place,
+            files_target=target,
+            on_status=on_status,
+            on_safety_snapshot=_print_safety_snapshot,
+        )
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+        return
+    for part in result.parts:
+        stdout.print(f"run {result.run}: {_restored(part)}")
+        if part.safety_snapshot is not None:
+            stdout.print(
+                f"safety snapshot {part.safety_snapshot.short_id} holds the database as it was "
+                "before this restore"
+            )
+
+
+def _restored(part: RestoreResult) -> str:
+    """One line for a restored part: what, and where it went."""
+    kind = "file" if part.kind == "files" else part.kind
+    if part.details.get("in_place"):
+        where = "in place: " + ", ".join(part.details.get("paths", []))
+    else:
+        where = f"into {part.target}"
+    return (
+        f"restored {kind} snapshot {part.snapshot.short_id} {where} ({part.duration_seconds:.1f}s)"
+    )
+
+
+def _print_safety_snapshot(record: SnapshotRecord) -> None:
+    stderr.print(
+        f"safety snapshot {record.short_id} of the current database saved (tag pre-restore)",
+        markup=False,
+        highlight=False,
+    )
 
 
 class SnapshotKind(StrEnum):

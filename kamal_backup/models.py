@@ -201,6 +201,14 @@ class RestoreResult(BaseModel):
     safety_snapshot: SnapshotRecord | None = None
 
 
+class RunRestoreResult(BaseModel):
+    """`restore RUN`: each part of one backup run, restored in order (database, then files)."""
+
+    run: str
+    in_place: bool
+    parts: list[RestoreResult]
+
+
 class SchedulerStart(BaseModel):
     """Written when `schedule` starts, so `health` can tell a new container from a dead one."""
 

@@ -27,6 +27,7 @@ from kamal_backup.models import (
     PRE_RESTORE_TAG,
     ResticStatus,
     RestoreResult,
+    RunRestoreResult,
     Snapshot,
     SnapshotRecord,
 )
@@ -34,7 +35,12 @@ from kamal_backup.restic import Restic
 from kamal_backup.services import app_tags, gates, restic_for
 from kamal_backup.services.backup import run_timestamp, snapshot_database
 from kamal_backup.services.retention import safety_snapshot_host
-from kamal_backup.services.snapshots import resolve_snapshot, validate_snapshot_argument
+from kamal_backup.services.snapshots import (
+    complete_runs,
+    list_snapshots,
+    resolve_snapshot,
+    validate_snapshot_argument,
+)
 from kamal_backup.settings import Settings, resolve_path
 
 log = logging.getLogger(__name__)
@@ -183,6 +189,91 @@ def _byte_progress(snapshot: Snapshot, on_status: StatusCallback | None) -> Byte
         on_status("restore", ResticStatus(total_bytes=total, bytes_done=done, percent_done=percent))
 
     return advance
+
+
+# A whole run -----------------------------------------------------------------------------------
+
+_RUN = re.compile(r"^\d{8}T\d{6}Z$")
+
+
+def find_run(snapshots: Sequence[Snapshot], argument: str, app_name: str) -> dict[str, Snapshot]:
+    """The database and file snapshots of run `argument` ('latest': the newest complete run)."""
+    value = argument.strip()
+    complete = complete_runs(snapshots)
+    if value == "latest":
+        if not complete:
+            raise ConfigError("RUN", f"no backup run of app {app_name} has completed yet")
+        value = max(complete)
+    elif not _RUN.match(value):
+        raise ConfigError("RUN", f"{argument!r} is not 'latest' or a run such as 20260101T030000Z")
+    members = {s.kind: s for s in snapshots if s.run == value and s.kind and not s.pre_restore}
+    if not members:
+        raise ConfigError("RUN", f"{value} is not a backup run of app {app_name}")
+    if value not in complete:
+        raise ConfigError(
+            "RUN",
+            f"run {value} is not complete (it has only its {', '.join(members)} snapshot); "
+            "restore that snapshot by id with restore-db or restore-files",
+        )
+    return members
+
+
+def restore_run(
+    settings: Settings,
+    run: str = "latest",
+    *,
+    in_place: bool = False,
+    files_target: str = DEFAULT_FILES_TARGET,
+    on_status: StatusCallback | None = None,
+    on_safety_snapshot: SafetyCallback | None = None,
+) -> RunRestoreResult:
+    """Restores the database and the files of one backup run, into scratch targets or in place.
+
+    Every gate of both parts is checked before anything is restored. A failure part-way raises
+    an error that says exactly which parts were restored.
+    """
+    database_settings = targeting_source(settings) if in_place else settings
+    gates.enforce(gates.database_restore_verdicts(database_settings))
+    if in_place:
+        gates.enforce(gates.in_place_file_restore_verdicts(settings))
+    else:
+        gates.enforce(gates.file_restore_verdicts(settings, files_target))
+    restic = restic_for(settings)
+    restic.require_supported_version()
+    members = find_run(list_snapshots(settings, restic=restic), run, settings.app_name)
+    chosen = members["database"].run or run
+    log.info("restoring run %s %s", chosen, "in place" if in_place else "into scratch targets")
+    parts: list[RestoreResult] = []
+    try:
+        parts.append(
+            restore_database(
+                settings,
+                members["database"].id,
+                on_status,
+                into_source=in_place,
+                on_safety_snapshot=on_safety_snapshot,
+            )
+        )
+        parts.append(
+            restore_files(
+                settings,
+                members["files"].id,
+                None if in_place else files_target,
+                on_status,
+                in_place=in_place,
+            )
+        )
+    except KamalBackupError as exc:
+        if not parts:
+            raise
+        done = "; ".join(
+            f"the {p.kind} snapshot {p.snapshot.short_id} was restored into {p.target}"
+            for p in parts
+        )
+        raise OperationFailed(
+            f"run {chosen}: {done}, but the files part failed and was not restored: {exc}"
+        ) from None
+    return RunRestoreResult(run=chosen, in_place=in_place, parts=parts)
 
 
 # Files ----------------------------------------------------------------------------------------
