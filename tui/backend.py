@@ -53,6 +53,9 @@ class Backend:
     def file_verdicts(self, target: str) -> list[GateVerdict]:
         return gates.file_restore_verdicts(self.settings, target)
 
+    def in_place_verdicts(self, paths: list[str]) -> list[GateVerdict]:
+        return gates.in_place_file_restore_verdicts(self.settings, [Path(p) for p in paths])
+
     # Repository work (slow: thread workers only) ------------------------------------------
 
     def snapshots(self) -> list[Snapshot]:
@@ -79,6 +82,19 @@ class Backend:
         return restore_database(self.settings, snapshot, on_status=on_status)
 
     def restore_files(
-        self, snapshot: str, target: str, on_status: StatusCallback | None
+        self,
+        snapshot: str,
+        target: str,
+        on_status: StatusCallback | None,
+        *,
+        paths: list[str] | None = None,
+        in_place: bool = False,
     ) -> RestoreResult:
-        return restore_files(self.settings, snapshot, target, on_status=on_status)
+        return restore_files(
+            self.settings,
+            snapshot,
+            target,
+            on_status=on_status,
+            paths=paths or (),
+            in_place=in_place,
+        )

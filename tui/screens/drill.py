@@ -25,31 +25,17 @@ from textual.widgets import (
 from kamal_backup.errors import KamalBackupError, OperationFailed
 from kamal_backup.humanize import human_bytes
 from kamal_backup.models import SNAPSHOT_TYPES, GateVerdict, ResticStatus, RestoreResult, Snapshot
-from kamal_backup.services.gates import (
-    ALLOW_IN_PLACE,
-    ALLOW_PRODUCTION,
-    ALLOW_RESTORE,
-    safety_flags,
-)
 from kamal_backup.services.restore import DEFAULT_FILES_TARGET
 from kamal_backup.services.snapshots import complete_runs, latest_complete
 from tui.messages import OperationDone, OperationProgress
 from tui.screens import View
+from tui.screens.gates import add_gate_rows, how_to_allow
 
 KINDS = {
     "kind-database": ("database",),
     "kind-files": ("files",),
     "kind-both": ("database", "files"),
 }
-
-
-def how_to_allow(verdict: GateVerdict) -> str:
-    """What the operator would change to open a refusing gate."""
-    if verdict.variable in (ALLOW_RESTORE, ALLOW_PRODUCTION, ALLOW_IN_PLACE):
-        return f"set {verdict.variable}=true to allow"
-    if verdict.variable:
-        return f"set {verdict.variable}"
-    return "choose another target directory"
 
 
 class DrillView(VerticalScroll, View):
@@ -198,23 +184,7 @@ class DrillView(VerticalScroll, View):
         if "files" in self.kinds:
             value = self.query_one("#drill-target", Input).value.strip()
             table.add_row("target", "files", f"{value or '(empty)'}/<original path>")
-        for part, verdict in verdicts:
-            if verdict.allowed:
-                mark = Text("✔ allowed", style="bold green")
-                reason = Text(verdict.reason)
-            else:
-                mark = Text("✘ REFUSED", style="bold red")
-                reason = Text(f"{verdict.reason}; {how_to_allow(verdict)}")
-            table.add_row(mark, f"{part}: {verdict.gate}", reason)
-        flags = "\n".join(
-            f"{variable}={'true' if value else 'false'}"
-            for variable, value in safety_flags(self.tui.settings)
-        )
-        table.add_row("flags", "set now", flags)
-        if all(verdict.allowed for _, verdict in verdicts):
-            table.add_row("", "", Text("every gate allows this drill", style="green"))
-        else:
-            table.add_row("", "", Text("refused: this drill cannot be started", style="bold red"))
+        add_gate_rows(table, verdicts, self.tui.settings, "drill")
         return table
 
     # Running -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from kamal_backup.models import FileEntry, Snapshot
 from kamal_backup.services.snapshots import complete_runs
 from tui.messages import describe_error
 from tui.screens import View
+from tui.screens.restore_file import RestoreFileScreen
 
 FILTERS = ("all", "database", "files")
 
@@ -46,6 +47,7 @@ class SnapshotsView(Container, View):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("t", "cycle_filter", "Filter"),
         Binding("r", "refresh", "Refresh"),
+        Binding("f", "restore_selected", "Restore file"),
     ]
 
     def __init__(self) -> None:
@@ -193,6 +195,16 @@ class SnapshotsView(Container, View):
                 f"({summary.files_new} new, {summary.files_changed} changed)",
             )
         return table
+
+    def action_restore_selected(self) -> None:
+        """Opens the restore of the file or directory selected in the tree."""
+        tree: Tree[str] = self.query_one("#snapshot-files", Tree)
+        snapshot = self.by_id.get(str(tree.root.data)) if tree.display else None
+        node = tree.cursor_node
+        if snapshot is None or node is None or node is tree.root or node.data is None:
+            self.notify("select a file or directory in a files snapshot's tree first")
+            return
+        self.app.push_screen(RestoreFileScreen(snapshot, node.data))
 
     @on(Tree.NodeExpanded, "#snapshot-files")
     def _expanded(self, event: Tree.NodeExpanded[str]) -> None:
