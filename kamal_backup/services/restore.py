@@ -265,7 +265,11 @@ def restore_run(
         )
     except KamalBackupError as exc:
         if not parts:
-            raise
+            failed = OperationFailed(
+                f"run {chosen}: the database part failed, so the files were not restored: {exc}"
+            )
+            failed.exit_code = exc.exit_code  # a configuration error stays exit 2
+            raise failed from None
         done = "; ".join(
             f"the {p.kind} snapshot {p.snapshot.short_id} was restored into {p.target}"
             for p in parts

@@ -102,3 +102,23 @@ def test_an_unknown_run_is_refused_with_exit_2(app: App, argument: str) -> None:
     )
     assert result.returncode == 2, result.stderr
     assert "RUN:" in result.stderr
+
+
+def test_a_failed_database_part_restores_no_files(app: App, tmp_path: Path) -> None:
+    app.cli("backup", check=True)
+    occupied = tmp_path / "db.sqlite3"
+    (occupied / "a directory where the database goes").mkdir(parents=True)
+    files = tmp_path / "files"
+    result = app.cli(
+        "restore",
+        "--target",
+        str(files),
+        extra={
+            "KAMAL_BACKUP_ALLOW_RESTORE": "true",
+            "RESTORE_SQLITE_DATABASE_PATH": str(occupied),
+        },
+    )
+    assert result.returncode == 2, result.stderr  # the target is wrong: a configuration error
+    assert "the database part failed, so the files were not restored" in result.stderr
+    assert "RESTORE_SQLITE_DATABASE_PATH" in result.stderr
+    assert not files.exists()

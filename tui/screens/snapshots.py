@@ -94,6 +94,12 @@ class SnapshotsView(Container, View):
         self.shown = None
         self.fill_table()
 
+    def run_note(self, snapshot: Snapshot) -> str:
+        """Why a run is not a backup run: a production restore's safety snapshot, or partial."""
+        if snapshot.pre_restore:
+            return " pre-restore"
+        return " partial" if snapshot.run and snapshot.run not in self.complete else ""
+
     def action_cycle_filter(self) -> None:
         self.filter = FILTERS[(FILTERS.index(self.filter) + 1) % len(FILTERS)]
         self.fill_table()
@@ -111,13 +117,12 @@ class SnapshotsView(Container, View):
             runs += 1
             for position, snapshot in enumerate(members):
                 shown += 1
-                partial = bool(snapshot.run) and snapshot.run not in self.complete
                 label = (
                     f"{self.tui.local(snapshot.time):%Y-%m-%d %H:%M}" if position == 0 else "  └"
                 )
                 size = snapshot.summary.total_bytes_processed if snapshot.summary else None
                 table.add_row(
-                    Text(label + (" partial" if partial and position == 0 else "")),
+                    Text(label + (self.run_note(snapshot) if position == 0 else "")),
                     describe_age((now - snapshot.time).total_seconds()),
                     snapshot.kind or "-",
                     snapshot.short,
@@ -178,7 +183,12 @@ class SnapshotsView(Container, View):
         )
         table.add_row("type", snapshot.kind or "-")
         if snapshot.run:
-            complete = "complete" if snapshot.run in self.complete else "partial: not a backup"
+            if snapshot.pre_restore:
+                complete = "safety snapshot taken before a production restore"
+            elif snapshot.run in self.complete:
+                complete = "complete"
+            else:
+                complete = "partial: not a backup"
             table.add_row("run", f"{snapshot.run} ({complete})")
         if snapshot.adapter:
             table.add_row("adapter", snapshot.adapter)
