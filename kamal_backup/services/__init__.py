@@ -5,6 +5,12 @@ from __future__ import annotations
 from kamal_backup.restic import Restic
 from kamal_backup.settings import Settings
 
+# Name parts of what a file restore writes beside (or, in a mount point, inside) a backup path:
+# the staging tree and the replaced content. Backups leave both out.
+RESTORE_STAGING = "kamal-backup-staging-"
+RESTORE_PREVIOUS = "kamal-backup-previous-"
+RESTORE_WORK_PATTERNS = (f"*.{RESTORE_STAGING}*", f"*.{RESTORE_PREVIOUS}*")
+
 
 def restic_for(settings: Settings) -> Restic:
     return Restic(

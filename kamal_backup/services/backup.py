@@ -13,7 +13,7 @@ from kamal_backup.errors import ConfigError, Interrupted, KamalBackupError, Oper
 from kamal_backup.locking import operation_lock
 from kamal_backup.models import BackupRun, BackupSummary, ResticStatus, SnapshotRecord
 from kamal_backup.restic import Restic
-from kamal_backup.services import app_tags, restic_for
+from kamal_backup.services import RESTORE_WORK_PATTERNS, app_tags, restic_for
 from kamal_backup.services.check import run_check
 from kamal_backup.services.retention import apply_retention
 from kamal_backup.settings import Settings
@@ -165,7 +165,7 @@ def _perform(
         paths,
         tags=app_tags(settings, "type:files", run_tag),
         excludes=adapter.excluded_paths(),
-        exclude_patterns=settings.backup_excludes,
+        exclude_patterns=[*settings.backup_excludes, *RESTORE_WORK_PATTERNS],
         on_status=(lambda status: on_status("files", status)) if on_status else None,
     )
     log.info(

@@ -32,7 +32,13 @@ from kamal_backup.models import (
     SnapshotRecord,
 )
 from kamal_backup.restic import Restic
-from kamal_backup.services import app_tags, gates, restic_for
+from kamal_backup.services import (
+    RESTORE_PREVIOUS,
+    RESTORE_STAGING,
+    app_tags,
+    gates,
+    restic_for,
+)
 from kamal_backup.services.backup import run_timestamp, snapshot_database
 from kamal_backup.services.retention import safety_snapshot_host
 from kamal_backup.services.snapshots import (
@@ -48,9 +54,6 @@ log = logging.getLogger(__name__)
 DEFAULT_FILES_TARGET = "/restore/files"
 StatusCallback = Callable[[str, ResticStatus], None]
 SafetyCallback = Callable[[SnapshotRecord], None]
-
-STAGING = "kamal-backup-staging-"
-PREVIOUS = "kamal-backup-previous-"
 
 
 # Databases ------------------------------------------------------------------------------------
@@ -428,8 +431,8 @@ def _short_name(name: str) -> str:
 def _staging_home(item: _Item) -> tuple[Path, str]:
     """Where the staging directory goes: beside the destination, or inside it for a mount point."""
     if item.mount:
-        return item.destination, f".{STAGING}"
-    return item.destination.parent, f".{_short_name(item.destination.name)}.{STAGING}"
+        return item.destination, f".{RESTORE_STAGING}"
+    return item.destination.parent, f".{_short_name(item.destination.name)}.{RESTORE_STAGING}"
 
 
 def _clear_leftovers(item: _Item) -> list[Path]:
@@ -439,7 +442,11 @@ def _clear_leftovers(item: _Item) -> list[Path]:
     removed: list[Path] = []
     if not home.is_dir():
         return removed
-    previous = f".{PREVIOUS}" if item.mount else f".{_short_name(item.destination.name)}.{PREVIOUS}"
+    previous = (
+        f".{RESTORE_PREVIOUS}"
+        if item.mount
+        else f".{_short_name(item.destination.name)}.{RESTORE_PREVIOUS}"
+    )
     for entry in home.iterdir():
         if entry.name.startswith(prefix) and entry.is_dir() and not entry.is_symlink():
             log.warning("removing %s, left by an interrupted restore", entry)
@@ -492,7 +499,7 @@ def _swap_all(items: list[_Item], keep_previous: bool, stamp: str) -> None:
 
 
 def _aside_path(directory: Path, name: str, stamp: str) -> Path:
-    return directory / f".{_short_name(name)}.{PREVIOUS}{stamp}-{os.getpid()}"
+    return directory / f".{_short_name(name)}.{RESTORE_PREVIOUS}{stamp}-{os.getpid()}"
 
 
 def _swap_whole(item: _Item, staged: Path, keep_previous: bool, stamp: str) -> None:
@@ -529,7 +536,7 @@ def _swap_children(
     """A mount point cannot be renamed: its entries are swapped one by one, rolled back on error."""
     destination = item.destination
     info = staged.lstat()  # before its entries move out, which changes its mtime
-    aside = Path(tempfile.mkdtemp(prefix=f".{PREVIOUS}{stamp}-", dir=destination))
+    aside = Path(tempfile.mkdtemp(prefix=f".{RESTORE_PREVIOUS}{stamp}-", dir=destination))
     internal = {staging.name, aside.name}
     current = sorted(name for name in os.listdir(destination) if name not in internal)
     restored = sorted(os.listdir(staged))

@@ -286,3 +286,14 @@ def test_backup_excludes_leave_patterns_out_of_the_file_snapshot_and_show_in_evi
     assert not [n for n in names if n and (n.endswith(".tmp") or "/storage/tmp" in n)]
     evidence = json.loads(app.cli("evidence", extra={"BACKUP_EXCLUDES": excludes}).stdout)
     assert evidence["backup_excludes"] == ["*.tmp", "tmp/"]
+
+
+def test_what_a_restore_leaves_inside_a_backup_path_is_not_backed_up(app: App) -> None:
+    (app.files / ".kamal-backup-previous-20260101T000000Z-1").mkdir()
+    (app.files / ".kamal-backup-previous-20260101T000000Z-1" / "old.txt").write_text("old")
+    (app.files / "uploads" / ".a.txt.kamal-backup-staging-x").mkdir()
+    run = json.loads(app.cli("backup", "--json", check=True).stdout)
+    listing = app.restic("ls", "--json", run["files_snapshot"]["id"]).stdout
+    names = {json.loads(line).get("path") for line in listing.splitlines() if '"node"' in line}
+    assert str(app.files / "uploads" / "a.txt") in names
+    assert not [n for n in names if n and "kamal-backup-" in n]
