@@ -198,7 +198,10 @@ def restore_db(
 def _confirm_production(settings: Settings, what: str) -> None:
     from kamal_backup.services import gates
 
-    typed = typer.prompt(f"This replaces {what}. Type the app name ({settings.app_name}) to go on")
+    # On stderr: stdout stays data (--json).
+    typed = typer.prompt(
+        f"This replaces {what}. Type the app name ({settings.app_name}) to go on", err=True
+    )
     gates.confirm_app_name(settings, typed)
 
 

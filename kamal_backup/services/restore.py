@@ -496,6 +496,7 @@ def _swap_all(items: list[_Item], keep_previous: bool, stamp: str) -> None:
             _swap_children(item, item.staging, item.staged, keep_previous, stamp)
         else:
             _swap_whole(item, item.staged, keep_previous, stamp)
+        log.info("swapped the restored %s into place", item.destination)
 
 
 def _aside_path(directory: Path, name: str, stamp: str) -> Path:
