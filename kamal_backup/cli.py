@@ -244,13 +244,13 @@ def restore_files_command(
     snapshot; this needs KAMAL_BACKUP_ALLOW_IN_PLACE_FILE_RESTORE=true. Each path is staged
     beside its destination and swapped in when complete. Needs KAMAL_BACKUP_ALLOW_RESTORE=true.
     """
-    from kamal_backup.services.restore import DEFAULT_FILES_TARGET, restore_files
+    from kamal_backup.services.restore import restore_files
 
     with live_progress() as on_status:
         result = restore_files(
             _options(ctx).settings(),
             snapshot,
-            target if target is not None else ("" if in_place else DEFAULT_FILES_TARGET),
+            target,
             on_status=on_status,
             paths=paths or (),
             in_place=in_place,

@@ -317,7 +317,9 @@ def restore_files(
     filesystem) and swapped in only when every path has been staged, so a failed or killed
     restore leaves the destinations as they were.
     """
-    text = (target or "").strip()
+    if target is None:  # not given: the default scratch directory, or nothing when in place
+        target = "" if in_place else DEFAULT_FILES_TARGET
+    text = target.strip()
     if text == DEFAULT_FILES_TARGET and in_place:
         text = ""
     if in_place and text and not gates.is_backup_path(settings, text):
@@ -330,7 +332,6 @@ def restore_files(
     if in_place:
         gates.enforce(gates.in_place_file_restore_verdicts(settings))
     else:
-        text = text or DEFAULT_FILES_TARGET
         gates.enforce(gates.file_restore_verdicts(settings, text))
     validate_snapshot_argument(snapshot)
     selected = [_absolute_selection(path) for path in paths]
