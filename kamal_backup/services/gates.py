@@ -114,7 +114,12 @@ def _overlap(target: Path, source: Path) -> str | None:
 
 
 def file_restore_verdicts(settings: Settings, target: str) -> list[GateVerdict]:
-    """Every gate's verdict for restore-files into `target`."""
+    """Every gate's verdict for restore-files into `target`.
+
+    A target that is a backup path means an in-place restore, judged by its own gates.
+    """
+    if is_backup_path(settings, target):
+        return in_place_file_restore_verdicts(settings)
     verdicts = [restore_allowed(settings)]
     text = target.strip()
     if not text or not Path(text).is_absolute():

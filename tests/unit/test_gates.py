@@ -152,3 +152,48 @@ def test_a_separate_target_passes_every_gate(tmp_path: Path) -> None:
         "in-place file restore",
     ]
     assert all(v.allowed for v in verdicts)
+
+
+def test_a_target_that_is_a_backup_path_is_judged_as_an_in_place_restore(tmp_path: Path) -> None:
+    storage = str(tmp_path / "storage")
+    refused = gates.file_restore_verdicts(
+        settings_for(tmp_path, KAMAL_BACKUP_ALLOW_RESTORE="true"), storage + "/"
+    )
+    assert [(v.gate, v.allowed) for v in refused] == [
+        ("restores enabled", True),
+        ("in-place file restore", False),
+    ]
+    with pytest.raises(GateRefused) as caught:
+        gates.enforce(refused)
+    assert caught.value.variable == gates.ALLOW_IN_PLACE
+    allowed = settings_for(
+        tmp_path,
+        KAMAL_BACKUP_ALLOW_RESTORE="true",
+        KAMAL_BACKUP_ALLOW_IN_PLACE_FILE_RESTORE="true",
+    )
+    assert all(v.allowed for v in gates.file_restore_verdicts(allowed, storage))
+
+
+def test_in_place_restores_write_only_inside_the_backup_paths(tmp_path: Path) -> None:
+    settings = settings_for(
+        tmp_path,
+        KAMAL_BACKUP_ALLOW_RESTORE="true",
+        KAMAL_BACKUP_ALLOW_IN_PLACE_FILE_RESTORE="true",
+    )
+    inside = tmp_path / "storage" / "uploads" / "a.png"
+    assert all(v.allowed for v in gates.in_place_file_restore_verdicts(settings, [inside]))
+    for outside in (tmp_path / "elsewhere", Path("/etc"), tmp_path / "storage-other"):
+        verdicts = gates.in_place_file_restore_verdicts(settings, [outside])
+        refused = [v for v in verdicts if not v.allowed]
+        assert refused and "not inside a configured backup path" in refused[0].reason
+        with pytest.raises(GateRefused) as caught:
+            gates.enforce(verdicts)
+        assert caught.value.exit_code == ExitCode.REFUSED
+
+
+def test_the_production_restore_confirmation_is_the_exact_app_name(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    gates.confirm_app_name(settings, " shop \n")
+    for typed in ("", "Shop", "shop2", "yes"):
+        with pytest.raises(GateRefused):
+            gates.confirm_app_name(settings, typed)
