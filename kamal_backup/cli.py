@@ -103,8 +103,12 @@ def operation(func: Callable[P, R]) -> Callable[P, R]:
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        # SIGINT/SIGTERM kill the running children; the operation then ends with Interrupted.
-        with process.SignalWatcher(lambda signum: process.cancel_all()):
+        # SIGINT/SIGTERM cancel this command's scope: its children are killed and the
+        # operation ends with Interrupted.
+        with (
+            process.cancel_scope(func.__name__) as scope,
+            process.SignalWatcher(lambda signum: scope.cancel()),
+        ):
             return func(*args, **kwargs)
 
     return wrapper
@@ -431,8 +435,7 @@ def schedule(ctx: typer.Context) -> None:
 
     def stop_on(signum: int) -> None:
         log.info("received %s; stopping", signal.Signals(signum).name)
-        stop.set()
-        process.cancel_all()
+        stop.set()  # the scheduler cancels the run in progress
 
     with process.SignalWatcher(stop_on):
         run_schedule(settings, stop)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import functools
 import os
 import shutil
@@ -18,41 +19,107 @@ from typing import IO, Any
 from kamal_backup.errors import Interrupted, ToolMissing
 
 _STDERR_KEEP = 64 * 1024
-_lock = threading.Lock()
-_children: set[subprocess.Popen[Any]] = set()
-_cancelled = threading.Event()
+
+
+class CancelScope:
+    """One operation's cancellation: a flag and exactly the child processes it started.
+
+    Every operation opens its own scope (a CLI command, one scheduled run, one TUI operation or
+    read) and makes it current with `entered()`. The current scope travels in a ContextVar, so
+    service code keeps calling `raise_if_cancelled()` and `spawn()` without passing it down:
+    whatever runs inside the `with` block, in that thread, belongs to that operation. A thread an
+    operation starts does not inherit the ContextVar: it must run in a copy of the starting
+    thread's context (`contextvars.copy_context().run`) to spawn children or check cancellation.
+
+    `cancel()` sets this scope's flag and kills this scope's children only: cancelling a TUI
+    backup leaves a snapshot listing that runs beside it alive, and nothing needs resetting
+    afterwards because the next operation opens a new scope. Children also carry the kernel's
+    parent-death signal, so killing kamal-backup itself leaves no orphan whatever the scope.
+    """
+
+    def __init__(self, name: str = "operation") -> None:
+        self.name = name
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._children: set[subprocess.Popen[Any]] = set()
+
+    def __repr__(self) -> str:
+        return f"CancelScope({self.name!r}, cancelled={self.cancelled})"
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    @property
+    def children(self) -> list[subprocess.Popen[Any]]:
+        """The child processes of this operation that are still tracked (running or reaping)."""
+        with self._lock:
+            return list(self._children)
+
+    def raise_if_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise Interrupted()
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[CancelScope]:
+        """Makes this the current scope of the running thread (and context) for the block."""
+        token = _current.set(self)
+        try:
+            yield self
+        finally:
+            _current.reset(token)
+
+    def cancel(self, grace_seconds: float = 5.0) -> None:
+        """Marks the operation cancelled and kills its children's process groups."""
+        self._cancelled.set()
+        children = self.children
+        for child in children:
+            _signal_group(child, signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=max(0.0, deadline - time.monotonic()))
+            if child.poll() is None:
+                _signal_group(child, signal.SIGKILL)
+        # Grandchildren (e.g. the dump restic started) may outlive the group leader.
+        for child in children:
+            _signal_group(child, signal.SIGKILL)
+
+    def _adopt(self, child: subprocess.Popen[Any]) -> None:
+        with self._lock:
+            self._children.add(child)
+
+    def _release(self, child: subprocess.Popen[Any]) -> None:
+        with self._lock:
+            self._children.discard(child)
+
+
+# Work that runs outside any operation (a test calling a service, a one-off probe) belongs to a
+# scope nobody cancels; its children are still reaped or killed when their `spawn` block ends.
+_UNSCOPED = CancelScope("unscoped")
+_current: contextvars.ContextVar[CancelScope] = contextvars.ContextVar(
+    "kamal_backup_cancel_scope", default=_UNSCOPED
+)
+
+
+def current_scope() -> CancelScope:
+    return _current.get()
+
+
+@contextlib.contextmanager
+def cancel_scope(name: str = "operation") -> Iterator[CancelScope]:
+    """Opens a new scope for one operation and makes it current for the block."""
+    with CancelScope(name).entered() as scope:
+        yield scope
 
 
 def cancelled() -> bool:
-    return _cancelled.is_set()
+    """Whether the current operation was cancelled."""
+    return _current.get().cancelled
 
 
 def raise_if_cancelled() -> None:
-    if _cancelled.is_set():
-        raise Interrupted()
-
-
-def cancel_all(grace_seconds: float = 5.0) -> None:
-    """Marks the operation cancelled and kills every running child process group."""
-    _cancelled.set()
-    with _lock:
-        children = list(_children)
-    for child in children:
-        _signal_group(child, signal.SIGTERM)
-    deadline = time.monotonic() + grace_seconds
-    for child in children:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=max(0.0, deadline - time.monotonic()))
-        if child.poll() is None:
-            _signal_group(child, signal.SIGKILL)
-    # Grandchildren (e.g. the dump restic started) may outlive the group leader.
-    for child in children:
-        _signal_group(child, signal.SIGKILL)
-
-
-def reset_cancellation() -> None:
-    """Allows new work after a cancelled operation (the scheduler and TUI keep running)."""
-    _cancelled.clear()
+    _current.get().raise_if_cancelled()
 
 
 class SignalWatcher:
@@ -137,7 +204,8 @@ def spawn(
     stderr: int | IO[Any] | None = subprocess.PIPE,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Starts argv in its own process group; on exit (also by exception) it is reaped or killed."""
-    raise_if_cancelled()
+    scope = _current.get()
+    scope.raise_if_cancelled()
     if not argv or isinstance(argv, str):
         raise TypeError("argv must be a non-empty sequence")
     program = argv[0]
@@ -156,8 +224,7 @@ def spawn(
         )
     except FileNotFoundError:
         raise ToolMissing(f"{argv[0]} is not installed or not on PATH") from None
-    with _lock:
-        _children.add(child)
+    scope._adopt(child)
     try:
         yield child
     finally:
@@ -172,8 +239,7 @@ def spawn(
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
-        with _lock:
-            _children.discard(child)
+        scope._release(child)
 
 
 class StderrTail:
@@ -205,6 +271,15 @@ class StderrTail:
         return "".join(self._chunks)
 
 
+class GaveUp(Exception):
+    """`give_up` recognised a line of the child's stderr as hopeless; the child was killed."""
+
+    def __init__(self, reason: str, stderr: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.stderr = stderr
+
+
 class TimedOut(Exception):
     """A child ran past its timeout and was killed."""
 
@@ -229,14 +304,18 @@ def run(
     stdin: int | IO[Any] | None = subprocess.DEVNULL,
     on_stdout_line: Callable[[str], None] | None = None,
     timeout: float | None = None,
+    give_up: Callable[[str], str | None] | None = None,
 ) -> Completed:
     """Runs argv to completion; stdout is collected (or handed line by line to on_stdout_line).
 
     With a timeout, the child's whole process group is killed when it runs longer, and
-    TimedOut is raised carrying what it had written to stderr.
+    TimedOut is raised carrying what it had written to stderr. `give_up` reads each stderr line
+    while the child runs; when it returns a reason, the child's group is killed at once and
+    GaveUp is raised (a tool retrying what cannot succeed need not use up the timeout).
     """
     with spawn(argv, env=env, stdin=stdin) as child:
         expired = threading.Event()
+        reasons: list[str] = []
         timer = None
         if timeout is not None:
 
@@ -247,7 +326,14 @@ def run(
             timer = threading.Timer(timeout, expire)
             timer.daemon = True
             timer.start()
-        tail = StderrTail(child.stderr)
+
+        def judge(line: str) -> None:
+            reason = give_up(line) if give_up is not None and not reasons else None
+            if reason:
+                reasons.append(reason)
+                _signal_group(child, signal.SIGKILL)
+
+        tail = StderrTail(child.stderr, judge if give_up is not None else None)
         lines: list[str] = []
         for raw in iter(child.stdout.readline if child.stdout else (lambda: b""), b""):
             line = raw.decode("utf-8", "replace")
@@ -259,8 +345,10 @@ def run(
         if timer is not None:
             timer.cancel()
         stderr = tail.text()
-    if _cancelled.is_set():
+    if _current.get().cancelled:
         raise Interrupted()
+    if reasons:
+        raise GaveUp(reasons[0], stderr)
     if expired.is_set():
         raise TimedOut(timeout or 0, stderr)
     return Completed(tuple(argv), returncode, "".join(lines), stderr)

@@ -36,6 +36,17 @@ _KEY_VALUE = re.compile(
     re.IGNORECASE,
 )
 _MIN_SECRET_LENGTH = 4
+# restic prints every URL's userinfo as `user:***@`, also when the URL has none (`http://:***@`).
+_RESTIC_MASK = "***"
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    scheme, user, password = match.group("scheme"), match.group("user"), match.group("pw")
+    if not password:
+        return match.group(0)
+    if password == _RESTIC_MASK and not user:
+        return scheme  # restic's placeholder for no credentials at all: invent none
+    return f"{scheme}{user}:{MASK}@"
 
 
 def is_secret_name(name: str) -> bool:
@@ -82,12 +93,7 @@ class Redactor:
         for secret in sorted(self._secrets, key=len, reverse=True):
             if secret in text:
                 text = text.replace(secret, MASK)
-        text = _URL_USERINFO.sub(
-            lambda m: (
-                f"{m.group('scheme')}{m.group('user')}:{MASK}@" if m.group("pw") else m.group(0)
-            ),
-            text,
-        )
+        text = _URL_USERINFO.sub(_mask_userinfo, text)
         return _KEY_VALUE.sub(lambda m: f"{m.group('key')}{MASK}", text)
 
     def redact_obj(self, value: object) -> object:

@@ -68,6 +68,37 @@ def anchored_patterns(patterns: Sequence[str], roots: Sequence[Path]) -> list[st
     return anchored
 
 
+# What restic's retry lines say when opening the repository cannot succeed by waiting: the
+# backend refused the connection, its host does not resolve, or TLS cannot be agreed. A slow
+# backend prints none of these and keeps the configured timeout.
+_HOPELESS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"connection refused", re.IGNORECASE), "connection refused"),
+    (re.compile(r"no such host", re.IGNORECASE), "unknown host"),
+    (re.compile(r"server misbehaving", re.IGNORECASE), "unknown host"),
+    (re.compile(r"network is unreachable", re.IGNORECASE), "network is unreachable"),
+    (re.compile(r"no route to host", re.IGNORECASE), "no route to host"),
+    (
+        re.compile(r"server gave HTTP response to HTTPS client"),
+        "TLS error: the server speaks plain HTTP",
+    ),
+    (re.compile(r"\b(?:x509|tls): (?P<detail>[^\"\n]+)"), "TLS error"),
+)
+
+
+def unreachable_cause(line: str) -> str | None:
+    """The cause, when one of restic's retry (or fatal) lines says the repository cannot be
+    reached at all; None for anything else (including a slow answer)."""
+    if "retrying after" not in line and not line.startswith("Fatal:"):
+        return None
+    for pattern, cause in _HOPELESS:
+        match = pattern.search(line)
+        if match is None:
+            continue
+        detail = match.groupdict().get("detail")
+        return f"{cause}: {detail.strip()}" if detail else cause
+    return None
+
+
 def error_for(returncode: int, stderr: str, action: str) -> ResticError | Interrupted:
     """Maps restic's exit code and error output to a typed error with a hint."""
     if returncode < 0 and returncode not in (-2, -15):
@@ -114,8 +145,11 @@ class Restic:
         binary: str = "restic",
         metadata_timeout: float | None = None,
         retry_lock: str | None = None,
+        location: str = "",
     ) -> None:
         self.environment = dict(environment)
+        # The repository as errors show it (already redacted: RESTIC_REPOSITORY without secrets).
+        self.location = location
         self.host = host
         self.binary = binary
         # Bounds the quick, read-mostly commands (open, snapshots, unlock): restic retries an
@@ -153,7 +187,12 @@ class Restic:
         on_stdout_line: Callable[[str], None] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> process.Completed:
-        """Runs restic; metadata commands are bounded by metadata_timeout."""
+        """Runs restic; metadata commands are bounded by metadata_timeout.
+
+        They also read restic's retry lines while it runs: a refused connection, an unknown
+        host or a TLS error ends restic at once with RepositoryUnreachable instead of waiting
+        out the timeout.
+        """
         log.debug("running restic %s", args[0])
         timeout = self.metadata_timeout if metadata else None
         try:
@@ -162,16 +201,21 @@ class Restic:
                 env=env or self.environment,
                 on_stdout_line=on_stdout_line,
                 timeout=timeout,
+                give_up=unreachable_cause if metadata else None,
             )
+        except process.GaveUp as exc:
+            raise self._unreachable(exc.reason) from None
         except process.TimedOut as exc:
-            said = redact(process.last_line(exc.stderr))
-            raise RepositoryUnreachable(
-                f"{action}: the repository did not answer within {exc.seconds:g}s"
-                + (f" ({said})" if said else ""),
-                returncode=-1,
-                hint="check RESTIC_REPOSITORY, its credentials and the network; "
-                "KAMAL_BACKUP_REPOSITORY_TIMEOUT_SECONDS sets this limit",
+            raise self._unreachable(
+                f"did not answer within {exc.seconds:g}s",
+                hint="KAMAL_BACKUP_REPOSITORY_TIMEOUT_SECONDS sets this limit",
             ) from None
+
+    def _unreachable(self, cause: str, hint: str | None = None) -> RepositoryUnreachable:
+        where = f" ({self.location})" if self.location else ""
+        return RepositoryUnreachable(
+            redact(f"repository unreachable: {cause}{where}"), returncode=-1, hint=hint
+        )
 
     def _retry_lock(self) -> list[str]:
         return ["--retry-lock", self.retry_lock] if self.retry_lock else []

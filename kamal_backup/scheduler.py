@@ -34,6 +34,16 @@ def next_start(previous: float, interval: float, now: float) -> float:
     return upcoming + missed * interval
 
 
+def _cancel_on_stop(
+    stop: threading.Event, finished: threading.Event, scope: process.CancelScope
+) -> None:
+    """Cancels one run's scope when `stop` is set before the run has finished."""
+    while not finished.wait(0.2):
+        if stop.is_set():
+            scope.cancel()
+            return
+
+
 def run_schedule(
     settings: Settings,
     stop: threading.Event,
@@ -66,7 +76,18 @@ def run_schedule(
     runs = failures = 0
     while not stop.is_set():
         try:
-            result = backup(settings)
+            with process.cancel_scope(f"scheduled backup {runs + 1}") as scope:
+                # `stop` (SIGTERM/SIGINT) cancels the run in progress, and only that run.
+                finished = threading.Event()
+                watcher = threading.Thread(
+                    target=_cancel_on_stop, args=(stop, finished, scope), daemon=True
+                )
+                watcher.start()
+                try:
+                    result = backup(settings)
+                finally:
+                    finished.set()
+                    watcher.join()
             log.info(
                 "scheduled backup %s succeeded in %.1fs", result.run, result.duration_seconds or 0
             )
@@ -94,6 +115,5 @@ def run_schedule(
         log.info("next backup in %ds", round(delay))
         if stop.wait(delay):
             break
-        process.reset_cancellation()
     log.info("scheduler stopped")
     return failures

@@ -248,7 +248,8 @@ class Settings(BaseSettings):
         120,
         gt=0,
         description="How long opening the repository or listing snapshots may take before it "
-        "counts as unreachable (restic alone retries for many minutes).",
+        "counts as unreachable (restic alone retries for many minutes). A refused connection, "
+        "an unknown host or a TLS error fails within seconds, whatever this is.",
         examples=["300"],
     )
     kamal_backup_retry_lock: str = Field(

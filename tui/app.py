@@ -14,25 +14,52 @@ from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import ScrollableContainer
 from textual.message_pump import MessagePump
 from textual.widget import Widget
-from textual.widgets import Footer, Header, RichLog, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Input, RichLog, TabbedContent, TabPane
 
 from kamal_backup import process
 from kamal_backup.console import preserved_logging
+from kamal_backup.errors import Interrupted
 from kamal_backup.models import ResticStatus
 from kamal_backup.redact import RedactingFilter
 from kamal_backup.settings import Settings
 from tui.backend import Backend
+from tui.commands import AppCommands
 from tui.messages import Fetched, LogLine, OperationDone, OperationProgress, describe_error
 from tui.screens import View
 from tui.screens.drill import DrillView
 from tui.screens.evidence import EvidenceView
+from tui.screens.help import HelpScreen
 from tui.screens.overview import OverviewView
 from tui.screens.snapshots import SnapshotsView
 
 Clock = Callable[[], datetime]
 Operation = Callable[[Callable[[str, ResticStatus], None]], Any]
+
+# Ages and FRESH/STALE are redrawn this often while the app is open.
+TICK_SECONDS = 15.0
+LOG_SIZES = ("hidden", "small", "large")
+
+# What a cancelled operation left alone, said with the cancel (the services' own wording where
+# they know more, e.g. a drill that had restored its database part before the cancel).
+UNTOUCHED = {
+    "backup": "the run is incomplete and counts as no backup; the app's database and files "
+    "were only read",
+    "check": "the repository was only read",
+    "restore drill": "a file restore is swapped in only at its end, so its target is unchanged; "
+    "a database restore stopped part-way may leave the scratch database incomplete",
+}
+
+
+def cancelled_text(operation: str, exc: BaseException | None) -> str:
+    """One line for a cancelled operation: that it was cancelled, and what it left untouched."""
+    said = describe_error(exc) if exc is not None and not isinstance(exc, Interrupted) else ""
+    if "interrupted" in said and "restored into" in said:  # the drill says what it had done
+        return f"cancelled: {said.split(', but', 1)[0]}; the rest was not started"
+    untouched = UNTOUCHED.get(operation, "nothing more was started")
+    return f"cancelled: {untouched}"
 
 
 class PanelHandler(logging.Handler):
@@ -57,18 +84,25 @@ class KamalBackupApp(App[None]):
     # Ctrl+P is Docker's detach prefix inside `docker exec -it`, and inputs use Ctrl+K: the
     # palette lives on Ctrl+O.
     COMMAND_PALETTE_BINDING = "ctrl+o"
+    COMMANDS = App.COMMANDS | {AppCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]  # noqa: RUF012
     # The view keys are written on the tabs themselves ("o Overview"); the footer keeps room for
-    # the current view's actions at 80 columns.
+    # the current view's actions at 80 columns. These are the app's: they answer wherever focus
+    # is (the tab bar and the log included), except inside a text field, which takes letters.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("o", "show('overview')", "Overview", show=False),
         Binding("s", "show('snapshots')", "Snapshots", show=False),
         Binding("e", "show('evidence')", "Evidence", show=False),
         Binding("d", "show('drill')", "Restore drill", show=False),
+        Binding("b", "backup", "Back up"),
+        Binding("c", "check", "Check"),
+        Binding("r", "refresh", "Refresh"),
         Binding("l", "toggle_log", "Log"),
-        Binding("x", "cancel_operation", "Cancel run"),
+        Binding("x", "cancel_operation", "Cancel"),
+        Binding("question_mark", "help", "Help"),
         Binding("q", "quit_app", "Quit"),
+        Binding("escape", "leave_field", "Leave field", show=False),
         Binding("ctrl+q", "quit_app", "Quit", show=False, priority=True),
     ]
 
@@ -86,7 +120,11 @@ class KamalBackupApp(App[None]):
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.timezone = timezone
         self.operation: str | None = None
-        self._show_log = show_log
+        # The running operation's cancel scope, and every running read's: `x` cancels the
+        # operation (or, with none running, the reads still loading); `q` cancels them all.
+        self.operation_scope: process.CancelScope | None = None
+        self.read_scopes: set[process.CancelScope] = set()
+        self.log_size = "small" if show_log else "hidden"
         self._handler = PanelHandler(self)
         self._logging = contextlib.ExitStack()
         self.sub_title = self.settings.app_name
@@ -107,8 +145,8 @@ class KamalBackupApp(App[None]):
             with TabPane("[b]d[/b]\u00a0Restore drill", id="drill"):
                 yield DrillView()
         log = RichLog(id="log", max_lines=1000, wrap=True, markup=False, highlight=False)
-        log.border_title = "log"
-        log.display = self._show_log
+        log.border_title = "log (l: larger)"
+        log.display = self.log_size != "hidden"
         yield log
         yield Footer(compact=True)
 
@@ -120,7 +158,13 @@ class KamalBackupApp(App[None]):
         if logger.level == logging.NOTSET or logger.level > logging.INFO:
             logger.setLevel(logging.INFO)  # --verbose (DEBUG) stays as it is
         logger.propagate = False
+        self.set_interval(TICK_SECONDS, self.tick)
         self.reload_snapshots()
+
+    def tick(self) -> None:
+        """Redraws every age against the clock (FRESH turns STALE while the app stays open)."""
+        for view in self.views():
+            view.tick()
 
     def on_unmount(self) -> None:
         self._logging.close()
@@ -131,14 +175,70 @@ class KamalBackupApp(App[None]):
         self.query_one("#tabs", TabbedContent).active = tab
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        # Focus lands inside the view, so the footer shows that view's keys.
-        focusable = [widget for widget in event.pane.query("*") if widget.focusable]
-        if focusable:
-            focusable[0].focus()
+        # Focus lands on the view's first control (not on a container around it), so the
+        # footer shows that view's keys.
+        self.focus_first_control(event.pane)
+
+    def focus_first_control(self, where: Widget, *, inputs: bool = True) -> None:
+        focusable = [
+            widget
+            for widget in where.query("*")
+            if widget.focusable and (inputs or not isinstance(widget, Input))
+        ]
+        controls = [w for w in focusable if not isinstance(w, ScrollableContainer)]
+        chosen: Widget | None = (controls or focusable or [None])[0]  # type: ignore[list-item]
+        if chosen is None and where.focusable:
+            chosen = where
+        self.screen.set_focus(chosen)
+
+    def active_view(self) -> View | None:
+        pane = self.query_one("#tabs", TabbedContent).active_pane
+        if pane is None:
+            return None
+        return next(iter(pane.query("*").results(View)), None)
+
+    def action_leave_field(self) -> None:
+        """Escape leaves a text field, so the app's keys answer again."""
+        if isinstance(self.focused, Input):
+            view = self.active_view()
+            self.focus_first_control(view, inputs=False) if view else self.screen.set_focus(None)
 
     def action_toggle_log(self) -> None:
+        """l: a small log, then most of the screen (multi-line errors), then none."""
+        self.log_size = LOG_SIZES[(LOG_SIZES.index(self.log_size) + 1) % len(LOG_SIZES)]
         log = self.query_one("#log", RichLog)
-        log.display = not log.display
+        log.display = self.log_size != "hidden"
+        log.set_class(self.log_size == "large", "-large")
+        log.border_title = "log (l: larger)" if self.log_size == "small" else "log (l: hide)"
+        if log.display:
+            log.scroll_end(animate=False)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self))
+
+    def action_backup(self) -> None:
+        self.action_show("overview")
+        self.query_one(OverviewView).action_backup()
+
+    def action_check(self) -> None:
+        self.action_show("overview")
+        self.query_one(OverviewView).action_check()
+
+    def start_drill(self) -> None:
+        """The palette's "start a drill": the wizard, on its first control (it asks the rest)."""
+        self.action_show("drill")
+
+    def save_evidence(self) -> None:
+        self.action_show("evidence")
+        self.query_one(EvidenceView).action_ask_path()
+
+    def action_refresh(self) -> None:
+        view = self.active_view()
+        refresh = getattr(view, "action_refresh", None)
+        if callable(refresh):
+            refresh()
+        else:
+            self.reload_snapshots()
 
     def on_log_line(self, message: LogLine) -> None:
         if not self.app.is_running:
@@ -155,13 +255,20 @@ class KamalBackupApp(App[None]):
     def fetch(self, target: MessagePump, what: str, call: Callable[[], Any]) -> None:
         """Runs one read in a thread worker; a newer read of the same thing replaces it."""
 
+        scope = process.CancelScope(f"reading {what}")
+        self.read_scopes.add(scope)
+
         def read() -> None:
             try:
-                result = call()
+                with scope.entered():
+                    result = call()
             except Exception as exc:
-                target.post_message(Fetched(what, None, describe_error(exc)))
+                error = "cancelled" if scope.cancelled else describe_error(exc)
+                target.post_message(Fetched(what, None, error))
             else:
                 target.post_message(Fetched(what, result, None))
+            finally:
+                self.read_scopes.discard(scope)
 
         self.run_worker(
             read, thread=True, group=f"{what}-{id(target)}", exclusive=True, exit_on_error=False
@@ -183,7 +290,7 @@ class KamalBackupApp(App[None]):
         if message.what != "snapshots":
             return
         if message.error:
-            self.log_error(f"listing snapshots: {message.error}")
+            self.log_error(message.error)  # the error already names what failed
         for view in self.views():
             view.show_snapshots(message.result, message.error)
 
@@ -195,24 +302,36 @@ class KamalBackupApp(App[None]):
             self.notify(f"{self.operation} is running; wait for it or press x to cancel it")
             return False
         self.operation = name
-        process.reset_cancellation()
+        self.operation_scope = scope = process.CancelScope(name)
+        if isinstance(self.focused, Input):
+            # Keys typed now are meant for the app (x cancels), not for the field just used.
+            self.focus_first_control(target, inputs=False)
         self.refresh_bindings()
-        self._run_operation(name, target, call)
+        self._run_operation(name, target, call, scope)
         return True
 
     @work(thread=True, group="operation", exit_on_error=False)
-    def _run_operation(self, name: str, target: Widget, call: Operation) -> None:
+    def _run_operation(
+        self, name: str, target: Widget, call: Operation, scope: process.CancelScope
+    ) -> None:
         clock = time.monotonic()
 
         def on_status(label: str, status: ResticStatus) -> None:
             target.post_message(OperationProgress(name, label, status))
 
         try:
-            result = call(on_status)
+            with scope.entered():
+                result = call(on_status)
         except BaseException as exc:
-            error = describe_error(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
+            seconds = time.monotonic() - clock
+            if scope.cancelled or isinstance(exc, KeyboardInterrupt):
+                text = cancelled_text(name, exc)
+                logging.getLogger("kamal_backup.tui").warning("%s %s", name, text)
+                target.post_message(OperationDone(name, None, text, seconds, cancelled=True))
+                return
+            error = describe_error(exc)
             logging.getLogger("kamal_backup.tui").error("%s failed: %s", name, error)
-            target.post_message(OperationDone(name, None, error, time.monotonic() - clock))
+            target.post_message(OperationDone(name, None, error, seconds))
         else:
             target.post_message(OperationDone(name, result, None, time.monotonic() - clock))
 
@@ -220,27 +339,41 @@ class KamalBackupApp(App[None]):
         if not self.app.is_running:
             return
         self.operation = None
+        self.operation_scope = None
         self.refresh_bindings()
-        if message.error:
+        if message.cancelled:
+            self.notify(message.error or "", title=f"{message.operation} cancelled")
+        elif message.error:
             self.notify(message.error, title=f"{message.operation} failed", severity="error")
+        # Every view shows the repository as the operation left it (and Last restore/check).
+        self.reload_snapshots()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel_operation":
-            return self.operation is not None
+            return self.operation is not None or bool(self.read_scopes)
         return True
 
     async def action_cancel_operation(self) -> None:
-        if self.operation is None:
+        """x: cancels the running operation only; with none running, the reads still loading."""
+        log = logging.getLogger("kamal_backup.tui")
+        scope = self.operation_scope
+        if scope is not None:
+            self.notify(f"cancelling {scope.name}")
+            log.warning("cancelling %s", scope.name)
+            await asyncio.to_thread(scope.cancel)
             return
-        self.notify(f"cancelling {self.operation}")
-        logging.getLogger("kamal_backup.tui").warning("cancelling %s", self.operation)
-        await asyncio.to_thread(process.cancel_all)
+        for read in list(self.read_scopes):
+            log.warning("cancelling %s", read.name)
+            await asyncio.to_thread(read.cancel, 1.0)
 
     async def action_quit_app(self) -> None:
-        """Quits; a running operation is cancelled first and its subprocesses are killed."""
-        if self.operation is not None:
+        """Quits within seconds in every state: the operation and every read are cancelled."""
+        scopes = [*self.read_scopes]
+        if self.operation_scope is not None:
             logging.getLogger("kamal_backup.tui").warning("quitting: cancelling %s", self.operation)
-            await asyncio.to_thread(process.cancel_all, 3.0)
+            scopes.append(self.operation_scope)
+        if scopes:
+            await asyncio.gather(*(asyncio.to_thread(scope.cancel, 1.0) for scope in scopes))
         self.exit()
 
 

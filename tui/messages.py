@@ -22,16 +22,26 @@ class OperationProgress(Message):
 
 
 class OperationDone(Message):
-    """An operation ended: `result` on success, else `error` (one redacted line)."""
+    """An operation ended: `result` on success, else `error` (one redacted line).
+
+    A cancelled operation has `cancelled` set and `error` saying what it left untouched.
+    """
 
     def __init__(
-        self, operation: str, result: Any, error: str | None, duration_seconds: float
+        self,
+        operation: str,
+        result: Any,
+        error: str | None,
+        duration_seconds: float,
+        *,
+        cancelled: bool = False,
     ) -> None:
         super().__init__()
         self.operation = operation
         self.result = result
         self.error = error
         self.duration_seconds = duration_seconds
+        self.cancelled = cancelled
 
 
 class Fetched(Message):

@@ -18,6 +18,7 @@ def restic_for(settings: Settings) -> Restic:
         host=settings.host,
         metadata_timeout=settings.kamal_backup_repository_timeout_seconds,
         retry_lock=settings.kamal_backup_retry_lock or None,
+        location=settings.repository_display,
     )
 
 

@@ -161,6 +161,8 @@ def _perform(
 
     paths = list(settings.backup_paths)
     log.info("backing up files: %s", ", ".join(str(p) for p in paths))
+    if on_status is not None:
+        on_status("files", ResticStatus())  # the phase starts before restic's first status line
     file_summary = restic.backup_paths(
         paths,
         tags=app_tags(settings, "type:files", run_tag),

@@ -189,7 +189,9 @@ def _byte_progress(snapshot: Snapshot, on_status: StatusCallback | None) -> Byte
         nonlocal done
         done += n
         percent = min(done / total, 1.0) if total else 0.0
-        on_status("restore", ResticStatus(total_bytes=total, bytes_done=done, percent_done=percent))
+        on_status(
+            "database", ResticStatus(total_bytes=total, bytes_done=done, percent_done=percent)
+        )
 
     return advance
 
@@ -478,7 +480,7 @@ def _stage(
     summary = restic.restore(
         snapshot.id,
         item.staging,
-        on_status=(lambda status: on_status("restore", status)) if on_status else None,
+        on_status=(lambda status: on_status("files", status)) if on_status else None,
         includes=[item.source],
     )
     staged = item.staging / item.source.lstrip("/")

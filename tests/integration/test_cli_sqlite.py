@@ -401,21 +401,19 @@ def test_unlock_runs_against_the_repository(app: App) -> None:
     assert "stale locks removed" in result.stdout
 
 
-def test_an_unreachable_repository_fails_within_the_timeout(app: App) -> None:
+def test_an_unreachable_repository_fails_in_seconds_with_one_line(app: App) -> None:
+    """restic's retry lines say "connection refused" at once: no need to wait out the timeout
+    (120 s by default, left as it is here)."""
     import time
 
     started = time.monotonic()
-    result = app.cli(
-        "list",
-        extra={
-            "RESTIC_REPOSITORY": "rest:http://127.0.0.1:9/shop",
-            "KAMAL_BACKUP_REPOSITORY_TIMEOUT_SECONDS": "3",
-        },
-    )
-    assert time.monotonic() - started < 30
+    result = app.cli("list", extra={"RESTIC_REPOSITORY": "rest:http://127.0.0.1:9/shop"})
+    assert time.monotonic() - started < 15
     assert result.returncode == 1
-    assert "the repository did not answer within 3s" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.strip().splitlines() == [
+        "kamal-backup: error: repository unreachable: connection refused "
+        "(rest:http://127.0.0.1:9/shop)"
+    ]
 
 
 def test_schedule_runs_backups_on_its_interval_until_stopped(app: App) -> None:

@@ -29,6 +29,8 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 def _snapshot(number: int, kind: str, run: datetime, size: int, added: int) -> Snapshot:
     stamp = run.strftime("%Y%m%dT%H%M%SZ")
+    start = run + timedelta(seconds=1 if kind == "database" else 5 + number % 4)
+    end = start + timedelta(seconds=4 if kind == "database" else 26 + (number % 5) * 3)
     tags = ["kamal-backup", "app:shop", f"type:{kind}", f"run:{stamp}"]
     if kind == "database":
         tags.insert(3, "adapter:postgres")
@@ -46,6 +48,8 @@ def _snapshot(number: int, kind: str, run: datetime, size: int, added: int) -> S
             data_added=added,
             files_new=0 if kind == "database" else 12,
             files_changed=1 if kind == "database" else 3,
+            backup_start=start,
+            backup_end=end,
         ),
     )
 

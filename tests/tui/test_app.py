@@ -11,7 +11,6 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, Input, RadioButton, RichLog, Tree
 
-from kamal_backup import process
 from kamal_backup.settings import load_settings
 from tests.conftest import RESTIC_PASSWORD, App, add_bulk, sqlite_rows
 from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
@@ -132,7 +131,9 @@ async def test_evidence_is_the_commands_document_and_saves_without_overwriting(
         await pilot.press("enter")
         await pilot.pause(0.3)
         assert target.read_bytes() == before
-        assert tui.query_one("#evidence-path", Input).display  # still asking for another name
+        assert tui.query_one("#evidence-save").display  # still asking for another name
+        shown = " ".join(screen_text(tui).split())
+        assert "exists; choose another name" in shown  # beside the field, not over it
 
 
 async def test_drill_refused_by_the_gates_cannot_start(app: App, tmp_path: Path) -> None:
@@ -225,8 +226,8 @@ async def test_quit_cancels_a_running_backup_and_kills_its_processes(app: App) -
     async with tui.run_test(size=(80, 24)) as pilot:
         await wait_for_text(pilot, "MISSING")
         await pilot.press("b")
-        await wait_for(pilot, lambda: bool(process._children), what="restic to start")
-        children = list(process._children)
+        await wait_for(pilot, lambda: bool(running_children(tui)), what="restic to start")
+        children = running_children(tui)
         await pilot.press("q")
         await wait_for(pilot, lambda: not tui.is_running, timeout=30, what="the app to exit")
     for child in children:
@@ -238,21 +239,38 @@ async def test_quit_cancels_a_running_backup_and_kills_its_processes(app: App) -
     assert app.snapshot_ids("type:database") == []
 
 
-async def test_cancel_key_stops_a_backup_and_the_app_stays_usable(app: App) -> None:
+def running_children(tui: KamalBackupApp) -> list[object]:
+    scope = tui.operation_scope
+    return list(scope.children) if scope is not None else []
+
+
+async def test_cancel_key_stops_a_backup_and_every_view_reads_normally_after(app: App) -> None:
+    """Issue 16 item 1: a cancel used to poison every later repository read ("interrupted")."""
+    app.cli("backup", check=True)
     add_bulk(app.db, 20000, 4000)
     tui = tui_for(app)
     async with tui.run_test(size=(80, 24)) as pilot:
-        await wait_for_text(pilot, "MISSING")
+        await wait_for_text(pilot, "Latest database  FRESH")
         await pilot.press("b")
-        await wait_for(pilot, lambda: bool(process._children), what="restic to start")
-        text = await wait_for_text(pilot, "backup: database")  # restic's live progress
+        await wait_for(pilot, lambda: bool(running_children(tui)), what="restic to start")
+        text = await wait_for_text(pilot, "backing up the database")  # the phase, by name
         assert "so far" in text or "%" in text
         await pilot.press("x")
         await wait_for(pilot, lambda: tui.operation is None, timeout=30, what="the cancel")
-        text = await wait_for_text(pilot, "backup failed")
-        assert "interrupted" in text.lower()
+        text = await wait_for_text(pilot, "backup cancelled")
+        assert "only read" in text and "failed" not in text
         await idle(pilot)
-    assert app.snapshot_ids("type:database") == []
+        await pilot.press("r")
+        await idle(pilot)
+        text = await wait_for_text(pilot, "Latest database  FRESH")
+        assert "unknown: interrupted" not in text
+        await pilot.press("s")
+        text = await wait_for_text(pilot, "2 of 2 snapshots in 1 runs")
+        assert "cannot list" not in text
+        await pilot.press("e")
+        text = await wait_for_text(pilot, '"schema_version": 1')
+        assert "cannot build evidence" not in text
+    assert len(app.snapshot_ids("type:database")) == 1  # only the earlier, complete run
     assert (
         '"status": "interrupted"'
         in (Path(app.env["KAMAL_BACKUP_STATE_DIR"]) / "shop" / "last_backup.json").read_text()

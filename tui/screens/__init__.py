@@ -24,3 +24,18 @@ class View(Widget):
 
     def show_snapshots(self, snapshots: list[Snapshot] | None, error: str | None) -> None:
         """The listing arrived (or `error` says why it could not be read)."""
+
+    def tick(self) -> None:
+        """Time passed: redraw whatever shows an age."""
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """`text` in at most `width` columns, cut from the middle: a target keeps its scheme and
+    host, and its end (the database name, the last path parts), which say which one it is."""
+    if len(text) > width:
+        text = text.replace(":[REDACTED]@", "@")  # a masked password says nothing on screen
+    if len(text) <= width or width < 8:
+        return text
+    tail = (width - 1) * 3 // 5
+    head = width - 1 - tail
+    return f"{text[:head]}…{text[-tail:]}"

@@ -11,8 +11,8 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Container, VerticalScroll
-from textual.widgets import Input, Static
+from textual.containers import Container, Horizontal, Vertical, VerticalScroll
+from textual.widgets import Input, Label, Static
 
 from tui.messages import Fetched, describe_error
 from tui.screens import View
@@ -21,7 +21,6 @@ from tui.screens import View
 class EvidenceView(Container, View):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("w", "ask_path", "Save"),
-        Binding("r", "refresh", "Refresh"),
     ]
 
     def __init__(self) -> None:
@@ -33,9 +32,21 @@ class EvidenceView(Container, View):
         yield Static(id="evidence-status")
         with VerticalScroll(id="evidence-scroll"):
             yield Static(id="evidence-json")
-        path = Input(id="evidence-path", placeholder="file to write the evidence to")
-        path.display = False
-        yield path
+        # A labelled field with its keys beside it; a problem shows on the line above the field,
+        # never over it.
+        with Vertical(id="evidence-save") as save:
+            save.display = False
+            yield Static(id="evidence-save-error")
+            with Horizontal(id="evidence-save-row"):
+                yield Label("Save to:", id="evidence-save-label")
+                yield Input(id="evidence-path", placeholder="file to write the evidence to")
+            yield Static(
+                Text(
+                    "enter: save  ·  escape: cancel  ·  an existing file is never overwritten",
+                    style="dim",
+                ),
+                id="evidence-save-hint",
+            )
 
     def on_show(self) -> None:
         # Built when first shown, not at start: it opens the repository and runs every client.
@@ -78,30 +89,41 @@ class EvidenceView(Container, View):
             return
         field = self.query_one("#evidence-path", Input)
         stamp = self.tui.clock().strftime("%Y%m%dT%H%M%SZ")
-        field.value = str(Path.cwd() / f"evidence-{self.tui.settings.app_name}-{stamp}.json")
-        field.display = True
+        # The state directory: a volume the operator kept, unlike a container's working dir.
+        folder = self.tui.settings.state_dir
+        field.value = str(folder / f"evidence-{self.tui.settings.app_name}-{stamp}.json")
+        self.show_save_error("")
+        self.query_one("#evidence-save").display = True
         field.focus()
+        field.action_end()
+
+    def show_save_error(self, text: str) -> None:
+        self.query_one("#evidence-save-error", Static).update(Text(text, style="bold red"))
+
+    def close_save(self) -> None:
+        self.query_one("#evidence-save").display = False
+        self.tui.focus_first_control(self, inputs=False)
 
     @on(Input.Submitted, "#evidence-path")
     def _save(self, event: Input.Submitted) -> None:
-        field = event.input
         raw = event.value.strip()
         if not raw or self.document is None:
+            self.show_save_error("type a file name, or press escape")
             return
         path = Path(raw).expanduser()
         if path.exists():
-            self.notify(f"{path} exists; choose another name", severity="error")
+            self.show_save_error(f"{path} exists; choose another name")
             return
         try:
             self.tui.backend.save_evidence(self.document, path)
         except Exception as exc:
-            self.notify(f"cannot save: {describe_error(exc)}", severity="error")
+            self.show_save_error(f"cannot save: {describe_error(exc)}")
             return
-        field.display = False
+        self.close_save()
         self.query_one("#evidence-status", Static).update(Text(f"saved to {path}", "bold green"))
         self.notify(f"evidence saved to {path}")
 
     def on_key(self, event: Any) -> None:
-        if event.key == "escape" and self.query_one("#evidence-path", Input).display:
-            self.query_one("#evidence-path", Input).display = False
+        if event.key == "escape" and self.query_one("#evidence-save").display:
+            self.close_save()
             event.stop()

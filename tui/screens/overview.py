@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
-from textual.widgets import ProgressBar, Static
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import ProgressBar, Sparkline, Static
 
 from kamal_backup.humanize import describe_age, human_bytes
 from kamal_backup.models import SNAPSHOT_TYPES, BackupRun, CheckResult, Snapshot, SnapshotType
 from kamal_backup.services.gates import safety_flags
 from kamal_backup.services.health import freshness
 from kamal_backup.services.snapshots import latest_complete
+from tui.charts import RunHistory, run_history
 from tui.messages import OperationDone, OperationProgress
-from tui.screens import View
+from tui.screens import View, shorten_middle
 
 STATUS_STYLE = {"fresh": "bold green", "stale": "bold yellow", "missing": "bold red"}
+HINT = "b: back up now  ·  c: check the repository"
+PHASE = {"database": "backing up the database", "files": "backing up the files"}
+LABEL_WIDTH = 16  # the facts' first column, "Last backup run" and its gap
 
 
 class OverviewView(VerticalScroll, View):
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("b", "backup", "Backup now"),
-        Binding("c", "check", "Check"),
-        Binding("r", "refresh", "Refresh"),
-    ]
-
     def __init__(self) -> None:
         super().__init__(id="overview-view")
         self.snapshots: list[Snapshot] | None = None
@@ -36,10 +32,22 @@ class OverviewView(VerticalScroll, View):
         self.loading_snapshots = False
 
     def compose(self) -> ComposeResult:
-        # Status first: at 80x24 the outcome of b/c must be visible without scrolling.
-        yield Static("b: back up now  ·  c: check the repository", id="operation-status")
+        # Status first: at 80x24 the outcome of b/c must be visible without scrolling, and the
+        # safety flags too (the facts put them before the history; the charts come last).
+        yield Static(HINT, id="operation-status")
         yield ProgressBar(id="operation-progress", show_eta=False)
         yield Static(id="overview-facts")
+        with Vertical(id="overview-charts"):
+            yield Static(id="chart-added-words", classes="chart-words")
+            with Horizontal(classes="chart-row"):
+                yield Static("added/run", classes="chart-label")
+                yield Sparkline([], id="chart-added", summary_function=max)
+            with Horizontal(classes="chart-row"):
+                yield Static("duration", classes="chart-label")
+                yield Sparkline([], id="chart-duration", summary_function=max)
+            with Horizontal(classes="chart-row"):
+                yield Static("outcomes", classes="chart-label")
+                yield Static(id="chart-outcomes")
 
     def on_mount(self) -> None:
         self.query_one("#operation-progress").display = False
@@ -49,6 +57,12 @@ class OverviewView(VerticalScroll, View):
 
     def action_refresh(self) -> None:
         self.tui.reload_snapshots()
+
+    def tick(self) -> None:
+        self.render_facts()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.render_facts()  # targets are shortened to the width there is
 
     def snapshots_loading(self) -> None:
         self.loading_snapshots = True
@@ -91,8 +105,9 @@ class OverviewView(VerticalScroll, View):
             # A dump streamed from a command has no known size until it ends.
             text = f"{done} so far"
             bar.update(total=None)
+        phase = PHASE.get(message.label, message.label)
         self.query_one("#operation-status", Static).update(
-            Text(f"{message.operation}: {message.label} {text}", style="bold")
+            Text(f"{message.operation}: {phase}, {text}", style="bold")
         )
 
     def on_operation_done(self, message: OperationDone) -> None:
@@ -100,7 +115,9 @@ class OverviewView(VerticalScroll, View):
             return
         self.query_one("#operation-progress").display = False
         line = self.query_one("#operation-status", Static)
-        if message.error:
+        if message.cancelled:
+            line.update(Text(f"{message.operation} {message.error}", style="bold yellow"))
+        elif message.error:
             line.update(Text(f"{message.operation} failed: {message.error}", style="bold red"))
         elif isinstance(message.result, BackupRun):
             run = message.result
@@ -111,37 +128,48 @@ class OverviewView(VerticalScroll, View):
                     f"backup {run.run} saved: database {db}, files {files} "
                     f"in {message.duration_seconds:.1f}s",
                     style="bold green",
-                )
+                ).append(f"  ·  {HINT}", style="not bold")
             )
         elif isinstance(message.result, CheckResult):
             result = message.result
             line.update(
                 Text(
-                    f"repository check {result.status} in {result.duration_seconds:.1f}s",
+                    f"repository check {check_word(result)} in {result.duration_seconds:.1f}s",
                     style="bold green" if result.status == "success" else "bold red",
-                )
+                ).append(f"  ·  {HINT}", style="not bold")
             )
-        self.action_refresh()
+        # The app reloads the listing after every operation; the facts follow it.
 
     # Rendering ---------------------------------------------------------------------------
 
     def render_facts(self) -> None:
         self.query_one("#overview-facts", Static).update(self.facts_table())
+        self.render_charts()
+
+    def value_width(self) -> int:
+        """Columns for a fact's value at the current width (targets are shortened to it)."""
+        return max(24, (self.size.width or 80) - LABEL_WIDTH - 4)
 
     def facts_table(self) -> Table:
         app = self.tui
         backend = app.backend
         settings = app.settings
+        width = self.value_width()
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
-        table.add_row("App", settings.app_name)
-        table.add_row("Repository", settings.repository_display)
-        table.add_row("Database", f"{backend.adapter.name}  {backend.adapter.source_label()}")
-        table.add_row("Backup paths", ", ".join(str(p) for p in settings.backup_paths) or "(none)")
-        table.add_row("Schedule", f"every {describe_age(settings.backup_schedule_seconds)}")
+        table.add_row(
+            "App",
+            f"{settings.app_name}  ·  every {describe_age(settings.backup_schedule_seconds)}",
+        )
+        table.add_row("Repository", shorten_middle(settings.repository_display, width))
+        source = f"{backend.adapter.name}  {backend.adapter.source_label()}"
+        table.add_row("Database", shorten_middle(source, width))
+        paths = ", ".join(str(p) for p in settings.backup_paths) or "(none)"
+        table.add_row("Backup paths", shorten_middle(paths, width))
         for kind in SNAPSHOT_TYPES:
             table.add_row(f"Latest {kind}", self._latest_text(kind))
+        table.add_row("Safety flags", self._flags_text(width))
         table.add_row("Last backup run", self._last_backup_text(backend.last_backup()))
         table.add_row("Last check", self._last_check_text(backend.last_check()))
         table.add_row("Last restore", self._last_restore_text())
@@ -152,11 +180,51 @@ class OverviewView(VerticalScroll, View):
         )
         forget = "after each backup" if settings.restic_forget_after_backup else "not applied here"
         table.add_row("Retention", f"{policy or 'none'} ({forget})")
-        table.add_row("Safety flags", self._flags_text())
         return table
+
+    def render_charts(self) -> None:
+        history = run_history(
+            self.snapshots or [], self.tui.backend.last_backup(), self.drilled_snapshots()
+        )
+        self.query_one("#overview-charts").display = bool(history.runs)
+        if not history.runs:
+            return
+        self.query_one("#chart-added-words", Static).update(self._history_words(history))
+        # One column per run, so the bars stand above the outcome of the same run.
+        for selector, data in (
+            ("#chart-added", history.added),
+            ("#chart-duration", history.durations),
+        ):
+            line = self.query_one(selector, Sparkline)
+            line.data = data
+            line.styles.width = max(1, len(data))
+            line.parent.display = bool(data)  # type: ignore[union-attr]
+        self.query_one("#chart-outcomes", Static).update(history.outcome_text())
+
+    def drilled_snapshots(self) -> set[str]:
+        found = set()
+        for kind in SNAPSHOT_TYPES:
+            result = self.tui.backend.last_restore(kind)
+            if result is not None:
+                found.add(result.snapshot.id)
+        return found
+
+    def _history_words(self, history: RunHistory) -> Text:
+        text = Text(f"Last {len(history.runs)} runs", style="bold")
+        text.append(
+            f"  ·  the repository grew {human_bytes(int(history.grown))}"
+            f" (last run added {human_bytes(int(history.added[-1]) if history.added else 0)})"
+        )
+        if history.durations:
+            text.append(
+                f"  ·  runs took {min(history.durations):.0f} to {max(history.durations):.0f}s"
+            )
+        return text
 
     def _latest_text(self, kind: SnapshotType) -> Text:
         if self.repository_error:
+            if kind != SNAPSHOT_TYPES[0]:
+                return Text("unknown (as above)", style="bold red")  # the cause is said once
             return Text(f"unknown: {self.repository_error}", style="bold red")
         if self.snapshots is None:
             return Text("loading…" if self.loading_snapshots else "-", style="dim")
@@ -195,7 +263,8 @@ class OverviewView(VerticalScroll, View):
         if result is None:
             return Text("never run on this machine", style="dim")
         text = Text(
-            result.status.upper(), style="green" if result.status == "success" else "bold red"
+            check_word(result).upper(),
+            style="green" if result.status == "success" else "bold red",
         )
         text.append(f"  {self.tui.local(result.checked_at):%Y-%m-%d %H:%M}")
         if result.read_data_subset:
@@ -216,12 +285,27 @@ class OverviewView(VerticalScroll, View):
             )
         return text or Text("no restore drill recorded on this machine", style="dim")
 
-    def _flags_text(self) -> Text:
+    def _flags_text(self, width: int) -> Text:
+        """Each flag whole (never cut), as many to a line as fit."""
         text = Text()
+        used = 0
         for variable, value in safety_flags(self.tui.settings):
-            if text:
+            name = variable.removeprefix("KAMAL_BACKUP_")
+            word = "true" if value else "false"
+            size = len(name) + 1 + len(word)
+            if used and used + 2 + size > width:
                 text.append("\n")
-            text.append(variable.removeprefix("KAMAL_BACKUP_"))
+                used = 0
+            elif used:
+                text.append("  ")
+                used += 2
+            text.append(name)
             text.append("=")
-            text.append("true" if value else "false", style="bold yellow" if value else "dim")
+            text.append(word, style="bold yellow" if value else "dim")
+            used += size
         return text
+
+
+def check_word(result: CheckResult) -> str:
+    """One word per check outcome, everywhere: passed or failed."""
+    return "passed" if result.status == "success" else "failed"

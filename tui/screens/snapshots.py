@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Container, VerticalScroll
+from textual.containers import Container, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static, Tree
 from textual.widgets.tree import TreeNode, UnknownNodeID
@@ -46,7 +47,7 @@ class FilesListed(Message):
 class SnapshotsView(Container, View):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("t", "cycle_filter", "Filter"),
-        Binding("r", "refresh", "Refresh"),
+        Binding("v", "files", "Files"),
         Binding("f", "restore_selected", "Restore file"),
     ]
 
@@ -64,15 +65,20 @@ class SnapshotsView(Container, View):
             id="snapshots-table", cursor_type="row", zebra_stripes=True
         )
         yield table
-        with VerticalScroll(id="snapshot-detail"):
-            yield Static("Select a snapshot to see its details.", id="snapshot-info")
+        # The tree scrolls itself (so it follows its cursor) below the details, which scroll
+        # on their own; while the tree has focus the details step aside (class -browsing).
+        with Vertical(id="snapshot-detail"):
+            with VerticalScroll(id="snapshot-info-scroll", can_focus=False):
+                yield Static("Select a snapshot to see its details.", id="snapshot-info")
             tree: Tree[str] = Tree("files", id="snapshot-files")
             tree.display = False
             yield tree
 
     def on_mount(self) -> None:
         table = self.query_one("#snapshots-table", DataTable)
-        table.add_columns("run (local time)", "age", "type", "id", "size", "adapter")
+        table.add_column("run (local time)")
+        table.add_column("age", key="age")
+        table.add_columns("type", "id", "size", "adapter")
 
     # Loading -----------------------------------------------------------------------------
 
@@ -100,6 +106,47 @@ class SnapshotsView(Container, View):
             return " pre-restore"
         return " partial" if snapshot.run and snapshot.run not in self.complete else ""
 
+    def tick(self) -> None:
+        """Redraws the ages in the list and the detail from one clock reading."""
+        table = self.query_one("#snapshots-table", DataTable)
+        now = self.tui.clock()
+        for row_key in list(table.rows):
+            snapshot = self.by_id.get(str(row_key.value))
+            if snapshot is not None:
+                table.update_cell(row_key, "age", self.age(snapshot, now))
+        snapshot = self.by_id.get(self.shown or "")
+        if snapshot is not None:
+            self.query_one("#snapshot-info", Static).update(self.detail_table(snapshot, now))
+
+    @staticmethod
+    def age(snapshot: Snapshot, now: datetime) -> str:
+        """One wording for an age, in the list and in the detail."""
+        return f"{describe_age((now - snapshot.time).total_seconds())} ago"
+
+    def action_files(self) -> None:
+        """f: straight to the file tree of the highlighted files snapshot."""
+        tree: Tree[str] = self.query_one("#snapshot-files", Tree)
+        shown = self.by_id.get(self.shown or "")
+        if shown is not None and shown.kind != "files":
+            # The run's files snapshot, beside the highlighted database snapshot.
+            table = self.query_one("#snapshots-table", DataTable)
+            partner = next(
+                (s for s in self.snapshots if s.run == shown.run and s.kind == "files"), None
+            )
+            if partner is not None and partner.id in {str(k.value) for k in table.rows}:
+                table.move_cursor(row=table.get_row_index(partner.id))
+                self.show_detail(partner.id)
+        if not tree.display:
+            self.notify("this run has no files snapshot")
+            return
+        tree.focus()
+
+    @on(events.DescendantFocus)
+    @on(events.DescendantBlur)
+    def _browsing(self) -> None:
+        tree = self.query_one("#snapshot-files", Tree)
+        self.set_class(self.screen.focused is tree, "-browsing")
+
     def action_cycle_filter(self) -> None:
         self.filter = FILTERS[(FILTERS.index(self.filter) + 1) % len(FILTERS)]
         self.fill_table()
@@ -123,7 +170,7 @@ class SnapshotsView(Container, View):
                 size = snapshot.summary.total_bytes_processed if snapshot.summary else None
                 table.add_row(
                     Text(label + (self.run_note(snapshot) if position == 0 else "")),
-                    describe_age((now - snapshot.time).total_seconds()),
+                    self.age(snapshot, now),
                     snapshot.kind or "-",
                     snapshot.short,
                     human_bytes(size),
@@ -160,26 +207,24 @@ class SnapshotsView(Container, View):
         if snapshot.id == self.shown:
             return
         self.shown = snapshot.id
-        info.update(self.detail_table(snapshot))
+        info.update(self.detail_table(snapshot, self.tui.clock()))
         tree.display = snapshot.kind == "files"
         if snapshot.kind == "files":
             tree.clear()
-            tree.root.set_label(f"files in {snapshot.short} (enter expands)")
+            tree.root.set_label(f"files in {snapshot.short} (f: go here, enter opens)")
             tree.root.data = snapshot.id
             for path in snapshot.paths:
                 tree.root.add(path, data=path, allow_expand=True)
             tree.root.expand()
 
-    def detail_table(self, snapshot: Snapshot) -> Table:
-        now = self.tui.clock()
+    def detail_table(self, snapshot: Snapshot, now: datetime) -> Table:
         table = Table.grid(padding=(0, 1))
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
         table.add_row("id", snapshot.id)
         table.add_row(
             "time",
-            f"{self.tui.local(snapshot.time):%Y-%m-%d %H:%M:%S %Z} "
-            f"({describe_age((now - snapshot.time).total_seconds())} ago)",
+            f"{self.tui.local(snapshot.time):%Y-%m-%d %H:%M:%S %Z} ({self.age(snapshot, now)})",
         )
         table.add_row("type", snapshot.kind or "-")
         if snapshot.run:

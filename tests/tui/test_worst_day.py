@@ -1,0 +1,232 @@
+"""Issue 16, "the TUI on the worst day": each defect reproduced with the real app (pilot)."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input, Tabs, Tree
+
+from kamal_backup import process
+from kamal_backup.models import Snapshot
+from kamal_backup.settings import load_settings
+from tests.conftest import App
+from tests.tui.fixed import NOW, fixed_app
+from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
+from tui import KamalBackupApp, make_app
+from tui.backend import Backend
+
+UNREACHABLE = "rest:http://127.0.0.1:9/shop"
+
+
+def tui_for(fixture: App, backend: type[Backend] = Backend, **extra: str) -> KamalBackupApp:
+    settings = load_settings(environ={**fixture.env, **extra})
+    return make_app(settings, backend=backend(settings))
+
+
+class SlowListing(Backend):
+    """The real listing, after a real child process that keeps the read busy for 3 s."""
+
+    def snapshots(self) -> list[Snapshot]:
+        process.run(["sleep", "3"], env={"PATH": "/usr/bin:/bin"})
+        return super().snapshots()
+
+
+@pytest.mark.integration
+async def test_cancelling_an_operation_leaves_a_concurrent_listing_alive(app: App) -> None:
+    app.cli("backup", check=True)
+    tui = tui_for(app, SlowListing)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        await wait_for_text(pilot, "Latest database  FRESH", timeout=30)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: tui.operation_scope is not None, what="the backup")
+        tui.reload_snapshots()  # a listing now runs beside the backup
+        await wait_for(
+            pilot,
+            lambda: any(scope.children for scope in tui.read_scopes),
+            what="the listing's child",
+        )
+        listing = next(iter(tui.read_scopes))
+        await pilot.press("x")
+        await wait_for(pilot, lambda: tui.operation is None, timeout=30, what="the cancel")
+        assert not listing.cancelled
+        await idle(pilot)
+        text = await wait_for_text(pilot, "Latest database  FRESH")
+        assert "unknown: interrupted" not in text and "cancelled" in text
+
+
+@pytest.mark.integration
+async def test_an_unreachable_repository_is_one_line_in_seconds_and_q_quits(app: App) -> None:
+    tui = tui_for(app, RESTIC_REPOSITORY=UNREACHABLE)
+    started = time.monotonic()
+    async with tui.run_test(size=(100, 30)) as pilot:
+        text = await wait_for_text(pilot, "repository unreachable", timeout=15)
+        assert time.monotonic() - started < 15
+        words = " ".join(text.split())  # the line may wrap at the screen's edge
+        assert f"unknown: repository unreachable: connection refused ({UNREACHABLE})" in words
+        assert "[REDACTED]" not in text and "retrying" not in text
+        assert "listing snapshots: listing snapshots" not in text
+        await pilot.press("s")
+        text = await wait_for_text(pilot, "cannot list snapshots")
+        assert " ".join(text.split()).count("repository unreachable") == 2  # list and log
+        quitting = time.monotonic()
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not tui.is_running, timeout=5, what="the app to exit")
+        assert time.monotonic() - quitting < 2
+
+
+@pytest.mark.integration
+async def test_q_quits_within_two_seconds_while_loading(app: App) -> None:
+    tui = tui_for(app, SlowListing)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        await wait_for(
+            pilot, lambda: any(s.children for s in tui.read_scopes), what="the loading listing"
+        )
+        children = [child for scope in tui.read_scopes for child in scope.children]
+        started = time.monotonic()
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not tui.is_running, timeout=5, what="the app to exit")
+        assert time.monotonic() - started < 2
+    assert all(child.poll() is not None for child in children)
+
+
+async def test_app_keys_answer_from_the_tab_bar_and_escape_leaves_a_field(tmp_path: Path) -> None:
+    tui = fixed_app(tmp_path)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        await idle(pilot)
+        tui.query_one(Tabs).focus()
+        await pilot.press("s")
+        assert tui.query_one("#tabs").active == "snapshots"  # type: ignore[attr-defined]
+        listings: list[int] = []
+        listing = tui.backend.snapshots
+        tui.backend.snapshots = lambda: listings.append(1) or listing()  # type: ignore[method-assign]
+        tui.query_one(Tabs).focus()
+        await pilot.press("r")
+        await idle(pilot)
+        assert listings == [1]
+        await pilot.press("e")
+        await wait_for_text(pilot, '"schema_version": 1')
+        await pilot.press("w")
+        assert isinstance(tui.focused, Input)
+        await pilot.press("o")  # typed into the field, not a key of the app
+        assert tui.query_one("#tabs").active == "evidence"  # type: ignore[attr-defined]
+        await pilot.press("escape")
+        assert not isinstance(tui.focused, Input)
+        await pilot.press("o")
+        assert tui.query_one("#tabs").active == "overview"  # type: ignore[attr-defined]
+
+
+async def test_each_tab_opens_on_its_first_control(tmp_path: Path) -> None:
+    tui = fixed_app(tmp_path)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        await idle(pilot)
+        await pilot.press("s")
+        assert isinstance(tui.focused, DataTable)
+        await pilot.press("d")
+        assert tui.focused is not None and tui.focused.id != "drill-view"
+
+
+async def test_help_and_palette_offer_the_apps_commands(tmp_path: Path) -> None:
+    tui = fixed_app(tmp_path)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        await idle(pilot)
+        await pilot.press("question_mark")
+        text = await wait_for_text(pilot, "back up now")
+        for key in ("o s e d", "ctrl+o", "escape", "cancel the running operation"):
+            assert key in text
+        await pilot.press("escape")
+        await pilot.press("ctrl+o")
+        await pilot.pause(0.3)
+        await pilot.press("b", "a", "c", "k")
+        await wait_for_text(pilot, "Back up now", timeout=5)
+        await pilot.press("escape")
+        await pilot.press("ctrl+o")
+        await pilot.pause(0.3)
+        await pilot.press(*"evidence")
+        await wait_for_text(pilot, "Save evidence to a file", timeout=5)
+
+
+async def test_ages_tick_and_a_left_open_app_turns_stale(tmp_path: Path) -> None:
+    now = [NOW]
+    tui = fixed_app(tmp_path)
+    tui.clock = lambda: now[0]
+    async with tui.run_test(size=(100, 30)) as pilot:
+        text = await wait_for_text(pilot, "Latest database  FRESH")
+        await pilot.press("s")
+        await idle(pilot)
+        now[0] = NOW + timedelta(days=2)
+        tui.tick()  # what the app's interval timer calls every 15 s
+        await pilot.pause(0.2)
+        table = tui.query_one("#snapshots-table", DataTable)
+        ages = [str(table.get_row_at(row)[1]) for row in range(table.row_count)]
+        assert ages[0] == "2d 8h ago", ages
+        detail = screen_text(tui)
+        assert "(2d 8h ago)" in detail  # the list and the detail agree
+        await pilot.press("o")
+        text = await wait_for_text(pilot, "Latest database  STALE")
+        assert "FRESH" not in text
+
+
+async def test_80x24_shows_every_safety_flag_whole_and_the_database_name(tmp_path: Path) -> None:
+    tui = fixed_app(tmp_path, KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE="true")
+    async with tui.run_test(size=(80, 24)) as pilot:
+        text = await wait_for_text(pilot, "Safety flags")
+        for flag in (
+            "ALLOW_RESTORE=false",
+            "ALLOW_PRODUCTION_RESTORE=true",
+            "ALLOW_IN_PLACE_FILE_RESTORE=false",
+        ):
+            assert flag in text
+        assert "shop_production" in text  # the database name survives shortening
+
+
+async def test_log_grows_to_most_of_the_screen_and_hides(tmp_path: Path) -> None:
+    tui = fixed_app(tmp_path)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        await idle(pilot)
+        log = tui.query_one("#log")
+        small = log.size.height
+        await pilot.press("l")
+        await pilot.pause(0.1)
+        assert log.size.height >= 15 > small
+        await pilot.press("l")
+        await pilot.pause(0.1)
+        assert not log.display
+
+
+async def test_file_tree_takes_focus_directly_and_has_room_at_80x24(tmp_path: Path) -> None:
+    tui = fixed_app(tmp_path)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        await pilot.press("s")
+        await idle(pilot)
+        await pilot.press("f")  # from the run's database row to its files snapshot's tree
+        tree = tui.query_one("#snapshot-files", Tree)
+        assert tui.focused is tree
+        await pilot.press("down", "enter")
+        await wait_for_text(pilot, "README")
+        assert tree.size.height >= 8
+        text = screen_text(tui)
+        assert "2b/" in text and "9f/" in text
+
+
+async def test_evidence_save_is_labelled_defaults_to_the_state_dir_and_errors_beside(
+    tmp_path: Path,
+) -> None:
+    tui = fixed_app(tmp_path)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        await pilot.press("e")
+        await wait_for_text(pilot, '"schema_version": 1')
+        await pilot.press("w")
+        text = screen_text(tui)
+        assert "Save to:" in text and "enter: save" in text and "escape: cancel" in text
+        field = tui.query_one("#evidence-path", Input)
+        assert Path(field.value).parent == tui.settings.state_dir
+        Path(field.value).parent.mkdir(parents=True, exist_ok=True)
+        Path(field.value).write_text("{}")
+        await pilot.press("enter")
+        text = await wait_for_text(pilot, "exists; choose another name")
+        assert "Save to:" in text  # the error does not cover the field
+        await pilot.press("escape")
+        assert not tui.query_one("#evidence-save").display

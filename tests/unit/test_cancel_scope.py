@@ -1,0 +1,134 @@
+"""The cancel scope: cancelling one operation stops exactly its own children, nothing else."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import threading
+import time
+
+import pytest
+
+from kamal_backup import process
+from kamal_backup.errors import Interrupted
+from kamal_backup.redact import Redactor
+from kamal_backup.restic import unreachable_cause
+
+ENV = {"PATH": os.environ["PATH"]}
+
+
+def run_in_thread(
+    scope: process.CancelScope, argv: list[str]
+) -> tuple[threading.Thread, list[object]]:
+    outcome: list[object] = []
+
+    def work() -> None:
+        try:
+            with scope.entered():
+                outcome.append(process.run(argv, env=ENV))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def wait_for_children(scope: process.CancelScope) -> None:
+    deadline = time.monotonic() + 10
+    while not scope.children and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert scope.children, f"{scope} never started its child"
+
+
+def test_cancelling_one_scope_leaves_another_operation_running() -> None:
+    backup, listing = process.CancelScope("backup"), process.CancelScope("listing")
+    backup_thread, backup_outcome = run_in_thread(backup, ["sleep", "30"])
+    listing_thread, listing_outcome = run_in_thread(listing, ["sh", "-c", "sleep 1; echo listed"])
+    wait_for_children(backup)
+    wait_for_children(listing)
+
+    backup.cancel(grace_seconds=1)
+    backup_thread.join(10)
+    listing_thread.join(10)
+
+    assert isinstance(backup_outcome[0], Interrupted)
+    completed = listing_outcome[0]
+    assert isinstance(completed, process.Completed), completed
+    assert completed.returncode == 0 and completed.stdout == "listed\n"
+    assert not listing.cancelled
+
+
+def test_a_cancelled_scope_refuses_new_children_and_a_new_scope_needs_no_reset() -> None:
+    with process.cancel_scope("first") as first:
+        first.cancel()
+        with pytest.raises(Interrupted):
+            process.run(["true"], env=ENV)
+    with process.cancel_scope("second"):
+        assert process.run(["true"], env=ENV).returncode == 0
+    assert not process.current_scope().cancelled  # the unscoped fallback was never touched
+
+
+def test_a_thread_sees_its_operations_scope_only_through_a_copied_context() -> None:
+    seen: list[str] = []
+    with process.cancel_scope("operation"):
+        context = contextvars.copy_context()
+        plain = threading.Thread(target=lambda: seen.append(process.current_scope().name))
+        copied = threading.Thread(
+            target=lambda: context.run(lambda: seen.append(process.current_scope().name))
+        )
+        for thread in (plain, copied):
+            thread.start()
+            thread.join()
+    assert seen == ["unscoped", "operation"]
+
+
+def test_give_up_kills_the_child_at_the_first_hopeless_line() -> None:
+    script = "echo 'retrying after 1s: connection refused' >&2; sleep 30"
+    started = time.monotonic()
+    with pytest.raises(process.GaveUp) as raised:
+        process.run(
+            ["sh", "-c", script],
+            env=ENV,
+            timeout=60,
+            give_up=lambda line: "refused" if "refused" in line else None,
+        )
+    assert time.monotonic() - started < 5
+    assert raised.value.reason == "refused"
+
+
+@pytest.mark.parametrize(
+    ("line", "cause"),
+    [
+        (
+            'Stat(<config/>) returned error, retrying after 850ms: Head "http://:***@127.0.0.1:9'
+            '/x/config": dial tcp 127.0.0.1:9: connect: connection refused',
+            "connection refused",
+        ),
+        (
+            'Stat(<config/>) returned error, retrying after 1.3s: Head "http://:***@nope.invalid'
+            ':8000/x/config": dial tcp: lookup nope.invalid on 10.0.0.53:53: no such host',
+            "unknown host",
+        ),
+        (
+            'Stat(<config/>) returned error, retrying after 1s: Head "https://h/x/config": '
+            "tls: failed to verify certificate: x509: certificate signed by unknown authority",
+            "TLS error: failed to verify certificate: x509: certificate signed by unknown authority",
+        ),
+        # A slow backend, or a line that is not one of restic's retries, decides nothing.
+        ("Load(<lock/1>) returned error, retrying after 2s: context deadline exceeded", None),
+        ("dial tcp 127.0.0.1:9: connect: connection refused (in a file name)", None),
+    ],
+)
+def test_unreachable_causes_are_read_from_restics_retry_lines(line: str, cause: str | None) -> None:
+    assert unreachable_cause(line) == cause
+
+
+def test_redaction_invents_no_credential_where_restic_printed_none() -> None:
+    redactor = Redactor(["s3cret-pass"])
+    assert (
+        redactor.redact('Head "http://:***@127.0.0.1:9/x/config"')
+        == 'Head "http://127.0.0.1:9/x/config"'
+    )
+    assert "[REDACTED]" in redactor.redact("http://backup:***@127.0.0.1:9/x")
+    assert "s3cret-pass" not in redactor.redact("rest:http://backup:s3cret-pass@host/x")
