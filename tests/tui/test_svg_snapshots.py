@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
-from textual.widgets import Input, Tree
+from textual.widgets import Input, RichLog, Tree
 
 from tests.tui.fixed import fixed_app
 from tests.tui.screen import idle
@@ -45,6 +45,45 @@ def test_snapshots_file_tree(snap_compare: Any, tmp_path: Path) -> None:
         await idle(pilot)
 
     assert snap_compare(fixed_app(tmp_path), run_before=open_tree, terminal_size=(120, 34))
+
+
+def test_snapshots_file_tree_at_80x24(snap_compare: Any, tmp_path: Path) -> None:
+    """f from the list: the tree has the pane, the details step aside."""
+
+    async def browse(pilot: Pilot[Any]) -> None:
+        await keys("s", "f", "down", "enter")(pilot)
+
+    assert snap_compare(fixed_app(tmp_path), run_before=browse, terminal_size=(80, 24))
+
+
+def test_help(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(
+        fixed_app(tmp_path), run_before=keys("question_mark"), terminal_size=(80, 24)
+    )
+
+
+def test_large_log(snap_compare: Any, tmp_path: Path) -> None:
+    async def log_lines(pilot: Pilot[Any]) -> None:
+        await idle(pilot)
+        log = pilot.app.query_one("#log", RichLog)
+        log.write("12:00:00 ERROR backup failed: database backup: pg_dump: error: connection")
+        log.write("to server at db.internal failed: FATAL: password authentication failed")
+        await keys("l")(pilot)
+
+    assert snap_compare(fixed_app(tmp_path), run_before=log_lines, terminal_size=(80, 24))
+
+
+def test_evidence_save(snap_compare: Any, tmp_path: Path) -> None:
+    async def ask(pilot: Pilot[Any]) -> None:
+        await keys("e", "w")(pilot)
+        # The offered path is in the (temporary) state directory: fixed here for the image.
+        field = pilot.app.query_one("#evidence-path", Input)
+        field.cursor_blink = False
+        field.value = "/state/evidence-shop.json"
+        field.action_end()
+        await idle(pilot)
+
+    assert snap_compare(fixed_app(tmp_path), run_before=ask, terminal_size=(80, 24))
 
 
 def test_evidence(snap_compare: Any, tmp_path: Path) -> None:

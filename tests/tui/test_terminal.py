@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RESTIC_PASSWORD, App
+from tests.conftest import RESTIC_PASSWORD, App, add_bulk
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +96,81 @@ def test_tui_runs_in_a_real_terminal(app: App, terminal: Terminal) -> None:
     while terminal.running() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not terminal.running(), "q did not quit the app"
+
+
+def start_tui(terminal: Terminal, app: App, size: tuple[int, int], **extra: str) -> None:
+    env = {**app.env, **extra}
+    env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
+    terminal.tmux(
+        "new-session", "-d", "-s", "kb", "-x", str(size[0]), "-y", str(size[1]), *env_args,
+        "--", sys.executable, "-m", "kamal_backup", "tui",
+    )  # fmt: skip
+
+
+def quit_within(terminal: Terminal, seconds: float) -> float:
+    started = time.monotonic()
+    terminal.keys("q")
+    while terminal.running() and time.monotonic() - started < seconds + 10:
+        time.sleep(0.05)
+    assert not terminal.running(), "q did not quit the app"
+    return time.monotonic() - started
+
+
+def test_80x24_shows_the_safety_flags_and_help_and_palette_find_back_up(
+    app: App, terminal: Terminal
+) -> None:
+    start_tui(terminal, app, (80, 24))
+    screen = terminal.wait_for("no complete backup run yet")
+    for flag in ("ALLOW_RESTORE=false", "ALLOW_PRODUCTION_RESTORE=false", "ALLOW_IN_PLACE_FILE"):
+        assert flag in screen
+
+    terminal.keys("?")
+    screen = terminal.wait_for("keys (escape closes)")
+    assert "back up now" in screen
+    terminal.keys("Escape")
+    deadline = time.monotonic() + 5
+    while "keys (escape closes)" in terminal.screen() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    terminal.tmux("send-keys", "-t", "kb", "C-o")
+    terminal.wait_for("Search for commands")
+    terminal.keys("b", "a", "c", "k")
+    terminal.wait_for("Back up now")
+    deadline = time.monotonic() + 10
+    while "Search for commands" in terminal.screen() and time.monotonic() < deadline:
+        terminal.keys("Escape")  # the first escape closes the list, the next the palette
+        time.sleep(0.5)
+    assert quit_within(terminal, 2) < 2
+
+
+def test_an_unreachable_repository_shows_in_seconds_and_q_quits(
+    app: App, terminal: Terminal
+) -> None:
+    started = time.monotonic()
+    start_tui(terminal, app, (100, 30), RESTIC_REPOSITORY="rest:http://127.0.0.1:9/shop")
+    screen = terminal.wait_for("repository unreachable: connection refused", timeout=15)
+    assert time.monotonic() - started < 15
+    assert "[REDACTED]" not in screen
+    assert quit_within(terminal, 2) < 2
+
+
+def test_after_cancelling_a_backup_r_shows_the_snapshots_again(
+    app: App, terminal: Terminal
+) -> None:
+    app.cli("backup", check=True)
+    add_bulk(app.db, 20000, 4000)  # the next backup is still streaming when x arrives
+    start_tui(terminal, app, (100, 30))
+    terminal.wait_for("Latest files     FRESH")
+    terminal.keys("b")
+    terminal.wait_for("backing up the database")
+    terminal.keys("x")
+    screen = terminal.wait_for("backup cancelled", timeout=30)
+    assert "backup failed" not in screen
+    terminal.keys("r")
+    time.sleep(0.5)
+    terminal.keys("s")
+    screen = terminal.wait_for("2 of 2 snapshots in 1 runs")
+    assert "cannot list snapshots" not in screen
+    terminal.keys("o")
+    screen = terminal.wait_for("Latest database  FRESH")
+    assert "unknown: interrupted" not in screen
+    assert quit_within(terminal, 2) < 2

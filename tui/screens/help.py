@@ -35,7 +35,7 @@ KEYS: tuple[tuple[str, str], ...] = (
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q,question_mark", "dismiss_help", "Close"),
+        Binding("escape,question_mark", "dismiss_help", "Close"),  # q still quits the app
     ]
 
     def __init__(self, app: KamalBackupApp) -> None:
