@@ -14,7 +14,7 @@ from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import ScrollableContainer
+from textual.containers import HorizontalScroll, ScrollableContainer, VerticalScroll
 from textual.message_pump import MessagePump
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Input, RichLog, TabbedContent, TabPane
@@ -41,6 +41,7 @@ Operation = Callable[[Callable[[str, ResticStatus], None]], Any]
 # Ages and FRESH/STALE are redrawn this often while the app is open.
 TICK_SECONDS = 15.0
 LOG_SIZES = ("hidden", "small", "large")
+PLAIN_CONTAINERS = (ScrollableContainer, VerticalScroll, HorizontalScroll)
 
 # What a cancelled operation left alone, said with the cancel (the services' own wording where
 # they know more, e.g. a drill that had restored its database part before the cancel).
@@ -51,6 +52,16 @@ UNTOUCHED = {
     "restore drill": "a file restore is swapped in only at its end, so its target is unchanged; "
     "a database restore stopped part-way may leave the scratch database incomplete",
 }
+
+
+def shown_within(widget: Widget, where: Widget) -> bool:
+    """Whether `widget` is displayed, as far as the widgets between it and `where` decide."""
+    node: Any = widget
+    while node is not None and node is not where:
+        if not node.display:
+            return False
+        node = node.parent
+    return True
 
 
 def cancelled_text(operation: str, exc: BaseException | None) -> str:
@@ -183,9 +194,15 @@ class KamalBackupApp(App[None]):
         focusable = [
             widget
             for widget in where.query("*")
-            if widget.focusable and (inputs or not isinstance(widget, Input))
+            if widget.focusable
+            and (inputs or not isinstance(widget, Input))
+            and shown_within(widget, where)
         ]
-        controls = [w for w in focusable if not isinstance(w, ScrollableContainer)]
+        # A plain scrolling container (or a view) is not a control; a RadioSet, a DataTable or a
+        # Tree scroll too, but they are.
+        controls = [
+            w for w in focusable if not (type(w) in PLAIN_CONTAINERS or isinstance(w, View))
+        ]
         chosen: Widget | None = (controls or focusable or [None])[0]  # type: ignore[list-item]
         if chosen is None and where.focusable:
             chosen = where
