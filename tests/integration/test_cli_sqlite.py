@@ -416,6 +416,34 @@ def test_an_unreachable_repository_fails_in_seconds_with_one_line(app: App) -> N
     ]
 
 
+def test_the_scheduler_reports_an_unreachable_repository_in_seconds(app: App) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**app.env, "RESTIC_REPOSITORY": "rest:http://127.0.0.1:9/shop"}
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kamal_backup", "schedule"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    failed = ""
+    for line in proc.stderr:
+        if "scheduled backup failed" in line:
+            failed = line
+            break
+    elapsed = time.monotonic() - started
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert elapsed < 15
+    assert "repository unreachable: connection refused (rest:http://127.0.0.1:9/shop)" in failed
+    assert proc.returncode == 0
+
+
 def test_schedule_runs_backups_on_its_interval_until_stopped(app: App) -> None:
     import signal
     import subprocess

@@ -186,6 +186,8 @@ async def test_drill_allowed_restores_database_and_files(app: App, tmp_path: Pat
         await wait_for(pilot, lambda: tui.operation is None, what="the drill to finish")
         text = await wait_for_text(pilot, "drill finished in")
         assert "restored" in text and "database" in text and str(files_target) in text
+        await pilot.press("o")  # the overview was reloaded after the drill, without r
+        await wait_for_text(pilot, f"database {app.snapshot_ids('type:database')[0][:8]} into")
     assert sqlite_rows(restore_db) == expected_rows
     evidence = json.loads(app.cli("evidence", check=True).stdout)
     database_drill = evidence["last_restores"]["database"]

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Input, RadioSet, Tabs, Tree
+from textual.widgets import DataTable, Input, RadioButton, RadioSet, Tabs, Tree
 
 from kamal_backup import process
 from kamal_backup.models import Snapshot
@@ -75,6 +75,21 @@ async def test_an_unreachable_repository_is_one_line_in_seconds_and_q_quits(app:
         await pilot.press("q")
         await wait_for(pilot, lambda: not tui.is_running, timeout=5, what="the app to exit")
         assert time.monotonic() - quitting < 2
+
+
+@pytest.mark.integration
+async def test_x_cancels_a_slow_load_and_r_reads_again(app: App) -> None:
+    app.cli("backup", check=True)
+    tui = tui_for(app, SlowListing)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        await wait_for(
+            pilot, lambda: any(s.children for s in tui.read_scopes), what="the loading listing"
+        )
+        await pilot.press("x")
+        text = await wait_for_text(pilot, "unknown: cancelled", timeout=5)
+        assert "loading" not in text
+        await pilot.press("r")
+        await wait_for_text(pilot, "Latest database  FRESH", timeout=30)
 
 
 @pytest.mark.integration
@@ -180,6 +195,22 @@ async def test_80x24_shows_every_safety_flag_whole_and_the_database_name(tmp_pat
         ):
             assert flag in text
         assert "shop_production" in text  # the database name survives shortening
+
+
+async def test_a_chosen_radio_is_visible_without_colour(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    tui = fixed_app(tmp_path)
+    async with tui.run_test(size=(100, 34)) as pilot:
+        await pilot.press("d")
+        await idle(pilot)
+        buttons = list(tui.query(RadioButton))
+        chosen = [b for b in buttons if b.value]
+        assert chosen and len(chosen) < len(buttons)
+        for button in buttons:
+            style = button.get_component_rich_style("toggle--button")
+            assert bool(style.reverse) == button.value, button.id  # not only a colour
 
 
 async def test_log_grows_to_most_of_the_screen_and_hides(tmp_path: Path) -> None:
