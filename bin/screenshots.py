@@ -99,7 +99,14 @@ def main() -> None:
     base.mkdir()
     try:
         settings = load_settings(environ=demo_environment(base))
-        for _ in range(2):
+        # A few runs that each add something, so the overview's charts have a history to draw.
+        for run in range(6):
+            with sqlite3.connect(base / "rails" / "db" / "shop.sqlite3") as db:
+                db.executemany(
+                    "INSERT INTO orders (customer, total) VALUES (?, ?)",
+                    [(f"new customer {run}-{i}", i) for i in range(500 * (run + 1))],
+                )
+            db.close()
             run_backup(settings)
         asyncio.run(capture(make_app(settings, show_log=True), out))
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from rich.text import Text
 
@@ -44,6 +45,14 @@ class RunHistory:
         return text
 
 
+def run_started(run: str) -> datetime | None:
+    """A run's start, from its tag (run:20261126T030000Z)."""
+    try:
+        return datetime.strptime(run, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def run_history(
     snapshots: Iterable[Snapshot], last: BackupRun | None, drilled: set[str]
 ) -> RunHistory:
@@ -68,10 +77,12 @@ def run_history(
         size = float(sum(s.total_bytes_processed for s in summaries))
         history.runs.append(run)
         history.added.append(float(sum(s.data_added for s in summaries)))
+        # From the run's start (its tag) to restic's last end: what the operator waited.
         starts = [s.backup_start for s in summaries if s.backup_start]
+        started = run_started(run) or (min(starts) if starts else None)
         ends = [s.backup_end for s in summaries if s.backup_end]
-        if starts and ends:
-            history.durations.append(max(0.0, (max(ends) - min(starts)).total_seconds()))
+        if started and ends:
+            history.durations.append(max(0.0, (max(ends) - started).total_seconds()))
         if any(s.id in drilled for s in members):
             outcome = "drill"
         elif run not in complete:

@@ -216,9 +216,8 @@ class OverviewView(VerticalScroll, View):
             f" (last run added {human_bytes(int(history.added[-1]) if history.added else 0)})"
         )
         if history.durations:
-            text.append(
-                f"  ·  runs took {min(history.durations):.0f} to {max(history.durations):.0f}s"
-            )
+            low, high = min(history.durations), max(history.durations)
+            text.append(f"  ·  runs took {low:.1f} to {high:.1f}s")
         return text
 
     def _latest_text(self, kind: SnapshotType) -> Text:
