@@ -29,7 +29,7 @@ from kamal_backup.errors import (
     KamalBackupError,
     ToolMissing,
 )
-from kamal_backup.humanize import human_bytes
+from kamal_backup.humanize import check_word, human_bytes
 from kamal_backup.models import RestoreResult, SnapshotRecord
 from kamal_backup.redact import redact
 from kamal_backup.settings import Settings, load_settings
@@ -399,7 +399,8 @@ def check(
     if as_json:
         _print_json(result.model_dump(mode="json"))
     else:
-        stdout.print(f"repository check {result.status} ({result.duration_seconds:.1f}s)")
+        word = check_word(result.status)
+        stdout.print(f"repository check {word} ({result.duration_seconds:.1f}s)")
         if result.status != "success":
             stderr.print(result.output, markup=False, highlight=False)
     if result.status != "success":

@@ -28,3 +28,8 @@ def describe_age(seconds: float) -> str:
         return f"{hours}h {minutes}m" if minutes else f"{hours}h"
     days, hours = divmod(hours, 24)
     return f"{days}d {hours}h" if hours else f"{days}d"
+
+
+def check_word(status: str) -> str:
+    """One word per check outcome, in the CLI, the TUI and their logs: passed or failed."""
+    return "passed" if status == "success" else "failed"

@@ -416,6 +416,12 @@ def test_an_unreachable_repository_fails_in_seconds_with_one_line(app: App) -> N
     ]
 
 
+def test_a_passing_check_says_passed_as_the_tui_does(app: App) -> None:
+    app.cli("backup", check=True)
+    result = app.cli("check", check=True)
+    assert result.stdout.startswith("repository check passed (")
+
+
 def test_the_scheduler_reports_an_unreachable_repository_in_seconds(app: App) -> None:
     import signal
     import subprocess

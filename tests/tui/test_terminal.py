@@ -173,4 +173,8 @@ def test_after_cancelling_a_backup_r_shows_the_snapshots_again(
     terminal.keys("o")
     screen = terminal.wait_for("Latest database  FRESH")
     assert "unknown: interrupted" not in screen
+    terminal.keys("b")  # and q during a backup: cancelled, and the app gone within 2 s
+    terminal.wait_for("backing up the database")
     assert quit_within(terminal, 2) < 2
+    leftover = subprocess.run(["pgrep", "-f", str(app.repo)], capture_output=True, text=True)
+    assert leftover.stdout.split() == []

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import ProgressBar, Sparkline, Static
 
-from kamal_backup.humanize import describe_age, human_bytes
+from kamal_backup.humanize import check_word, describe_age, human_bytes
 from kamal_backup.models import SNAPSHOT_TYPES, BackupRun, CheckResult, Snapshot, SnapshotType
 from kamal_backup.services.gates import safety_flags
 from kamal_backup.services.health import freshness
@@ -134,7 +134,7 @@ class OverviewView(VerticalScroll, View):
             result = message.result
             line.update(
                 Text(
-                    f"repository check {check_word(result)} in {result.duration_seconds:.1f}s",
+                    f"repository check {check_word(result.status)} in {result.duration_seconds:.1f}s",
                     style="bold green" if result.status == "success" else "bold red",
                 ).append(f"  ·  {HINT}", style="not bold")
             )
@@ -262,7 +262,7 @@ class OverviewView(VerticalScroll, View):
         if result is None:
             return Text("never run on this machine", style="dim")
         text = Text(
-            check_word(result).upper(),
+            check_word(result.status).upper(),
             style="green" if result.status == "success" else "bold red",
         )
         text.append(f"  {self.tui.local(result.checked_at):%Y-%m-%d %H:%M}")
@@ -303,8 +303,3 @@ class OverviewView(VerticalScroll, View):
             text.append(word, style="bold yellow" if value else "dim")
             used += size
         return text
-
-
-def check_word(result: CheckResult) -> str:
-    """One word per check outcome, everywhere: passed or failed."""
-    return "passed" if result.status == "success" else "failed"
