@@ -27,7 +27,14 @@ from kamal_backup.redact import RedactingFilter
 from kamal_backup.settings import Settings
 from tui.backend import Backend
 from tui.commands import AppCommands
-from tui.messages import Fetched, LogLine, OperationDone, OperationProgress, describe_error
+from tui.messages import (
+    Fetched,
+    LogLine,
+    OperationDone,
+    OperationProgress,
+    ReadsChanged,
+    describe_error,
+)
 from tui.screens import View
 from tui.screens.drill import DrillView
 from tui.screens.evidence import EvidenceView
@@ -286,10 +293,16 @@ class KamalBackupApp(App[None]):
                 target.post_message(Fetched(what, result, None))
             finally:
                 self.read_scopes.discard(scope)
+                self.post_message(ReadsChanged())
 
         self.run_worker(
             read, thread=True, group=f"{what}-{id(target)}", exclusive=True, exit_on_error=False
         )
+        self.refresh_bindings()
+
+    def on_reads_changed(self, message: ReadsChanged) -> None:
+        if self.is_running:
+            self.refresh_bindings()
 
     def views(self) -> Iterator[View]:
         # By isinstance, not query(View): a CSS type selector only sees a widget's first base.

@@ -54,6 +54,10 @@ class Fetched(Message):
         self.error = error
 
 
+class ReadsChanged(Message):
+    """A read started or ended: the footer's Cancel follows what is running."""
+
+
 class LogLine(Message):
     def __init__(self, line: str, level: int) -> None:
         super().__init__()

@@ -85,11 +85,14 @@ async def test_x_cancels_a_slow_load_and_r_reads_again(app: App) -> None:
         await wait_for(
             pilot, lambda: any(s.children for s in tui.read_scopes), what="the loading listing"
         )
+        await wait_for_text(pilot, "x Cancel", timeout=5)  # the footer offers it while loading
         await pilot.press("x")
         text = await wait_for_text(pilot, "unknown: cancelled", timeout=5)
         assert "loading" not in text
         await pilot.press("r")
-        await wait_for_text(pilot, "Latest database  FRESH", timeout=30)
+        text = await wait_for_text(pilot, "Latest database  FRESH", timeout=30)
+        await idle(pilot)
+        assert "x Cancel" not in screen_text(tui)
 
 
 @pytest.mark.integration
