@@ -50,15 +50,31 @@ TICK_SECONDS = 15.0
 LOG_SIZES = ("hidden", "small", "large")
 PLAIN_CONTAINERS = (ScrollableContainer, VerticalScroll, HorizontalScroll)
 
-# What a cancelled operation left alone, said with the cancel (the services' own wording where
-# they know more, e.g. a drill that had restored its database part before the cancel).
+# What a cancelled operation left alone, said with the cancel. A database restore's target is
+# unchanged where the restore commits (or swaps a file in) only at its end; MySQL commits DDL as
+# it goes, so a cancelled MySQL restore may leave the scratch database part-way.
 UNTOUCHED = {
     "backup": "the run is incomplete and counts as no backup; the app's database and files "
     "were only read",
     "check": "the repository was only read",
-    "restore drill": "a file restore is swapped in only at its end, so its target is unchanged; "
-    "a database restore stopped part-way may leave the scratch database incomplete",
 }
+DRILL_DATABASE_UNTOUCHED = {
+    "postgres": "the target database is as it was (the restore commits only at its end)",
+    "sqlite": "the target file is as it was (the restore is swapped in only at its end)",
+    "mysql": "the scratch database may be part-way restored (MySQL commits as it goes)",
+}
+FILES_UNTOUCHED = "the files target is as it was (files are swapped in only at the end)"
+
+
+def cancelled_text(operation: str, exc: BaseException | None, adapter: str = "") -> str:
+    """One line for a cancelled operation: that it was cancelled, and what it left untouched."""
+    if operation != "restore drill":
+        return f"cancelled: {UNTOUCHED.get(operation, 'nothing more was started')}"
+    said = describe_error(exc) if exc is not None and not isinstance(exc, Interrupted) else ""
+    if "restored into" in said:  # the database part had finished: it stays restored
+        return f"cancelled: {said.split(', but', 1)[0]}; {FILES_UNTOUCHED}"
+    database = DRILL_DATABASE_UNTOUCHED.get(adapter, "the target database may be part-way")
+    return f"cancelled: {database}; {FILES_UNTOUCHED}"
 
 
 def shown_within(widget: Widget, where: Widget) -> bool:
@@ -69,15 +85,6 @@ def shown_within(widget: Widget, where: Widget) -> bool:
             return False
         node = node.parent
     return True
-
-
-def cancelled_text(operation: str, exc: BaseException | None) -> str:
-    """One line for a cancelled operation: that it was cancelled, and what it left untouched."""
-    said = describe_error(exc) if exc is not None and not isinstance(exc, Interrupted) else ""
-    if "interrupted" in said and "restored into" in said:  # the drill says what it had done
-        return f"cancelled: {said.split(', but', 1)[0]}; the rest was not started"
-    untouched = UNTOUCHED.get(operation, "nothing more was started")
-    return f"cancelled: {untouched}"
 
 
 class PanelHandler(logging.Handler):
@@ -355,7 +362,7 @@ class KamalBackupApp(App[None]):
         except BaseException as exc:
             seconds = time.monotonic() - clock
             if scope.cancelled or isinstance(exc, KeyboardInterrupt):
-                text = cancelled_text(name, exc)
+                text = cancelled_text(name, exc, self.backend.adapter.name)
                 logging.getLogger("kamal_backup.tui").warning("%s %s", name, text)
                 target.post_message(OperationDone(name, None, text, seconds, cancelled=True))
                 return

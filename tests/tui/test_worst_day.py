@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Input, RadioButton, RadioSet, Tabs, Tree
 from kamal_backup import process
 from kamal_backup.models import Snapshot
 from kamal_backup.settings import load_settings
-from tests.conftest import App
+from tests.conftest import App, add_bulk, make_sqlite
 from tests.tui.fixed import NOW, fixed_app
 from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
 from tui import KamalBackupApp, make_app
@@ -264,3 +264,36 @@ async def test_evidence_save_is_labelled_defaults_to_the_state_dir_and_errors_be
         assert "Save to:" in text  # the error does not cover the field
         await pilot.press("escape")
         assert not tui.query_one("#evidence-save").display
+
+
+@pytest.mark.integration
+async def test_a_cancelled_drill_says_cancelled_and_leaves_the_target_as_it_was(
+    app: App, tmp_path: Path
+) -> None:
+    add_bulk(app.db, 20000, 4000)  # ~80 MB, so the restore is still streaming when x arrives
+    app.cli("backup", check=True)
+    restore_db = tmp_path / "scratch" / "restored.sqlite3"
+    restore_db.parent.mkdir()
+    make_sqlite(restore_db, rows=3)
+    before = restore_db.read_bytes()
+    tui = tui_for(
+        app, KAMAL_BACKUP_ALLOW_RESTORE="true", RESTORE_SQLITE_DATABASE_PATH=str(restore_db)
+    )
+    async with tui.run_test(size=(220, 60)) as pilot:
+        await pilot.press("d")
+        await wait_for_text(pilot, "latest (")
+        await pilot.click("#kind-database")
+        tui.query_one("#drill-confirm", Input).value = "shop"
+        await pilot.pause(0.2)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: tui.operation_scope is not None, what="the drill")
+        scope = tui.operation_scope
+        assert scope is not None
+        await wait_for(pilot, lambda: bool(scope.children), what="restic dump")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: tui.operation is None, timeout=30, what="the cancel")
+        text = " ".join((await wait_for_text(pilot, "drill cancelled")).split())
+        assert "the target file is as it was" in text
+        assert "drill failed" not in text
+    assert restore_db.read_bytes() == before
+    assert [p.name for p in restore_db.parent.iterdir()] == ["restored.sqlite3"]

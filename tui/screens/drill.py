@@ -255,7 +255,9 @@ class DrillView(VerticalScroll, View):
         self.running = False
         self.query_one("#drill-progress").display = False
         status = self.query_one("#drill-status", Static)
-        if message.error:
+        if message.cancelled:  # issue 16: a cancel is not a failure, and says what it left
+            status.update(Text(f"drill {message.error}", style="bold yellow"))
+        elif message.error:
             status.update(Text(f"drill failed: {message.error}", style="bold red"))
         else:
             status.update(
