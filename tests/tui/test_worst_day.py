@@ -71,6 +71,10 @@ async def test_an_unreachable_repository_is_one_line_in_seconds_and_q_quits(app:
         await pilot.press("s")
         text = await wait_for_text(pilot, "cannot list snapshots")
         assert " ".join(text.split()).count("repository unreachable") == 2  # list and log
+        await pilot.press("e")
+        text = " ".join((await wait_for_text(pilot, '"schema_version"', timeout=15)).split())
+        assert "repository unreachable: repository unreachable" not in text
+        assert "repository unreachable: connection refused" in text
         quitting = time.monotonic()
         await pilot.press("q")
         await wait_for(pilot, lambda: not tui.is_running, timeout=5, what="the app to exit")

@@ -77,7 +77,13 @@ class EvidenceView(Container, View):
         )
         problem = message.result.get("repository_error")
         if problem:
-            status.update(Text(f"repository unreachable: {problem}", style="bold red"))
+            # One prefix: the error may already say "repository unreachable: …".
+            line = (
+                problem
+                if problem.startswith("repository")
+                else f"cannot read the repository: {problem}"
+            )
+            status.update(Text(line, style="bold red"))
         else:
             status.update(
                 Text(f"generated {message.result.get('generated_at')}  ·  w: save to a file")
