@@ -72,6 +72,7 @@ def test_tui_runs_in_a_real_terminal(app: App, terminal: Terminal) -> None:
     )  # fmt: skip
     screen = terminal.wait_for("Latest files     FRESH")
     assert "Latest database  FRESH" in screen
+    assert "outcomes" in screen and "✔ success" in screen  # the charts, in the colour check below
 
     # TERM=xterm without COLORTERM: the app draws in the 16 ANSI colours only.
     styled = terminal.tmux("capture-pane", "-p", "-e", "-t", "kb").stdout
