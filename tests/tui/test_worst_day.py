@@ -168,6 +168,11 @@ async def test_help_and_palette_offer_the_apps_commands(tmp_path: Path) -> None:
         await pilot.pause(0.3)
         await pilot.press(*"evidence")
         await wait_for_text(pilot, "Save evidence to a file", timeout=5)
+        await pilot.press("escape", "escape")
+        await pilot.press("question_mark")
+        await wait_for_text(pilot, "keys (escape closes)")
+        await pilot.press("q")  # q quits from the help screen too
+        await wait_for(pilot, lambda: not tui.is_running, timeout=5, what="the app to exit")
 
 
 async def test_ages_tick_and_a_left_open_app_turns_stale(tmp_path: Path) -> None:

@@ -35,7 +35,8 @@ KEYS: tuple[tuple[str, str], ...] = (
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,question_mark", "dismiss_help", "Close"),  # q still quits the app
+        Binding("escape,question_mark", "dismiss_help", "Close"),
+        Binding("q", "app.quit_app", "Quit"),  # q quits in every state, here too
     ]
 
     def __init__(self, app: KamalBackupApp) -> None:
