@@ -286,26 +286,39 @@ class KamalBackupApp(App[None]):
     def fetch(self, target: MessagePump, what: str, call: Callable[[], Any]) -> None:
         """Runs one read in a thread worker; a newer read of the same thing replaces it."""
 
-        scope = process.CancelScope(f"reading {what}")
-        self.read_scopes.add(scope)
+        scope = self.read_scope(what)
 
         def read() -> None:
-            try:
-                with scope.entered():
+            with self.reading(scope):
+                try:
                     result = call()
-            except Exception as exc:
-                error = "cancelled" if scope.cancelled else describe_error(exc)
-                target.post_message(Fetched(what, None, error))
-            else:
-                target.post_message(Fetched(what, result, None))
-            finally:
-                self.read_scopes.discard(scope)
-                self.post_message(ReadsChanged())
+                except Exception as exc:
+                    error = "cancelled" if scope.cancelled else describe_error(exc)
+                    target.post_message(Fetched(what, None, error))
+                else:
+                    target.post_message(Fetched(what, result, None))
 
         self.run_worker(
             read, thread=True, group=f"{what}-{id(target)}", exclusive=True, exit_on_error=False
         )
+
+    def read_scope(self, what: str) -> process.CancelScope:
+        """A new read's own cancel scope, registered now (on the UI thread): x (with no
+        operation running) and q cancel it; the footer offers Cancel while it runs."""
+        scope = process.CancelScope(f"reading {what}")
+        self.read_scopes.add(scope)
         self.refresh_bindings()
+        return scope
+
+    @contextlib.contextmanager
+    def reading(self, scope: process.CancelScope) -> Iterator[process.CancelScope]:
+        """Runs a worker's read inside `scope`, and forgets the scope when the read ends."""
+        try:
+            with scope.entered():
+                yield scope
+        finally:
+            self.read_scopes.discard(scope)
+            self.post_message(ReadsChanged())
 
     def on_reads_changed(self, message: ReadsChanged) -> None:
         if self.is_running:

@@ -50,4 +50,5 @@ async def idle(pilot: Pilot[object]) -> None:
     """Waits for every worker to finish, then for the messages they posted."""
     await pilot.app.workers.wait_for_complete()
     await pilot.pause(0.2)
+    await pilot.wait_for_scheduled_animations()  # e.g. a scroll to the focused control
     await asyncio.sleep(0)

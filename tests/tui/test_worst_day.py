@@ -45,7 +45,7 @@ async def test_cancelling_an_operation_leaves_a_concurrent_listing_alive(app: Ap
         tui.reload_snapshots()  # a listing now runs beside the backup
         await wait_for(
             pilot,
-            lambda: any(scope.children for scope in tui.read_scopes),
+            lambda: any(scope.children for scope in list(tui.read_scopes)),
             what="the listing's child",
         )
         listing = next(iter(tui.read_scopes))
@@ -87,7 +87,9 @@ async def test_x_cancels_a_slow_load_and_r_reads_again(app: App) -> None:
     tui = tui_for(app, SlowListing)
     async with tui.run_test(size=(80, 24)) as pilot:
         await wait_for(
-            pilot, lambda: any(s.children for s in tui.read_scopes), what="the loading listing"
+            pilot,
+            lambda: any(s.children for s in list(tui.read_scopes)),
+            what="the loading listing",
         )
         await wait_for_text(pilot, "x Cancel", timeout=5)  # the footer offers it while loading
         await pilot.press("x")
@@ -104,9 +106,11 @@ async def test_q_quits_within_two_seconds_while_loading(app: App) -> None:
     tui = tui_for(app, SlowListing)
     async with tui.run_test(size=(80, 24)) as pilot:
         await wait_for(
-            pilot, lambda: any(s.children for s in tui.read_scopes), what="the loading listing"
+            pilot,
+            lambda: any(s.children for s in list(tui.read_scopes)),
+            what="the loading listing",
         )
-        children = [child for scope in tui.read_scopes for child in scope.children]
+        children = [child for scope in list(tui.read_scopes) for child in scope.children]
         started = time.monotonic()
         await pilot.press("q")
         await wait_for(pilot, lambda: not tui.is_running, timeout=5, what="the app to exit")

@@ -17,6 +17,7 @@ from textual.widgets.tree import TreeNode, UnknownNodeID
 
 from kamal_backup.humanize import describe_age, human_bytes
 from kamal_backup.models import FileEntry, Snapshot
+from kamal_backup.process import CancelScope
 from kamal_backup.services.snapshots import complete_runs
 from tui.messages import describe_error
 from tui.screens import View
@@ -270,16 +271,21 @@ class SnapshotsView(Container, View):
         if snapshot_id is None:
             return
         node.set_label(f"{node.label} (loading…)")
-        self.list_files(node, snapshot_id, node.data)
+        scope = self.tui.read_scope(f"files in {node.data}")
+        self.list_files(node, snapshot_id, node.data, scope)
 
     @work(thread=True, group="files", exit_on_error=False)
-    def list_files(self, node: TreeNode[str], snapshot_id: str, directory: str) -> None:
-        try:
-            entries = self.tui.backend.files(snapshot_id, directory)
-        except Exception as exc:
-            self.post_message(FilesListed(node, None, describe_error(exc)))
-        else:
-            self.post_message(FilesListed(node, entries, None))
+    def list_files(
+        self, node: TreeNode[str], snapshot_id: str, directory: str, scope: CancelScope
+    ) -> None:
+        with self.tui.reading(scope):
+            try:
+                entries = self.tui.backend.files(snapshot_id, directory)
+            except Exception as exc:
+                error = "cancelled" if scope.cancelled else describe_error(exc)
+                self.post_message(FilesListed(node, None, error))
+            else:
+                self.post_message(FilesListed(node, entries, None))
 
     def on_files_listed(self, message: FilesListed) -> None:
         if not self.app.is_running:
