@@ -296,12 +296,15 @@ async def test_a_cancelled_drill_says_cancelled_and_leaves_the_target_as_it_was(
         await pilot.press("d")
         await wait_for_text(pilot, "latest (")
         await pilot.click("#kind-database")
-        tui.query_one("#drill-confirm", Input).value = "shop"
+        confirm = tui.query_one("#drill-confirm", Input)
+        confirm.value = "shop"
+        confirm.focus()
         await pilot.pause(0.2)
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: tui.operation_scope is not None, what="the drill")
         scope = tui.operation_scope
         assert scope is not None
+        assert not isinstance(tui.focused, Input)  # x now cancels instead of typing an x
         await wait_for(pilot, lambda: bool(scope.children), what="restic dump")
         await pilot.press("x")
         await wait_for(pilot, lambda: tui.operation is None, timeout=30, what="the cancel")
