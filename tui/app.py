@@ -57,6 +57,7 @@ UNTOUCHED = {
     "backup": "the run is incomplete and counts as no backup; the app's database and files "
     "were only read",
     "check": "the repository was only read",
+    "file restore": "the restored path is swapped in only at the end, so it is as it was",
 }
 DRILL_DATABASE_UNTOUCHED = {
     "postgres": "the target database is as it was (the restore commits only at its end)",

@@ -48,10 +48,10 @@ def test_snapshots_file_tree(snap_compare: Any, tmp_path: Path) -> None:
 
 
 def test_snapshots_file_tree_at_80x24(snap_compare: Any, tmp_path: Path) -> None:
-    """f from the list: the tree has the pane, the details step aside."""
+    """v from the list: the tree has the pane, the details step aside."""
 
     async def browse(pilot: Pilot[Any]) -> None:
-        await keys("s", "f", "down", "enter")(pilot)
+        await keys("s", "v", "down", "enter")(pilot)
 
     assert snap_compare(fixed_app(tmp_path), run_before=browse, terminal_size=(80, 24))
 

@@ -248,7 +248,7 @@ async def test_file_tree_takes_focus_directly_and_has_room_at_80x24(tmp_path: Pa
     async with tui.run_test(size=(80, 24)) as pilot:
         await pilot.press("s")
         await idle(pilot)
-        await pilot.press("f")  # from the run's database row to its files snapshot's tree
+        await pilot.press("v")  # from the run's database row to its files snapshot's tree
         tree = tui.query_one("#snapshot-files", Tree)
         assert tui.focused is tree
         await pilot.press("down", "enter")

@@ -27,7 +27,8 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("tab  shift+tab", "move between controls"),
     ("escape", "leave a text field (the keys above then work again)"),
     ("t", "snapshots: change the filter (all, database, files)"),
-    ("f", "snapshots: go to the file tree (enter opens a folder)"),
+    ("v  enter", "snapshots: go to the run's file tree (enter there opens a folder)"),
+    ("f", "snapshots, in the file tree: restore the selected file or directory"),
     ("w", "evidence: save to a file (enter saves, escape cancels)"),
     ("ctrl+r", "restore drill: start, once confirmed with the app name"),
 )

@@ -30,6 +30,9 @@ class RestoreFileScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close"),
         Binding("ctrl+r", "start", "Restore"),
+        # A modal screen does not pass keys to the app: cancel and quit answer here too.
+        Binding("x", "app.cancel_operation", "Cancel"),
+        Binding("q", "app.quit_app", "Quit", show=False),
     ]
 
     def __init__(self, snapshot: Snapshot, path: str) -> None:
@@ -174,7 +177,9 @@ class RestoreFileScreen(ModalScreen[None]):
             return
         self.running = False
         status = self.query_one("#restore-file-status", Static)
-        if message.error:
+        if message.cancelled:
+            status.update(Text(f"restore {message.error}", style="bold yellow"))
+        elif message.error:
             status.update(Text(f"restore failed: {message.error}", style="bold red"))
         else:
             result: RestoreResult = message.result

@@ -125,7 +125,7 @@ class SnapshotsView(Container, View):
         return f"{describe_age((now - snapshot.time).total_seconds())} ago"
 
     def action_files(self) -> None:
-        """f: straight to the file tree of the highlighted files snapshot."""
+        """v (or enter on the list): straight to the file tree of the highlighted run's files."""
         tree: Tree[str] = self.query_one("#snapshot-files", Tree)
         shown = self.by_id.get(self.shown or "")
         if shown is not None and shown.kind != "files":
@@ -192,6 +192,10 @@ class SnapshotsView(Container, View):
 
     # Detail and file tree ----------------------------------------------------------------
 
+    @on(DataTable.RowSelected, "#snapshots-table")
+    def _selected(self) -> None:
+        self.action_files()
+
     @on(DataTable.RowHighlighted, "#snapshots-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_detail(event.row_key.value)
@@ -212,7 +216,7 @@ class SnapshotsView(Container, View):
         tree.display = snapshot.kind == "files"
         if snapshot.kind == "files":
             tree.clear()
-            tree.root.set_label(f"files in {snapshot.short} (f: go here, enter opens)")
+            tree.root.set_label(f"files in {snapshot.short} (v: go here, enter opens, f restores)")
             tree.root.data = snapshot.id
             for path in snapshot.paths:
                 tree.root.add(path, data=path, allow_expand=True)
