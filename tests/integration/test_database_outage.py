@@ -27,7 +27,7 @@ class Cluster:
         self.root, self.port = root, port
 
     def ctl(self, *args: str, check: bool = True) -> None:
-        subprocess.run(
+        result = subprocess.run(
             [
                 "runuser",
                 "-u",
@@ -39,11 +39,20 @@ class Cluster:
                 "-l",
                 str(self.root / "log"),
                 "-w",
+                # A loaded CI machine can take longer than pg_ctl's default 60 s to start a cluster.
+                "-t",
+                "180",
                 *args,
             ],
-            check=check,
             capture_output=True,
+            text=True,
         )
+        if check and result.returncode != 0:
+            log = self.root / "log"
+            server_log = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise AssertionError(
+                f"pg_ctl {' '.join(args)} failed: {result.stdout}{result.stderr}\n{server_log}"
+            )
 
     def start(self) -> None:
         self.ctl("-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1", "start")
