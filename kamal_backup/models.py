@@ -11,6 +11,8 @@ SnapshotType = Literal["database", "files"]
 SNAPSHOT_TYPES: tuple[SnapshotType, ...] = ("database", "files")
 # The tag of the safety snapshot a production database restore takes first: not a backup run.
 PRE_RESTORE_TAG = "pre-restore"
+# Small documents stored beside the backups: never a backup type, never listed as one.
+RECORD_TYPES = ("manifest", "drill")
 
 
 class BackupCounts(BaseModel):
@@ -178,6 +180,8 @@ class BackupRun(BaseModel):
     retention_error: str | None = None
     check: CheckResult | None = None
     error: str | None = None
+    manifest_snapshot: str | None = None
+    manifest_error: str | None = None
 
 
 class CheckResult(BaseModel):
@@ -225,6 +229,10 @@ class HealthReport(BaseModel):
     last_success_at: datetime | None
     age_seconds: float | None
     limit_seconds: int
+    # The last restore drill this machine knows of; overdue only when drills are scheduled.
+    last_drill_at: datetime | None = None
+    last_drill_status: str | None = None
+    drill_overdue: bool | None = None
 
 
 class GateVerdict(BaseModel):

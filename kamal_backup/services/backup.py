@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from kamal_backup import process, state
 from kamal_backup.databases import DatabaseAdapter, adapter_for
@@ -17,6 +19,7 @@ from kamal_backup.services import RESTORE_WORK_PATTERNS, app_tags, restic_for
 from kamal_backup.services.check import run_check
 from kamal_backup.services.retention import apply_retention
 from kamal_backup.settings import Settings
+from kamal_backup.verification import DatabaseFigures, FilesFigures, Manifest, source_files
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +47,13 @@ def run_backup(
     on_status: StatusCallback | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     lock_wait_seconds: float = 0.0,
+    manifest: bool = True,
 ) -> BackupRun:
-    """Backs up the database and the files; raises on any failure after recording it."""
+    """Backs up the database and the files; raises on any failure after recording it.
+
+    With `manifest` (the default; off only to measure its cost), the run also stores the
+    figures a drill verifies against: see kamal_backup/verification.py.
+    """
     adapter = adapter_for(settings)
     restic = restic_for(settings)
 
@@ -58,7 +66,7 @@ def run_backup(
             # file missing) must show as failed in evidence, not leave the last success standing.
             check_backup_paths(settings)
             adapter.check_source()
-            _perform(settings, run, restic, adapter, on_status)
+            _perform(settings, run, restic, adapter, on_status, manifest)
         except BaseException as exc:
             run.status = (
                 "interrupted" if isinstance(exc, Interrupted | KeyboardInterrupt) else "failed"
@@ -107,6 +115,26 @@ def retention_failure(exc: KamalBackupError) -> str:
     return text
 
 
+def manifest_filename(settings: Settings, run: str) -> str:
+    return f"manifest-{settings.app_name}-{run}.json"
+
+
+Figures = TypeVar("Figures", DatabaseFigures, FilesFigures)
+
+
+def _figures_or_none(run: BackupRun, compute: Callable[[], Figures]) -> Figures | None:
+    """The manifest figures; a failure to count is recorded and leaves the run unverifiable."""
+    try:
+        return compute()
+    except Interrupted:
+        raise
+    except (KamalBackupError, OSError) as exc:
+        text = str(exc) if isinstance(exc, KamalBackupError) else exc.__class__.__name__
+        run.manifest_error = text
+        log.error("manifest figures failed (drills of this run cannot verify): %s", text)
+        return None
+
+
 def _finish(settings: Settings, run: BackupRun, clock: float) -> None:
     run.finished_at = datetime.now(UTC)
     run.duration_seconds = round(time.monotonic() - clock, 3)
@@ -121,11 +149,16 @@ def snapshot_database(
     *extra_tags: str,
     on_status: StatusCallback | None = None,
     host: str | None = None,
+    on_figures: Callable[[Callable[[], DatabaseFigures]], None] | None = None,
 ) -> BackupSummary:
-    """Streams the database dump into a snapshot of run `run`: a backup's, or a pre-restore one."""
+    """Streams the database dump into a snapshot of run `run`: a backup's, or a pre-restore one.
+
+    With `on_figures`, the dump also takes the manifest figures from its own view; the callback
+    gets their computation while the dump command is still open.
+    """
     filename = adapter.dump_filename(run)
     log.info("backing up %s database %s as %s", adapter.name, adapter.source_label(), filename)
-    with adapter.dump_command() as command:
+    with adapter.dump_command(figures=on_figures is not None) as command:
         summary = restic.backup_command(
             command.argv,
             filename=filename,
@@ -136,6 +169,8 @@ def snapshot_database(
             on_status=(lambda status: on_status("database", status)) if on_status else None,
             host=host,
         )
+        if on_figures is not None and command.figures is not None:
+            on_figures(command.figures)
     log.info(
         "database snapshot %s saved (%d bytes, %d new)",
         summary.snapshot_id[:8],
@@ -151,25 +186,64 @@ def _perform(
     restic: Restic,
     adapter: DatabaseAdapter,
     on_status: StatusCallback | None,
+    manifest: bool = True,
 ) -> None:
     if restic.ensure_repository(settings.restic_init_if_missing):
         log.info("initialised restic repository %s", settings.repository_display)
 
     run_tag = f"run:{run.run}"
-    db_summary = snapshot_database(settings, restic, adapter, run.run, on_status=on_status)
+    db_figures: DatabaseFigures | None = None
+
+    def keep_figures(compute: Callable[[], DatabaseFigures]) -> None:
+        nonlocal db_figures
+        db_figures = _figures_or_none(run, compute)
+
+    db_summary = snapshot_database(
+        settings,
+        restic,
+        adapter,
+        run.run,
+        on_status=on_status,
+        on_figures=keep_figures if manifest else None,
+    )
     process.raise_if_cancelled()
 
     paths = list(settings.backup_paths)
     log.info("backing up files: %s", ", ".join(str(p) for p in paths))
     if on_status is not None:
         on_status("files", ResticStatus())  # the phase starts before restic's first status line
-    file_summary = restic.backup_paths(
-        paths,
-        tags=app_tags(settings, "type:files", run_tag),
-        excludes=adapter.excluded_paths(),
-        exclude_patterns=[*settings.backup_excludes, *RESTORE_WORK_PATTERNS],
-        on_status=(lambda status: on_status("files", status)) if on_status else None,
-    )
+    # The files are hashed beside restic (page cache shared): a file changed while restic reads
+    # it may then show as a mismatch in a drill, never as a false match.
+    patterns = [*settings.backup_excludes, *RESTORE_WORK_PATTERNS]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashing = (
+            pool.submit(source_files, paths, adapter.excluded_paths(), patterns)
+            if manifest
+            else None
+        )
+        file_summary = restic.backup_paths(
+            paths,
+            tags=app_tags(settings, "type:files", run_tag),
+            excludes=adapter.excluded_paths(),
+            exclude_patterns=patterns,
+            on_status=(lambda status: on_status("files", status)) if on_status else None,
+        )
+        file_figures = _figures_or_none(run, hashing.result) if hashing else None
+    if manifest and (db_figures is not None or file_figures is not None):
+        document = Manifest(
+            app_name=settings.app_name,
+            run=run.run,
+            created_at=datetime.now(UTC),
+            database=db_figures,
+            files=file_figures,
+        )
+        saved = restic.backup_bytes(
+            document.model_dump_json().encode(),
+            filename=manifest_filename(settings, run.run),
+            tags=app_tags(settings, "type:manifest", run_tag),
+        )
+        run.manifest_snapshot = saved.snapshot_id[:8]
+        log.info("manifest %s saved", saved.snapshot_id[:8])
     log.info(
         "file snapshot %s saved (%d files, %d bytes)",
         file_summary.snapshot_id[:8],

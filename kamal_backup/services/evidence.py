@@ -7,13 +7,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from kamal_backup import __version__, redact, state
 from kamal_backup.databases import adapter_for
 from kamal_backup.errors import KamalBackupError
-from kamal_backup.models import SNAPSHOT_TYPES, CheckResult, SnapshotRecord
+from kamal_backup.models import (
+    SNAPSHOT_TYPES,
+    CheckResult,
+    RestoreResult,
+    Snapshot,
+    SnapshotRecord,
+)
+from kamal_backup.services.drill import drill_history
 from kamal_backup.services.snapshots import complete_runs, latest_complete, list_snapshots
 from kamal_backup.settings import Settings
 from kamal_backup.tools import FALLBACK_TOOLS, tool_version, version_number
+from kamal_backup.verification import DrillRecord, DrillSummary
 
 SCHEMA_VERSION = 1
 OTHER_CLIENTS = ("sqlite3", "pg_dump", "pg_restore", "psql", "mariadb-dump", "mariadb")
@@ -33,14 +43,83 @@ def tool_versions(settings: Settings) -> dict[str, str | None]:
     return versions
 
 
-def build_evidence(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
-    """The evidence document; repository_error is set (and snapshots are null) when unreachable."""
+class LastBackup(BaseModel):
+    run: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    duration_seconds: float | None
+    error: str | None
+
+
+class RestoreSafety(BaseModel):
+    allow_restore: bool
+    allow_production_restore: bool
+    allow_in_place_file_restore: bool
+
+
+class DrillEvidence(BaseModel):
+    """The last drill in full and the history (this machine's and the repository's)."""
+
+    last: DrillRecord | None = None
+    history: list[DrillSummary] = Field(default_factory=list)
+
+
+class Evidence(BaseModel):
+    """The evidence document (field names are the JSON keys reviewers already read)."""
+
+    schema_version: int
+    generated_at: datetime
+    app_name: str
+    kamal_backup_version: str
+    database_adapter: str
+    database_source: str
+    restic_repository: str
+    restic_host: str
+    backup_paths: list[str]
+    backup_excludes: list[str]
+    schedule_seconds: int
+    client_side_forget_prune: bool
+    retention: dict[str, int]
+    check_after_backup: bool
+    check_read_data_subset: str | None
+    latest_database_snapshot: SnapshotRecord | None
+    latest_files_snapshot: SnapshotRecord | None
+    incomplete_runs: list[str]
+    last_check: CheckResult | None
+    last_backup: LastBackup | None
+    last_restores: dict[str, RestoreResult | None]
+    restore_safety: RestoreSafety
+    drills: DrillEvidence
+    tool_versions: dict[str, str | None]
+    repository_error: str | None
+
+    def document(self) -> dict[str, Any]:
+        """The JSON document, every string redacted."""
+        data = self.model_dump(mode="json")
+        return {key: redact.current().redact_obj(value) for key, value in data.items()}
+
+
+def build_evidence(
+    settings: Settings,
+    now: datetime | None = None,
+    *,
+    snapshots: list[Snapshot] | None = None,
+    drills: tuple[DrillRecord | None, list[DrillSummary]] | None = None,
+    tools: dict[str, str | None] | None = None,
+) -> Evidence:
+    """The evidence; repository_error is set (and snapshots are null) when unreachable.
+
+    `snapshots`, `drills` and `tools` stand in for the repository's and the machine's answers
+    (the TUI's fixed screenshots); everything else is read as usual.
+    """
     adapter = adapter_for(settings)
     latest: dict[str, SnapshotRecord | None] = {"database": None, "files": None}
     incomplete: list[str] = []
     repository_error: str | None = None
     try:
-        snapshots = list_snapshots(settings)
+        if snapshots is None:
+            snapshots = list_snapshots(settings)
     except KamalBackupError as exc:
         repository_error = str(exc)
     else:
@@ -52,57 +131,60 @@ def build_evidence(settings: Settings, now: datetime | None = None) -> dict[str,
             {s.run for s in snapshots if s.run and not s.pre_restore and s.run not in complete},
             reverse=True,
         )
+    try:
+        last_drill, history = drills or drill_history(
+            settings, from_repository=repository_error is None
+        )
+    except KamalBackupError as exc:
+        repository_error = repository_error or str(exc)
+        last_drill, history = drill_history(settings, from_repository=False)
 
-    last_check: CheckResult | None = state.last_check(settings.state_dir)
     last_backup = state.last_backup(settings.state_dir)
-    evidence: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "generated_at": (now or datetime.now(UTC)).isoformat(),
-        "app_name": settings.app_name,
-        "kamal_backup_version": __version__,
-        "database_adapter": adapter.name,
-        "database_source": adapter.source_label(),
-        "restic_repository": settings.repository_display,
-        "restic_host": settings.host,
-        "backup_paths": [str(path) for path in settings.backup_paths],
-        "backup_excludes": list(settings.backup_excludes),
-        "schedule_seconds": settings.backup_schedule_seconds,
-        "client_side_forget_prune": settings.restic_forget_after_backup,
-        "retention": settings.retention,
-        "check_after_backup": settings.restic_check_after_backup,
-        "check_read_data_subset": settings.restic_check_read_data_subset or None,
-        "latest_database_snapshot": _dump(latest["database"]),
-        "latest_files_snapshot": _dump(latest["files"]),
-        "incomplete_runs": incomplete,
-        "last_check": _dump(last_check),
-        "last_backup": None
+    evidence = Evidence(
+        schema_version=SCHEMA_VERSION,
+        generated_at=now or datetime.now(UTC),
+        app_name=settings.app_name,
+        kamal_backup_version=__version__,
+        database_adapter=adapter.name,
+        database_source=adapter.source_label(),
+        restic_repository=settings.repository_display,
+        restic_host=settings.host,
+        backup_paths=[str(path) for path in settings.backup_paths],
+        backup_excludes=list(settings.backup_excludes),
+        schedule_seconds=settings.backup_schedule_seconds,
+        client_side_forget_prune=settings.restic_forget_after_backup,
+        retention=settings.retention,
+        check_after_backup=settings.restic_check_after_backup,
+        check_read_data_subset=settings.restic_check_read_data_subset or None,
+        latest_database_snapshot=latest["database"],
+        latest_files_snapshot=latest["files"],
+        incomplete_runs=incomplete,
+        last_check=state.last_check(settings.state_dir),
+        last_backup=None
         if last_backup is None
-        else {
-            "run": last_backup.run,
-            "status": last_backup.status,
-            "started_at": last_backup.started_at.isoformat(),
-            "finished_at": last_backup.finished_at.isoformat() if last_backup.finished_at else None,
-            "duration_seconds": last_backup.duration_seconds,
-            "error": last_backup.error,
+        else LastBackup.model_validate(
+            last_backup.model_dump(include=set(LastBackup.model_fields))
+        ),
+        last_restores={
+            kind: state.last_restore(settings.state_dir, kind) for kind in SNAPSHOT_TYPES
         },
-        "last_restores": {
-            kind: _dump(state.last_restore(settings.state_dir, kind)) for kind in SNAPSHOT_TYPES
-        },
-        "restore_safety": {
-            "allow_restore": settings.kamal_backup_allow_restore,
-            "allow_production_restore": settings.kamal_backup_allow_production_restore,
-            "allow_in_place_file_restore": settings.kamal_backup_allow_in_place_file_restore,
-        },
-        "tool_versions": tool_versions(settings),
-        "repository_error": repository_error,
-    }
-    return {key: redact.current().redact_obj(value) for key, value in evidence.items()}
+        restore_safety=RestoreSafety(
+            allow_restore=settings.kamal_backup_allow_restore,
+            allow_production_restore=settings.kamal_backup_allow_production_restore,
+            allow_in_place_file_restore=settings.kamal_backup_allow_in_place_file_restore,
+        ),
+        drills=DrillEvidence(last=last_drill, history=history),
+        tool_versions=tool_versions(settings) if tools is None else tools,
+        repository_error=repository_error,
+    )
+    # Redacted once here, so every front end (JSON, reports, the TUI) shows the same text.
+    return Evidence.model_validate(evidence.document())
 
 
-def _dump(model: Any) -> Any:
-    return None if model is None else model.model_dump(mode="json")
+def evidence_json(evidence: Evidence) -> str:
+    return json.dumps(evidence.document(), indent=2) + "\n"
 
 
-def write_evidence(document: dict[str, Any], path: Path) -> None:
-    """Saves the evidence JSON atomically."""
-    state.write_text_atomic(path, json.dumps(document, indent=2) + "\n")
+def write_evidence(evidence: Evidence, path: Path, text: str | None = None) -> None:
+    """Saves the evidence (JSON, or an already rendered report) atomically."""
+    state.write_text_atomic(path, evidence_json(evidence) if text is None else text)

@@ -257,3 +257,67 @@ def enforce(verdicts: list[GateVerdict]) -> None:
             )
         variable = verdict.variable if verdict.gate != "restore target" else None
         raise GateRefused(f"restore refused: {verdict.reason}", variable=variable)
+
+
+def drill_verdicts(
+    settings: Settings, files_target: str, parts: tuple[str, ...] = ("database", "files")
+) -> list[tuple[str, GateVerdict]]:
+    """The restore gates of each part of a drill, and the drill's own: never into the source.
+
+    A drill only ever writes to scratch targets: where a restore would let a flag open the way
+    into the backup source or a backup path, a drill refuses whatever the flags say.
+    """
+    found: list[tuple[str, GateVerdict]] = []
+    if "database" in parts:
+        adapter = adapter_for(settings)
+        into_source = _database_target_is_source(settings)
+        for verdict in database_restore_verdicts(settings):
+            if into_source and verdict.gate == "production-like target":
+                verdict = GateVerdict(
+                    gate="drill target",
+                    variable=None,
+                    allowed=False,
+                    reason=f"a drill never writes to the backup source: "
+                    f"{adapter.restore_setting} {adapter.restore_target_label()} {into_source}",
+                )
+            found.append(("database", verdict))
+    if "files" in parts:
+        text = files_target.strip()
+        overlap = None
+        if text and Path(text).is_absolute():
+            resolved = resolve_path(Path(text))
+            overlap = next(
+                (
+                    hit
+                    for path in settings.backup_paths
+                    if (hit := _overlap(resolved, resolve_path(path)))
+                ),
+                None,
+            )
+        for verdict in file_restore_verdicts(settings, files_target):
+            if overlap and verdict.gate == "in-place file restore":
+                verdict = GateVerdict(
+                    gate="drill target",
+                    variable=None,
+                    allowed=False,
+                    reason=f"a drill never writes into a backup path: {files_target.strip()} "
+                    f"{overlap.removeprefix('it ')}",
+                )
+            found.append(("files", verdict))
+    return found
+
+
+def _database_target_is_source(settings: Settings) -> str | None:
+    """How the database restore target would write to the source, or None."""
+    adapter = adapter_for(settings)
+    if adapter.restore_target_label() is None:
+        return None
+    if adapter.restore_target_is_source():
+        return "is the backup source"
+    target = settings.restore_sqlite_database_path
+    if settings.database_adapter == "sqlite" and target is not None:
+        resolved = resolve_path(target)
+        for path in settings.backup_paths:
+            if resolved.is_relative_to(resolve_path(path)):
+                return f"is inside the backup path {path}"
+    return None

@@ -76,6 +76,8 @@ def restore_database(
     *,
     into_source: bool = False,
     on_safety_snapshot: SafetyCallback | None = None,
+    locked_by_caller: bool = False,
+    snapshots: Sequence[Snapshot] | None = None,
 ) -> RestoreResult:
     """Restores a database snapshot into RESTORE_DATABASE_URL / RESTORE_SQLITE_DATABASE_PATH.
 
@@ -90,13 +92,13 @@ def restore_database(
     adapter = adapter_for(settings)
     restic = restic_for(settings)
     restic.require_supported_version()
-    chosen = resolve_snapshot(settings, restic, snapshot, "database")
+    chosen = resolve_snapshot(settings, restic, snapshot, "database", snapshots)
     if chosen.adapter and chosen.adapter != adapter.name:
         raise OperationFailed(
             f"snapshot {chosen.short} is a {chosen.adapter} dump; "
             f"DATABASE_ADAPTER is {adapter.name}"
         )
-    with operation_lock(settings.state_dir, "restore-db", lock_wait_seconds):
+    with _lock(settings, "restore-db", lock_wait_seconds, locked_by_caller):
         started = datetime.now(UTC)
         clock = time.monotonic()
         safety = None
@@ -170,6 +172,15 @@ def take_safety_snapshot(
     record = SnapshotRecord.from_snapshot(found[summary.snapshot_id])
     log.info("safety snapshot %s saved (tag %s)", record.short_id, PRE_RESTORE_TAG)
     return record
+
+
+def _lock(
+    settings: Settings, operation: str, wait_seconds: float, locked_by_caller: bool
+) -> contextlib.AbstractContextManager[None]:
+    """The app's operation lock, unless the caller (a drill) already holds it for the whole run."""
+    if locked_by_caller:
+        return contextlib.nullcontext()
+    return operation_lock(settings.state_dir, operation, wait_seconds)
 
 
 def _recorded(settings: Settings, result: RestoreResult) -> RestoreResult:
@@ -310,6 +321,8 @@ def restore_files(
     paths: Sequence[str] = (),
     in_place: bool = False,
     keep_previous: bool = False,
+    locked_by_caller: bool = False,
+    snapshots: Sequence[Snapshot] | None = None,
 ) -> RestoreResult:
     """Restores a file snapshot, or only `paths` of it, under `target` or in place.
 
@@ -339,7 +352,7 @@ def restore_files(
     selected = [_absolute_selection(path) for path in paths]
     restic = restic_for(settings)
     restic.require_supported_version()
-    chosen = resolve_snapshot(settings, restic, snapshot, "files")
+    chosen = resolve_snapshot(settings, restic, snapshot, "files", snapshots)
     sources = _sources(restic, chosen, selected)
     if in_place:
         if text:
@@ -355,7 +368,7 @@ def restore_files(
         root = resolve_path(Path(text))
         items = [_Item(source, root / source.lstrip("/")) for source in sources]
 
-    with operation_lock(settings.state_dir, "restore-files", lock_wait_seconds):
+    with _lock(settings, "restore-files", lock_wait_seconds, locked_by_caller):
         started = datetime.now(UTC)
         clock = time.monotonic()
         removed = [str(path) for item in items for path in _clear_leftovers(item)]
