@@ -128,3 +128,24 @@ def test_reports_escape_every_name_path_and_error(tmp_path: Path) -> None:
     assert "|" not in markdown_escape(NASTY_PATH).replace("\\|", "")
     assert "](" not in markdown_escape(NASTY_PATH).replace("\\]\\(", "")
     assert "| 2026-11-26 03:10 UTC | failed | 20261126T030000Z |" in markdown
+
+
+def test_the_manifest_leaves_out_what_restic_excludes(tmp_path: Path) -> None:
+    from kamal_backup.services import RESTORE_WORK_PATTERNS
+    from kamal_backup.verification import source_files
+
+    root = tmp_path / "storage"
+    for name in (
+        "keep.txt",
+        "tmp/cache.bin",
+        "a/b.log",
+        "a/.x.kamal-backup-staging-1/f",
+        "db.sqlite3",
+    ):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(name)
+    found = source_files(
+        [root], [str(root / "db.sqlite3")], ["tmp", "*.log", *RESTORE_WORK_PATTERNS]
+    )
+    assert sorted(found.entries) == [str(root / "keep.txt")]
+    assert found.files == 1 and found.bytes == len("keep.txt")
