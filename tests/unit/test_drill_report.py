@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kamal_backup.services.evidence import build_evidence
 from kamal_backup.services.report import html_report, markdown_escape, markdown_report
-from kamal_backup.settings import load_settings
+from kamal_backup.settings import Settings, load_settings
 from kamal_backup.verification import (
     DatabaseFigures,
     DrillRecord,
@@ -149,3 +149,44 @@ def test_the_manifest_leaves_out_what_restic_excludes(tmp_path: Path) -> None:
     )
     assert sorted(found.entries) == [str(root / "keep.txt")]
     assert found.files == 1 and found.bytes == len("keep.txt")
+
+
+def test_a_failing_scheduled_drill_never_stops_the_backups(tmp_path: Path) -> None:
+    import threading
+
+    from kamal_backup.errors import OperationFailed
+    from kamal_backup.models import BackupRun
+    from kamal_backup.scheduler import run_schedule
+
+    settings = load_settings(
+        environ={
+            "APP_NAME": "shop",
+            "DATABASE_ADAPTER": "sqlite",
+            "SQLITE_DATABASE_PATH": str(tmp_path / "db.sqlite3"),
+            "RESTIC_REPOSITORY": str(tmp_path / "repo"),
+            "RESTIC_PASSWORD": "example-password",
+            "KAMAL_BACKUP_STATE_DIR": str(tmp_path / "state"),
+            "KAMAL_BACKUP_DRILL_SCHEDULE_SECONDS": "60",
+            "BACKUP_SCHEDULE_SECONDS": "1",
+        }
+    )
+    backups: list[int] = []
+    drills: list[int] = []
+
+    class Stop(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            return self.is_set()  # no real waiting between runs
+
+    def backup(_: Settings) -> BackupRun:
+        backups.append(1)
+        return BackupRun(run="x", status="success", started_at=datetime.now(UTC))
+
+    def drill(_: Settings) -> DrillRecord:
+        drills.append(1)
+        if len(drills) == 1:
+            raise OperationFailed("the scratch database is unreachable")
+        raise RuntimeError("an unexpected bug")
+
+    failures = run_schedule(settings, Stop(), backup=backup, drill=drill, max_runs=3)
+    assert failures == 0  # drills are not backups: their failures are logged, never counted
+    assert len(backups) == 3 and len(drills) == 3  # none recorded, so each run's drill was due
