@@ -11,6 +11,7 @@ from kamal_backup import __version__, redact, state
 from kamal_backup.databases import adapter_for
 from kamal_backup.errors import KamalBackupError
 from kamal_backup.models import SNAPSHOT_TYPES, CheckResult, SnapshotRecord
+from kamal_backup.notify import channel_status
 from kamal_backup.services.snapshots import complete_runs, latest_complete, list_snapshots
 from kamal_backup.settings import Settings
 from kamal_backup.tools import FALLBACK_TOOLS, tool_version, version_number
@@ -93,6 +94,7 @@ def build_evidence(settings: Settings, now: datetime | None = None) -> dict[str,
             "allow_production_restore": settings.kamal_backup_allow_production_restore,
             "allow_in_place_file_restore": settings.kamal_backup_allow_in_place_file_restore,
         },
+        "notifications": [entry.model_dump(mode="json") for entry in channel_status(settings)],
         "tool_versions": tool_versions(settings),
         "repository_error": repository_error,
     }
