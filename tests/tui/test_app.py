@@ -319,3 +319,21 @@ async def test_drill_says_what_was_restored_when_the_file_part_fails(
         assert "was restored into" in text and "but the file restore failed" in text
     assert sqlite_rows(restore_db) == sqlite_rows(app.db)
     assert not_a_directory.read_text() == "in the way\n"
+
+
+async def test_overview_shows_each_channel_and_its_last_delivery(app: App) -> None:
+    from tests.integration.servers import recording_server
+
+    with recording_server() as server:
+        env = {
+            "KAMAL_BACKUP_WEBHOOK_URL": server.url("/hooks/planted-hook-path-0047"),
+            "KAMAL_BACKUP_NTFY_URL": server.url("/planted-topic-0048"),
+        }
+        app.cli("backup", extra=env, check=True)
+        assert len(server.requests) == 2  # the webhook's start and success; ntfy stays quiet
+    tui = tui_for(app, **env)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        text = await wait_for_text(pilot, "Notifications")
+        assert f"webhook 127.0.0.1:{server.port} ok" in text
+        assert f"ntfy 127.0.0.1:{server.port} -" in text  # nothing sent to it yet
+        assert "planted" not in text
