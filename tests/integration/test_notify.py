@@ -397,3 +397,59 @@ def test_the_metrics_file_is_replaced_atomically(tmp_path: Path) -> None:
     assert [p.name for p in target.parent.iterdir()] == [target.name]  # no temp file left
     names = {f.name for f in text_string_to_metric_families(reads[-1])}
     assert "kamal_backup_last_run_success" in names
+
+
+def test_recovery_is_per_operation_and_a_failed_result_is_a_failure(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from kamal_backup.errors import OperationFailed
+    from kamal_backup.models import CheckResult
+
+    def check_result(status: str) -> CheckResult:
+        return CheckResult.model_validate(
+            {
+                "status": status,
+                "checked_at": datetime.now(UTC),
+                "duration_seconds": 0.1,
+                "read_data_subset": None,
+                "output": "",
+                "exit_code": 0 if status == "success" else 1,
+            }
+        )
+
+    with recording_server() as server:
+        settings = load_settings(environ=_environ(tmp_path, server))
+        with pytest.raises(OperationFailed), notify.operation(settings, "backup"):
+            raise OperationFailed("restic exited 1: repository locked")
+        with notify.operation(settings, "check") as op:
+            op.finished(check_result("success"))
+        with notify.operation(settings, "backup"):
+            pass
+        with notify.operation(settings, "check") as op:
+            op.finished(check_result("failed"))
+        with notify.operation(settings, "check") as op:
+            op.finished(check_result("success"))
+        ends = [
+            (e["operation"], e["event"], e["error"])
+            for e in webhook_events(server)
+            if e["event"] != "start"
+        ]
+    assert ends == [
+        ("backup", "failure", "restic exited 1: repository locked"),
+        ("check", "success", None),  # the backup's failure is not the check's
+        ("backup", "recovery", None),
+        ("check", "failure", "check failed (exit 1)"),
+        ("check", "recovery", None),
+    ]
+
+
+def test_errors_in_events_are_redacted(tmp_path: Path) -> None:
+    from kamal_backup.errors import OperationFailed
+
+    with recording_server() as server:
+        settings = load_settings(environ=_environ(tmp_path, server, PGPASSWORD=DB_PASSWORD))
+        with pytest.raises(OperationFailed), notify.operation(settings, "backup"):
+            raise OperationFailed(f"pg_dump: password {DB_PASSWORD} rejected")
+        (failure,) = [e for e in webhook_events(server) if e["event"] == "failure"]
+    assert DB_PASSWORD not in json.dumps(failure)
+    assert "[REDACTED]" in str(failure["error"])
