@@ -453,3 +453,18 @@ def test_errors_in_events_are_redacted(tmp_path: Path) -> None:
         (failure,) = [e for e in webhook_events(server) if e["event"] == "failure"]
     assert DB_PASSWORD not in json.dumps(failure)
     assert "[REDACTED]" in str(failure["error"])
+
+
+def test_an_unwritable_metrics_file_is_recorded_and_never_fails_the_operation(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = tmp_path / "missing-dir" / "kamal_backup.prom"
+    settings = load_settings(environ=_environ(tmp_path, KAMAL_BACKUP_METRICS_FILE=str(target)))
+    with notify.operation(settings, "backup") as op:
+        op.finished(None)
+    (status,) = notify.channel_status(settings)
+    assert status.channel == "prometheus" and status.destination == str(target)
+    assert status.last_delivery is not None and not status.last_delivery.ok
+    assert "is not a directory" in status.last_delivery.detail
+    assert "prometheus notification" in caplog.text and "WARNING" in caplog.text
+    assert not target.parent.exists()
