@@ -35,7 +35,7 @@ class Event(BaseModel):
         if self.event == "start":
             return f"{what} started"
         if self.event == "test":
-            return f"{what}: test notification from kamal-backup"
+            return f"{self.app}: test notification from kamal-backup"
         if self.event == "failure":
             return f"{what} FAILED: {self.error or 'unknown error'}"
         took = f" in {self.duration_seconds:.1f}s" if self.duration_seconds is not None else ""

@@ -13,12 +13,7 @@ _TAGS = {
     "success": "white_check_mark,kamal-backup",
     "test": "bell,kamal-backup",
 }
-_TITLE = {
-    "failure": "failed",
-    "recovery": "recovered",
-    "success": "succeeded",
-    "test": "test notification",
-}
+_TITLE = {"failure": "failed", "recovery": "recovered", "success": "succeeded"}
 
 
 def _header_safe(text: str) -> str:
@@ -37,10 +32,13 @@ class Ntfy:
     def request(self, event: Event) -> HttpRequest | None:
         if event.event == "start" or (event.event == "success" and self.on != "all"):
             return None
+        what = (
+            "test notification"
+            if event.event == "test"
+            else f"{event.operation} {_TITLE[event.event]}"
+        )
         headers = {
-            "Title": _header_safe(
-                f"kamal-backup: {event.app} {event.operation} {_TITLE[event.event]}"
-            ),
+            "Title": _header_safe(f"kamal-backup: {event.app} {what}"),
             "Priority": _PRIORITY[event.event],
             "Tags": _TAGS[event.event],
             "Content-Type": "text/plain; charset=utf-8",

@@ -323,7 +323,7 @@ def test_notify_test_reports_each_channel_and_fails_when_one_does(app: App, tmp_
         # healthchecks' /log endpoint: a test never changes the check's up/down state.
         assert [r.path for r in good.to("/ping/")] == [f"/ping/{CHECK_UUID}/log"]
         (message,) = bad.requests
-        assert message.headers["Title"] == "kamal-backup: shop test test notification"
+        assert message.headers["Title"] == "kamal-backup: shop test notification"
         assert message.headers["Authorization"] == f"Bearer {NTFY_TOKEN}"
         assert (tmp_path / "kamal_backup.prom").is_file()
         assert_no_secret(good.requests + bad.requests, app)
