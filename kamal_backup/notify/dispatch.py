@@ -244,6 +244,16 @@ class Operation:
                     logging.getLogger("kamal_backup").removeHandler(self._tail)
 
     def _finish(self, exc: BaseException | None) -> None:
+        try:
+            final = self._final_event(exc)
+            if self._delivery is not None:
+                self._delivery.emit(final)
+        finally:
+            # Even when the state directory is broken, the senders get their bounded wait.
+            if self._owner and self._delivery is not None:
+                _complete(self.settings, self._delivery)
+
+    def _final_event(self, exc: BaseException | None) -> Event:
         duration = round(time.monotonic() - self._clock, 3)
         status = getattr(self.result, "status", "success")
         error: str | None = None
@@ -265,28 +275,22 @@ class Operation:
             kind = "recovery"
         else:
             kind = "success"
-        finished = datetime.now(UTC)
-        records.record_outcome(
-            state_dir,
-            self.name,
-            OperationOutcome(
-                status="failed" if error else "success",
-                finished_at=finished,
-                duration_seconds=duration,
-                error=error,
-            ),
-        )
-        if self._delivery is not None:
-            self._delivery.emit(
-                self.event(
-                    kind,
+        try:
+            records.record_outcome(
+                state_dir,
+                self.name,
+                OperationOutcome(
                     status="failed" if error else "success",
+                    finished_at=datetime.now(UTC),
                     duration_seconds=duration,
                     error=error,
-                )
+                ),
             )
-        if self._owner and self._delivery is not None:
-            _complete(self.settings, self._delivery)
+        except Exception as problem:  # a full or read-only state directory must not mute a failure
+            log.warning("could not record how %s ended: %s", self.name, error_text(problem))
+        return self.event(
+            kind, status="failed" if error else "success", duration_seconds=duration, error=error
+        )
 
 
 def _complete(settings: Settings, delivery: _Delivery) -> list[DeliveryResult]:
@@ -295,7 +299,10 @@ def _complete(settings: Settings, delivery: _Delivery) -> list[DeliveryResult]:
     if settings.kamal_backup_metrics_file is not None:
         results.append(_write_metrics(settings))
     if results:
-        records.record_deliveries(settings.state_dir, results)
+        try:
+            records.record_deliveries(settings.state_dir, results)
+        except Exception as problem:
+            log.warning("could not record the notification results: %s", error_text(problem))
     for result in results:
         if not result.ok:
             log.warning(

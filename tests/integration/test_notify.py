@@ -468,3 +468,21 @@ def test_an_unwritable_metrics_file_is_recorded_and_never_fails_the_operation(
     assert "is not a directory" in status.last_delivery.detail
     assert "prometheus notification" in caplog.text and "WARNING" in caplog.text
     assert not target.parent.exists()
+
+
+def test_a_broken_state_directory_does_not_mute_a_failure(tmp_path: Path) -> None:
+    from kamal_backup.errors import OperationFailed
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    with recording_server() as server:
+        settings = load_settings(
+            environ=_environ(tmp_path, server, KAMAL_BACKUP_STATE_DIR=str(blocker))
+        )
+        with pytest.raises(OperationFailed), notify.operation(settings, "backup"):
+            raise OperationFailed("the disk is full")
+        events = webhook_events(server)
+    assert [(e["event"], e["error"]) for e in events] == [
+        ("start", None),
+        ("failure", "the disk is full"),
+    ]
