@@ -41,6 +41,8 @@ log = logging.getLogger("kamal_backup.notify")
 P = ParamSpec("P")
 R = TypeVar("R")
 LOG_TAIL_LINES = 60
+# Result fields kept with the outcome and exported as kamal_backup_last_<operation>_<field>.
+MEASURES = ("rto_seconds", "rpo_seconds")
 _ERROR_KEEP = 2000
 
 
@@ -177,6 +179,15 @@ def _snapshot_ids(result: Any) -> list[str]:
     return ids
 
 
+def _measures(result: Any) -> dict[str, float]:
+    found = {name: getattr(result, name, None) for name in MEASURES}
+    return {
+        name: float(value)
+        for name, value in found.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
 class Operation:
     """One operation's events. Use `operation(settings, name)` or the `notified(name)` decorator."""
 
@@ -284,6 +295,7 @@ class Operation:
                     finished_at=datetime.now(UTC),
                     duration_seconds=duration,
                     error=error,
+                    measures=_measures(self.result),
                 ),
             )
         except Exception as problem:  # a full or read-only state directory must not mute a failure

@@ -71,6 +71,8 @@ class OperationOutcome(BaseModel):
     finished_at: datetime
     duration_seconds: float | None = None
     error: str | None = None
+    # Figures the result carries, such as a drill's rto_seconds and rpo_seconds.
+    measures: dict[str, float] = Field(default_factory=dict)
 
 
 class OutcomeState(BaseModel):

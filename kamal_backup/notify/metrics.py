@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from kamal_backup import state
@@ -107,6 +108,14 @@ def render(settings: Settings) -> str:
             operation,
             outcome.duration_seconds,
         )
+        for measure, number in sorted(outcome.measures.items()):
+            metric = re.sub(r"[^a-z0-9_]", "_", f"last_{operation}_{measure}".lower())
+            metrics.add(
+                metric,
+                f"{measure} of the last successful or failed {operation} run.",
+                operation,
+                number,
+            )
 
     check = state.last_check(state_dir)
     if check is not None:

@@ -486,3 +486,26 @@ def test_a_broken_state_directory_does_not_mute_a_failure(tmp_path: Path) -> Non
         ("start", None),
         ("failure", "the disk is full"),
     ]
+
+
+def test_an_operation_result_with_rto_and_rpo_becomes_metrics(tmp_path: Path) -> None:
+    """The seam a drill uses: its result's rto_seconds and rpo_seconds reach the metrics."""
+    from pydantic import BaseModel
+
+    class DrillLike(BaseModel):
+        status: str
+        rto_seconds: float
+        rpo_seconds: int
+
+    target = tmp_path / "kamal_backup.prom"
+    settings = load_settings(environ=_environ(tmp_path, KAMAL_BACKUP_METRICS_FILE=str(target)))
+    with notify.operation(settings, "drill") as op:
+        op.finished(DrillLike(status="success", rto_seconds=312.5, rpo_seconds=3600))
+    samples = {
+        (s.name, s.labels["type"]): s.value
+        for family in text_string_to_metric_families(target.read_text())
+        for s in family.samples
+    }
+    assert samples[("kamal_backup_last_drill_rto_seconds", "drill")] == 312.5
+    assert samples[("kamal_backup_last_drill_rpo_seconds", "drill")] == 3600
+    assert samples[("kamal_backup_last_run_success", "drill")] == 1
