@@ -112,7 +112,7 @@ def render(settings: Settings) -> str:
             metric = re.sub(r"[^a-z0-9_]", "_", f"last_{operation}_{measure}".lower())
             metrics.add(
                 metric,
-                f"{measure} of the last successful or failed {operation} run.",
+                f"{measure} of the last {operation} run.",
                 operation,
                 number,
             )
