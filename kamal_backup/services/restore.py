@@ -225,6 +225,7 @@ def find_run(snapshots: Sequence[Snapshot], argument: str, app_name: str) -> dic
     return members
 
 
+@notified("restore")
 def restore_run(
     settings: Settings,
     run: str = "latest",

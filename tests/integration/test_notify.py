@@ -509,3 +509,17 @@ def test_an_operation_result_with_rto_and_rpo_becomes_metrics(tmp_path: Path) ->
     assert samples[("kamal_backup_last_drill_rto_seconds", "drill")] == 312.5
     assert samples[("kamal_backup_last_drill_rpo_seconds", "drill")] == 3600
     assert samples[("kamal_backup_last_run_success", "drill")] == 1
+
+
+def test_prune_is_an_operation_of_its_own(app: App) -> None:
+    app.cli("backup", check=True)
+    with recording_server() as server:
+        env = channels(server)
+        app.cli("prune", extra=env, check=True)
+        events = webhook_events(server)
+        pings = server.to("/ping/")
+    assert [(e["operation"], e["event"]) for e in events] == [
+        ("prune", "start"),
+        ("prune", "success"),
+    ]
+    assert pings == []  # only backups ping the dead-man's switch
