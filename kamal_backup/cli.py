@@ -555,6 +555,60 @@ def evidence(
 
 
 @app.command()
+@operation
+def notify(
+    ctx: typer.Context,
+    test: Annotated[
+        bool,
+        typer.Option("--test", help="Send a test event to each channel and report each result."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the channels as JSON.")] = False,
+) -> None:
+    """Show the notification channels and their last delivery; with --test, send a test event.
+
+    Channels: KAMAL_BACKUP_HEALTHCHECK_URL, KAMAL_BACKUP_NTFY_URL, KAMAL_BACKUP_WEBHOOK_URL and
+    KAMAL_BACKUP_METRICS_FILE. URLs are shown as their host only. --test exits 1 if any fails.
+    """
+    from kamal_backup import notify as channels
+
+    settings = _options(ctx).settings()
+    if not channels.channel_status(settings):
+        raise ConfigError(
+            "KAMAL_BACKUP_HEALTHCHECK_URL",
+            "no notification channel is configured (set it, KAMAL_BACKUP_NTFY_URL, "
+            "KAMAL_BACKUP_WEBHOOK_URL or KAMAL_BACKUP_METRICS_FILE)",
+        )
+    failed = False
+    if test:
+        failed = not all(result.ok for result in channels.send_test(settings))
+    status = channels.channel_status(settings)
+    if as_json:
+        _print_json([entry.model_dump(mode="json") for entry in status])
+    else:
+        table = Table("channel", "destination", "last delivery", "result", "at (UTC)")
+        for entry in status:
+            last = entry.last_delivery
+            table.add_row(
+                entry.channel,
+                entry.destination,
+                f"{last.operation} {last.event}" if last else "-",
+                ("ok: " if last.ok else "FAILED: ") + last.detail if last else "never",
+                last.at.strftime("%Y-%m-%d %H:%M:%S") if last else "",
+            )
+        stdout.print(table)
+    if failed:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+@app.command()
+def metrics(ctx: typer.Context) -> None:
+    """Print the Prometheus metrics (the text KAMAL_BACKUP_METRICS_FILE holds) from the state directory."""
+    from kamal_backup.notify import metrics as prometheus
+
+    sys.stdout.write(prometheus.render(_options(ctx).settings()))
+
+
+@app.command()
 def schedule(ctx: typer.Context) -> None:
     """Run backups in the foreground every BACKUP_SCHEDULE_SECONDS (the container's default command)."""
     from kamal_backup.scheduler import run_schedule

@@ -339,6 +339,53 @@ class Settings(BaseSettings):
         examples=["(as a Kamal secret)"],
     )
 
+    kamal_backup_healthcheck_url: SecretStr | None = Field(
+        None,
+        description="Healthchecks-style ping URL: /start when a backup starts, the URL on success, "
+        "/fail with the error on failure (healthchecks.io, Uptime Kuma, Cronitor).",
+        examples=["https://hc-ping.com/your-check-uuid"],
+    )
+    kamal_backup_ntfy_url: SecretStr | None = Field(
+        None,
+        description="ntfy topic URL: a message on failure and recovery.",
+        examples=["https://ntfy.sh/acme-backups-7f3a"],
+    )
+    kamal_backup_ntfy_token: SecretStr | None = Field(
+        None,
+        description="ntfy access token (sent as a Bearer token).",
+        examples=["(as a Kamal secret)"],
+    )
+    kamal_backup_ntfy_on: Literal["failure", "all"] = Field(
+        "failure",
+        description="ntfy messages on failure and recovery only, or on every success too (all).",
+        examples=["all"],
+    )
+    kamal_backup_webhook_url: SecretStr | None = Field(
+        None,
+        description="URL receiving a JSON POST per event (start, success, failure, recovery); "
+        "Slack and Mattermost incoming webhooks show its text field.",
+        examples=["https://hooks.slack.com/services/T000/B000/XXXX"],
+    )
+    kamal_backup_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Signs each webhook body: X-Kamal-Backup-Signature: sha256=<HMAC-SHA256 hex>.",
+        examples=["(as a Kamal secret)"],
+    )
+    kamal_backup_notify_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="How long one notification may take; an operation waits at most this long "
+        "for its notifications (two retries on connection errors fit inside it).",
+        examples=["10"],
+    )
+    kamal_backup_metrics_file: Path | None = Field(
+        None,
+        description="Prometheus textfile-collector file, rewritten atomically after every "
+        "operation.",
+        examples=["/var/lib/node_exporter/textfile_collector/kamal_backup.prom"],
+    )
+
     _environ: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @classmethod
@@ -418,11 +465,28 @@ class Settings(BaseSettings):
         "kamal_backup_state_dir",
         "restic_password_file",
         "restic_repository_file",
+        "kamal_backup_metrics_file",
     )
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_absolute():
             raise ValueError(f"{value} is not an absolute path")
+        return value
+
+    @field_validator(
+        "kamal_backup_healthcheck_url", "kamal_backup_ntfy_url", "kamal_backup_webhook_url"
+    )
+    @classmethod
+    def _notification_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                parts = urlsplit(value.get_secret_value().strip())
+                host = parts.hostname
+            except ValueError:
+                raise ValueError("is not a valid URL") from None
+            if parts.scheme not in ("http", "https") or not host:
+                # The value itself may hold a token: the message never repeats it.
+                raise ValueError("must be an http:// or https:// URL with a host")
         return value
 
     @field_validator("kamal_backup_retry_lock")
@@ -573,6 +637,17 @@ def load_settings(
     except ValidationError as error:
         raise _validation_message(error) from None
     settings._environ.update(merged)
+    for url in (
+        settings.kamal_backup_healthcheck_url,
+        settings.kamal_backup_ntfy_url,
+        settings.kamal_backup_webhook_url,
+    ):
+        # The path of a ping, topic or webhook URL is its secret (a check's UUID, a Slack token).
+        if url is not None:
+            # (Short paths such as /hook are common words, not secrets: masking them would garble
+            # every log line that mentions a webhook.)
+            path = urlsplit(url.get_secret_value()).path.strip("/")
+            redactor.add(url.get_secret_value(), path if len(path) >= 8 else None)
     _cross_check(settings)
     return settings
 

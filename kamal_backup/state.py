@@ -38,11 +38,13 @@ def ensure_dir(directory: Path) -> Path:
     return directory
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str, mode: int | None = None) -> None:
     """Writes a temp file in the same directory, fsyncs it and renames it over the old one."""
     ensure_dir(path.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        if mode is not None:  # mkstemp makes 0600; a file another user reads needs more
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

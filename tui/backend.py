@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kamal_backup import state
+from kamal_backup import notify, state
 from kamal_backup.databases import adapter_for
 from kamal_backup.models import (
     BackupRun,
@@ -47,6 +47,9 @@ class Backend:
 
     def last_restore(self, kind: SnapshotType) -> RestoreResult | None:
         return state.last_restore(self.settings.state_dir, kind)
+
+    def notification_status(self) -> list[notify.ChannelStatus]:
+        return notify.channel_status(self.settings)
 
     def database_verdicts(self) -> list[GateVerdict]:
         return gates.database_restore_verdicts(self.settings)

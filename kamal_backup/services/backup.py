@@ -14,6 +14,7 @@ from kamal_backup.databases import DatabaseAdapter, adapter_for
 from kamal_backup.errors import ConfigError, Interrupted, KamalBackupError, OperationFailed
 from kamal_backup.locking import operation_lock
 from kamal_backup.models import BackupRun, BackupSummary, ResticStatus, SnapshotRecord
+from kamal_backup.notify import notified
 from kamal_backup.restic import Restic
 from kamal_backup.services import RESTORE_WORK_PATTERNS, app_tags, restic_for
 from kamal_backup.services.check import run_check
@@ -42,6 +43,7 @@ def check_backup_paths(settings: Settings) -> None:
             raise ConfigError("BACKUP_PATHS", f"{path} is not a directory")
 
 
+@notified("backup")
 def run_backup(
     settings: Settings,
     on_status: StatusCallback | None = None,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from kamal_backup import state
 from kamal_backup.models import CheckResult
+from kamal_backup.notify import notified
 from kamal_backup.redact import redact
 from kamal_backup.restic import Restic, error_for
 from kamal_backup.services import restic_for
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 _OUTPUT_KEEP = 4000
 
 
+@notified("check")
 def run_check(settings: Settings, restic: Restic | None = None) -> CheckResult:
     """Runs restic check (reading RESTIC_CHECK_READ_DATA_SUBSET of the data) and records it."""
     restic = restic or restic_for(settings)

@@ -30,6 +30,7 @@ from kamal_backup.errors import (
 )
 from kamal_backup.locking import operation_lock
 from kamal_backup.models import RECORD_TYPES, ResticStatus, Snapshot, SnapshotType
+from kamal_backup.notify import notified
 from kamal_backup.restic import Restic
 from kamal_backup.services import app_tags, gates, restic_for
 from kamal_backup.services.restore import restore_database, restore_files
@@ -142,6 +143,7 @@ def read_manifest(
         return None
 
 
+@notified("drill")
 def run_drill(
     settings: Settings,
     snapshot: str = "latest",

@@ -19,6 +19,7 @@ from kamal_backup.models import (
     Snapshot,
     SnapshotRecord,
 )
+from kamal_backup.notify import ChannelStatus, channel_status
 from kamal_backup.services.drill import drill_history
 from kamal_backup.services.snapshots import complete_runs, latest_complete, list_snapshots
 from kamal_backup.settings import Settings
@@ -91,6 +92,7 @@ class Evidence(BaseModel):
     last_restores: dict[str, RestoreResult | None]
     restore_safety: RestoreSafety
     drills: DrillEvidence
+    notifications: list[ChannelStatus]
     tool_versions: dict[str, str | None]
     repository_error: str | None
 
@@ -174,6 +176,7 @@ def build_evidence(
             allow_in_place_file_restore=settings.kamal_backup_allow_in_place_file_restore,
         ),
         drills=DrillEvidence(last=last_drill, history=history),
+        notifications=channel_status(settings),
         tool_versions=tool_versions(settings) if tools is None else tools,
         repository_error=repository_error,
     )

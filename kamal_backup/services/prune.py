@@ -8,6 +8,7 @@ import time
 from kamal_backup.errors import Interrupted, KamalBackupError, OperationFailed
 from kamal_backup.locking import operation_lock
 from kamal_backup.models import PruneResult
+from kamal_backup.notify import notified
 from kamal_backup.services import restic_for
 from kamal_backup.services.backup import retention_failure
 from kamal_backup.services.retention import apply_retention
@@ -16,6 +17,7 @@ from kamal_backup.settings import Settings
 log = logging.getLogger(__name__)
 
 
+@notified("prune")
 def prune(
     settings: Settings, *, dry_run: bool = False, lock_wait_seconds: float = 0.0
 ) -> PruneResult:

@@ -31,6 +31,7 @@ from kamal_backup.models import (
     Snapshot,
     SnapshotRecord,
 )
+from kamal_backup.notify import notified
 from kamal_backup.restic import Restic
 from kamal_backup.services import (
     RESTORE_PREVIOUS,
@@ -68,6 +69,7 @@ def targeting_source(settings: Settings) -> Settings:
     return settings.model_copy(update=update)
 
 
+@notified("restore-db")
 def restore_database(
     settings: Settings,
     snapshot: str = "latest",
@@ -234,6 +236,7 @@ def find_run(snapshots: Sequence[Snapshot], argument: str, app_name: str) -> dic
     return members
 
 
+@notified("restore")
 def restore_run(
     settings: Settings,
     run: str = "latest",
@@ -311,6 +314,7 @@ class _Item:
     previous: list[str] = field(default_factory=list)
 
 
+@notified("restore-files")
 def restore_files(
     settings: Settings,
     snapshot: str = "latest",

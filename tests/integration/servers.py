@@ -6,9 +6,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,75 @@ def rest_server(data: Path, *, append_only: bool) -> Iterator[int]:
         argv.append("--append-only")
     with running(argv, port):
         yield port
+
+
+# Notification receivers -----------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Recorder:
+    """An HTTP server on 127.0.0.1 that records every request and answers `status`."""
+
+    port: int
+    requests: list[Received] = field(default_factory=list)
+    status: int = 200
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def to(self, prefix: str) -> list[Received]:
+        return [r for r in self.requests if r.path.startswith(prefix)]
+
+
+@contextmanager
+def recording_server() -> Iterator[Recorder]:
+    recorder = Recorder(port=0)
+
+    class Handler(BaseHTTPRequestHandler):
+        def _record(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            recorder.requests.append(
+                Received(self.command, self.path, dict(self.headers.items()), body)
+            )
+            self.send_response(recorder.status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        do_GET = do_POST = do_HEAD = _record
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    recorder.port = int(server.server_address[1])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield recorder
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def silent_server() -> Iterator[int]:
+    """A port that accepts connections (the kernel's backlog) and never answers a byte."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield int(sock.getsockname()[1])
+
+
+def closed_port() -> int:
+    """A port nothing listens on: connections are refused at once."""
+    return free_port()

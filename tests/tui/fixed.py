@@ -21,6 +21,7 @@ from kamal_backup.models import (
     SnapshotSummary,
     SnapshotType,
 )
+from kamal_backup.notify import ChannelStatus, DeliveryResult
 from kamal_backup.services.evidence import Evidence, build_evidence
 from kamal_backup.settings import load_settings
 from kamal_backup.verification import (
@@ -123,6 +124,26 @@ class FixedBackend(Backend):
             started_at=NOW - timedelta(days=6, hours=2),
             duration_seconds=312.5,
         )
+
+    def notification_status(self) -> list[ChannelStatus]:
+        """The real channels of the settings, with fixed last deliveries."""
+        results = {
+            "healthchecks": (True, "HTTP 200", "backup", "success"),
+            "ntfy": (False, "HTTP 503", "check", "failure"),
+        }
+        status = super().notification_status()
+        for entry in status:
+            ok, detail, operation, event = results[entry.channel]
+            entry.last_delivery = DeliveryResult(
+                channel=entry.channel,
+                destination=entry.destination,
+                event=event,
+                operation=operation,
+                ok=ok,
+                detail=detail,
+                at=NOW.replace(hour=3, minute=0, second=49),
+            )
+        return status
 
     def evidence(self) -> Evidence:
         # The real evidence of these settings, redacted by the real redactor; only the
@@ -233,6 +254,9 @@ def fixed_env(state: Path, **extra: str) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
         "AWS_SECRET_ACCESS_KEY": "never-shown-secret-key",
         "KAMAL_BACKUP_STATE_DIR": str(state),
+        "KAMAL_BACKUP_HEALTHCHECK_URL": "https://hc-ping.com/3c1e9a4f-never-shown-uuid",
+        "KAMAL_BACKUP_NTFY_URL": "https://ntfy.sh/never-shown-topic-8812",
+        "KAMAL_BACKUP_NTFY_TOKEN": "tk_never-shown-token-5530",
         **extra,
     }
 

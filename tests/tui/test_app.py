@@ -121,7 +121,13 @@ async def test_evidence_is_the_commands_document_and_saves_without_overwriting(
         field = tui.query_one("#evidence-path", Input)
         field.value = str(target)
         await pilot.press("enter")
-        await wait_for_text(pilot, f"saved to {target}")
+        # The message wraps a long path (pytest-xdist's temporary paths are long): look for the
+        # words and the file, not for the path on one line.
+        await wait_for(
+            pilot,
+            lambda: target.exists() and "saved to" in screen_text(tui),
+            what="the evidence saved and said so",
+        )
         saved = json.loads(target.read_text())
         assert saved["latest_database_snapshot"]["id"] == expected["latest_database_snapshot"]["id"]
 
@@ -323,3 +329,21 @@ async def test_drill_says_what_was_restored_when_the_file_part_fails(
         assert "was restored into" in text and "but the file restore failed" in text
     assert sqlite_rows(restore_db) == sqlite_rows(app.db)
     assert not_a_directory.read_text() == "in the way\n"
+
+
+async def test_overview_shows_each_channel_and_its_last_delivery(app: App) -> None:
+    from tests.integration.servers import recording_server
+
+    with recording_server() as server:
+        env = {
+            "KAMAL_BACKUP_WEBHOOK_URL": server.url("/hooks/planted-hook-path-0047"),
+            "KAMAL_BACKUP_NTFY_URL": server.url("/planted-topic-0048"),
+        }
+        app.cli("backup", extra=env, check=True)
+        assert len(server.requests) == 2  # the webhook's start and success; ntfy stays quiet
+    tui = tui_for(app, **env)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        text = await wait_for_text(pilot, "Notifications")
+        assert f"webhook 127.0.0.1:{server.port} ok" in text
+        assert f"ntfy 127.0.0.1:{server.port} -" in text  # nothing sent to it yet
+        assert "planted" not in text

@@ -143,8 +143,8 @@ def secrets_of(tmp_path: Path) -> list[str]:
     return [
         value
         for name, value in fixed_env(tmp_path).items()
-        if any(word in name for word in ("PASSWORD", "SECRET", "KEY_ID"))
-    ] + ["s3cret-db-pass", "drill-pass-5521"]
+        if any(word in name for word in ("PASSWORD", "SECRET", "KEY_ID", "TOKEN"))
+    ] + ["s3cret-db-pass", "drill-pass-5521", "never-shown-uuid", "never-shown-topic"]
 
 
 async def test_no_secret_reaches_any_screen(tmp_path: Path) -> None:

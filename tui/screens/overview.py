@@ -179,6 +179,7 @@ class OverviewView(VerticalScroll, View):
         table.add_row("Last backup run", self._last_backup_text(backend.last_backup()))
         table.add_row("Last check", self._last_check_text(backend.last_check()))
         table.add_row("Last drill", self._last_drill_text())
+        table.add_row("Notifications", self._notifications_text(width))
         policy = ", ".join(
             f"{name.removeprefix('keep_')} {value}"
             for name, value in settings.retention.items()
@@ -295,6 +296,27 @@ class OverviewView(VerticalScroll, View):
         if every and age_seconds > STALE_AFTER_SCHEDULES * every:
             text.append("  OVERDUE", style="bold yellow")
         return text
+
+    def _notifications_text(self, width: int) -> Text:
+        """Each channel (host only) and how its last delivery went, as many to a line as fit."""
+        text = Text()
+        used = 0
+        for entry in self.tui.backend.notification_status():
+            last = entry.last_delivery
+            verdict = "-" if last is None else "ok" if last.ok else f"FAILED {last.detail}"
+            style = "dim" if last is None else "green" if last.ok else "bold red"
+            label = f"{entry.channel} {shorten_middle(entry.destination, 28)} "
+            size = len(label) + len(verdict)
+            if used and used + 2 + size > width:
+                text.append("\n")
+                used = 0
+            elif used:
+                text.append("  ")
+                used += 2
+            text.append(label)
+            text.append(verdict, style=style)
+            used += size
+        return text or Text("none configured (see Monitoring in the docs)", style="dim")
 
     def _flags_text(self, width: int) -> Text:
         """Each flag whole (never cut), as many to a line as fit."""
