@@ -16,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from kamal_backup import process
 from kamal_backup.errors import (
+    ConfigError,
     Interrupted,
     OperationFailed,
     RepositoryLocked,
@@ -100,14 +101,55 @@ def unreachable_cause(line: str) -> str | None:
     return None
 
 
-def error_for(returncode: int, stderr: str, action: str) -> ResticError | Interrupted:
-    """Maps restic's exit code and error output to a typed error with a hint."""
+def _fatal_text(stderr: str) -> str:
+    """restic's last error line, unwrapped from its --json `exit_error` message when it is one,
+    without restic's `Fatal: ` prefixes."""
+    line = process.last_line(stderr)
+    message = _message(line)
+    if message.get("message_type") == "exit_error" and isinstance(message.get("message"), str):
+        line = message["message"].strip()
+    return re.sub(r"(?i)(^|: )fatal: ", r"\1", line)
+
+
+_UNRESOLVED = "Resolving password failed: "
+_EMPTY = "an empty password is not allowed"
+
+
+def password_error(text: str, environment: Mapping[str, str] | None) -> ConfigError | None:
+    """A ConfigError naming the password setting when restic could not obtain the repository
+    password (unreadable RESTIC_PASSWORD_FILE, failing RESTIC_PASSWORD_COMMAND, empty password);
+    None for any other error. The command itself is never shown (it may carry a secret)."""
+    env = environment or {}
+    if text.startswith(_UNRESOLVED):
+        why = text.removeprefix(_UNRESOLVED).strip()
+        command = env.get("RESTIC_PASSWORD_COMMAND") or (
+            "RESTIC_PASSWORD_FILE" not in env and re.match(r"exec: |exit status ", why)
+        )
+        if command:
+            return ConfigError("RESTIC_PASSWORD_COMMAND", redact(f"the command failed ({why})"))
+        why = why.removeprefix("Readfile: ").removeprefix("read ")
+        return ConfigError("RESTIC_PASSWORD_FILE", redact(why))
+    if text.startswith(_EMPTY):
+        for name in ("RESTIC_PASSWORD_COMMAND", "RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD"):
+            if env.get(name):
+                return ConfigError(name, "gives an empty password")
+        return ConfigError("RESTIC_PASSWORD", "gives an empty password")
+    return None
+
+
+def error_for(
+    returncode: int, stderr: str, action: str, environment: Mapping[str, str] | None = None
+) -> ResticError | Interrupted | ConfigError:
+    """Maps restic's exit code and error output to a typed error with a hint. `environment`
+    (restic's) lets a password that could not be obtained name the setting that gives it."""
     if returncode < 0 and returncode not in (-2, -15):
         return ResticError(
             f"{action}: restic was killed by signal {-returncode}", returncode=returncode
         )
-    detail = redact(process.last_line(stderr)) or f"restic exited with {returncode}"
-    detail = detail.removeprefix("Fatal: ").removeprefix("fatal: ")
+    text = _fatal_text(stderr)
+    if returncode == 1 and (config := password_error(text, environment)) is not None:
+        return config
+    detail = redact(text) or f"restic exited with {returncode}"
     if returncode == 10:
         return RepositoryMissing(
             f"{action}: the restic repository does not exist",
@@ -176,7 +218,7 @@ class Restic:
     ) -> process.Completed:
         result = self._exec(args, action, on_stdout_line=on_stdout_line, metadata=metadata)
         if result.returncode not in ok:
-            raise error_for(result.returncode, result.stderr, action)
+            raise error_for(result.returncode, result.stderr, action, self.environment)
         return result
 
     def _exec(
@@ -259,7 +301,9 @@ class Restic:
             return True
         if result.returncode == 10:
             return False
-        raise error_for(result.returncode, result.stderr, "opening the repository")
+        raise error_for(
+            result.returncode, result.stderr, "opening the repository", self.environment
+        )
 
     def init(self) -> None:
         self._run(["init"], "initialising the repository")
@@ -304,7 +348,7 @@ class Restic:
         env = {**self.environment, **(extra_env or {})}
         result = self._exec(tagged, action, on_stdout_line=handle, env=env)
         if result.returncode not in (0, 3):
-            error = error_for(result.returncode, result.stderr, action)
+            error = error_for(result.returncode, result.stderr, action, env)
             cause = _command_error(result.stderr)
             if cause and isinstance(error, ResticError) and type(error) is ResticError:
                 raise ResticError(f"{action}: {cause}", returncode=result.returncode)
@@ -387,7 +431,9 @@ class Restic:
                 self.argv(*args), env=self.environment, stdin=handle, on_stdout_line=handle_line
             )
         if result.returncode != 0:
-            raise error_for(result.returncode, result.stderr, f"saving {filename}")
+            raise error_for(
+                result.returncode, result.stderr, f"saving {filename}", self.environment
+            )
         if "snapshot_id" not in summary:
             raise ResticError(f"saving {filename}: restic reported no snapshot", returncode=0)
         return BackupSummary.model_validate(summary)
@@ -403,7 +449,7 @@ class Restic:
         if process.cancelled():
             raise Interrupted()
         if returncode != 0:
-            raise error_for(returncode, tail.text(), f"reading {path}")
+            raise error_for(returncode, tail.text(), f"reading {path}", self.environment)
         return data
 
     def snapshots(self, tags: Sequence[str], snapshot_ids: Sequence[str] = ()) -> list[Snapshot]:

@@ -113,6 +113,25 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
         "KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE",
     ),
     (["list", "--type", "logs"], {}, 2, "--type"),
+    # restic could not obtain the password: the setting, not restic's JSON (real restic).
+    (
+        ["list"],
+        {"RESTIC_PASSWORD": UNSET, "RESTIC_PASSWORD_FILE": "/nonexistent/pw"},
+        2,
+        "error: RESTIC_PASSWORD_FILE: /nonexistent/pw does not exist",
+    ),
+    (
+        ["list"],
+        {"RESTIC_PASSWORD": UNSET, "RESTIC_PASSWORD_COMMAND": "false"},
+        2,
+        "error: RESTIC_PASSWORD_COMMAND: the command failed (exit status 1)",
+    ),
+    (
+        ["backup"],
+        {"RESTIC_PASSWORD": UNSET, "RESTIC_PASSWORD_FILE": "/"},
+        2,
+        "error: RESTIC_PASSWORD_FILE: /: is a directory",
+    ),
     (["--env-file", "/nonexistent.env", "list"], {}, 2, "--env-file"),
     (["backup", "--no-such-flag"], {}, 2, "--no-such-flag"),
 ]
