@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from kamal_backup import __version__
-from kamal_backup.errors import Interrupted, KamalBackupError
+from kamal_backup.errors import ConfigError, GateRefused, Interrupted, KamalBackupError
 from kamal_backup.notify import http, metrics, records
 from kamal_backup.notify.events import (
     ChannelStatus,
@@ -44,6 +44,21 @@ LOG_TAIL_LINES = 60
 # Result fields kept with the outcome and exported as kamal_backup_last_<operation>_<field>.
 MEASURES = ("rto_seconds", "rpo_seconds")
 _ERROR_KEEP = 2000
+# Operations that run unattended (the schedule, cron): a configuration error there means the job
+# did not happen, and nobody reads the terminal, so it stays a failure that channels hear.
+UNATTENDED = ("backup", "check", "prune")
+
+
+def is_outcome(name: str, exc: BaseException | None) -> bool:
+    """Whether an operation that ended with `exc` had an outcome for channels and records.
+
+    A safety gate's refusal (exit 3) and a usage or configuration error (exit 2) of an operation
+    an operator runs (restores, drills) are not failures of the operation: it never began, the
+    operator reads why on the terminal, and nothing is sent or recorded.
+    """
+    if isinstance(exc, GateRefused):
+        return False
+    return not (isinstance(exc, ConfigError) and name not in UNATTENDED)
 
 
 class Channel(Protocol):
@@ -113,11 +128,18 @@ class _Sender(threading.Thread):
 
 
 class _Delivery:
-    """The senders of one (outermost) operation."""
+    """The senders of one (outermost) operation.
+
+    Start events are held until the operation shows it has begun its work (its first log
+    line, or any later event): an operation refused before that (a gate, a mistyped snapshot)
+    then sends nothing at all.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.timeout = settings.kamal_backup_notify_timeout_seconds
         self.results: list[DeliveryResult] = []
+        self._held: list[Event] | None = []
+        self._lock = threading.Lock()
         self.senders = [
             _Sender(channel, where, self.timeout, self.results)
             for channel, where in configured_channels(settings)
@@ -125,11 +147,30 @@ class _Delivery:
         for sender in self.senders:
             sender.start()
 
+    def hold(self, event: Event) -> None:
+        with self._lock:
+            if self._held is not None:
+                self._held.append(event)
+                return
+        self._send(event)
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held, None
+        for event in held or []:
+            self._send(event)
+
     def emit(self, event: Event) -> None:
+        self.release()
+        self._send(event)
+
+    def _send(self, event: Event) -> None:
         for sender in self.senders:
             sender.events.put(event)
 
     def finish(self) -> list[DeliveryResult]:
+        with self._lock:
+            self._held = None  # never released: the operation never began
         for sender in self.senders:
             sender.events.put(None)
         deadline = time.monotonic() + self.timeout
@@ -146,12 +187,14 @@ class _Delivery:
 
 
 class _TailHandler(logging.Handler):
-    def __init__(self) -> None:
+    def __init__(self, delivery: _Delivery) -> None:
         super().__init__(logging.INFO)
         self.lines: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+        self.delivery = delivery
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            self.delivery.release()
             self.lines.append(redact(f"{record.levelname} {record.getMessage()}"))
         except Exception:  # logging must never fail the operation
             self.handleError(record)
@@ -233,11 +276,11 @@ class Operation:
                 self._owner = True
                 self._delivery = _Delivery(self.settings)
                 _active.delivery = self._delivery
-                self._tail = _TailHandler()
+                self._tail = _TailHandler(self._delivery)
                 logging.getLogger("kamal_backup").addHandler(self._tail)
             else:
                 self._delivery = outer
-            self._delivery.emit(self.event("start", status="running"))
+            self._delivery.hold(self.event("start", status="running"))
         except Exception as exc:
             log.warning("notifications unavailable: %s", error_text(exc))
         return self
@@ -259,6 +302,10 @@ class Operation:
                     logging.getLogger("kamal_backup").removeHandler(self._tail)
 
     def _finish(self, exc: BaseException | None) -> None:
+        if not is_outcome(self.name, exc):
+            if self._owner and self._delivery is not None:
+                self._delivery.finish()
+            return
         try:
             final = self._final_event(exc)
             if self._delivery is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import stat
 import subprocess
@@ -230,8 +231,9 @@ def _environ(tmp_path: Path, server: Recorder | None = None, **extra: str) -> di
 
 @pytest.mark.parametrize("answer", ["closed", "silent"])
 def test_an_operation_waits_at_most_the_timeout_for_a_dead_notifier(
-    tmp_path: Path, answer: str
+    tmp_path: Path, answer: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO", logger="kamal_backup")  # as the CLI and the TUI log
     with silent_server() as silent:
         port = silent if answer == "silent" else closed_port()
         url = f"http://127.0.0.1:{port}"
@@ -246,7 +248,9 @@ def test_an_operation_waits_at_most_the_timeout_for_a_dead_notifier(
         )
         started = time.monotonic()
         with notify.operation(settings, "backup"):
-            time.sleep(0.3)  # the operation's own work
+            # The operation's own work: its first log line sends the held start event.
+            logging.getLogger("kamal_backup.backup").info("backing up")
+            time.sleep(0.3)
         elapsed = time.monotonic() - started
     assert elapsed < 0.3 + 1 + 0.3, elapsed
     last = {s.channel: s.last_delivery for s in notify.channel_status(settings)}
@@ -552,3 +556,41 @@ def test_a_real_drill_is_an_operation_with_its_rto_and_rpo_in_the_metrics(
     assert samples[("kamal_backup_last_run_success", "drill")] == 1
     assert samples[("kamal_backup_last_drill_rto_seconds", "drill")] > 0
     assert samples[("kamal_backup_last_drill_rpo_seconds", "drill")] >= 0
+
+
+def test_refusals_and_usage_errors_are_not_operation_outcomes(app: App, tmp_path: Path) -> None:
+    from kamal_backup.notify import records
+
+    metrics_file = tmp_path / "kamal_backup.prom"
+    target = {"RESTORE_SQLITE_DATABASE_PATH": str(tmp_path / "restored.sqlite3")}
+    with recording_server() as server:
+        env = channels(server, metrics_file)
+        app.cli("backup", extra=env, check=True)
+        before = len(server.requests)
+        recorded = records.outcomes(Path(app.env["KAMAL_BACKUP_STATE_DIR"]))
+        metrics_before = metrics_file.read_text()
+
+        refused = app.cli("restore-db", "latest", extra={**env, **target})
+        assert refused.returncode == 3, refused.stderr
+        mistyped = app.cli(
+            "restore-db", "latst", extra={**env, **target, "KAMAL_BACKUP_ALLOW_RESTORE": "true"}
+        )
+        assert mistyped.returncode == 2, mistyped.stderr
+        no_run = app.cli(
+            "restore", "20200101T000000Z", extra={**env, "KAMAL_BACKUP_ALLOW_RESTORE": "true"}
+        )
+        assert no_run.returncode == 2, no_run.stderr
+        drill = app.cli("drill", extra=env)
+        assert drill.returncode == 3, drill.stderr
+
+        # Nothing reached any channel, nothing was recorded, the metrics file is unchanged.
+        assert server.requests[before:] == []
+        assert records.outcomes(Path(app.env["KAMAL_BACKUP_STATE_DIR"])) == recorded
+        assert metrics_file.read_text() == metrics_before
+
+        # A configuration error of an unattended backup stays a failure that channels hear.
+        broken = app.cli("backup", extra={**env, "BACKUP_PATHS": str(tmp_path / "gone")})
+        assert broken.returncode == 2, broken.stderr
+        ends = [e["event"] for e in webhook_events(server)]
+        assert ends[-1] == "failure"
+        assert [r.path for r in server.to("/ping/")][-1] == f"/ping/{CHECK_UUID}/fail"
