@@ -581,7 +581,8 @@ def notify(
     failed = False
     if test:
         failed = not all(result.ok for result in channels.send_test(settings))
-    status = channels.channel_status(settings)
+    # With --test: what the test just delivered (it never replaces the last real delivery).
+    status = channels.channel_status(settings, test=test)
     if as_json:
         _print_json([entry.model_dump(mode="json") for entry in status])
     else:

@@ -356,14 +356,17 @@ class Operation:
         )
 
 
-def _complete(settings: Settings, delivery: _Delivery) -> list[DeliveryResult]:
-    """Waits (bounded) for the senders, refreshes the metrics file, records and logs the results."""
+def _complete(
+    settings: Settings, delivery: _Delivery, *, test: bool = False
+) -> list[DeliveryResult]:
+    """Waits (bounded) for the senders, refreshes the metrics file, records and logs the results
+    (a test's apart from the real deliveries)."""
     results = delivery.finish()
     if settings.kamal_backup_metrics_file is not None:
         results.append(_write_metrics(settings))
     if results:
         try:
-            records.record_deliveries(settings.state_dir, results)
+            records.record_deliveries(settings.state_dir, results, test=test)
         except Exception as problem:
             log.warning("could not record the notification results: %s", error_text(problem))
     for result in results:
@@ -431,12 +434,13 @@ def send_test(settings: Settings) -> list[DeliveryResult]:
             version=__version__,
         )
     )
-    return _complete(settings, delivery)
+    return _complete(settings, delivery, test=True)
 
 
-def channel_status(settings: Settings) -> list[ChannelStatus]:
-    """The configured channels (destinations redacted) and each one's last recorded delivery."""
-    last = records.deliveries(settings.state_dir)
+def channel_status(settings: Settings, *, test: bool = False) -> list[ChannelStatus]:
+    """The configured channels (destinations redacted) and each one's last recorded delivery
+    (with `test`, its last `notify --test` delivery instead)."""
+    last = records.deliveries(settings.state_dir, test=test)
     found = [(channel.name, where) for channel, where in configured_channels(settings)]
     if settings.kamal_backup_metrics_file is not None:
         found.append((metrics.NAME, str(settings.kamal_backup_metrics_file)))

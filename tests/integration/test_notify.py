@@ -341,6 +341,36 @@ def test_notify_test_reports_each_channel_and_fails_when_one_does(app: App, tmp_
         assert "healthchecks" in table.stdout and f"127.0.0.1:{bad.port}" in table.stdout
 
 
+def test_a_test_ping_never_replaces_the_last_real_delivery(app: App, tmp_path: Path) -> None:
+    with recording_server() as server:
+        env = channels(server, tmp_path / "kamal_backup.prom")
+        app.cli("backup", extra=env, check=True)
+        app.cli("notify", "--test", extra=env, check=True)
+        shown = json.loads(app.cli("notify", "--json", extra=env, check=True).stdout)
+        last = {entry["channel"]: entry["last_delivery"] for entry in shown}
+        assert last["ntfy"] is None  # ntfy heard only the test (it hears failures, recoveries)
+        for channel in ("healthchecks", "webhook"):
+            assert (last[channel]["operation"], last[channel]["event"]) == ("backup", "success")
+        assert last["prometheus"]["operation"] == "metrics"
+        evidence = json.loads(app.cli("evidence", extra=env, check=True).stdout)
+        assert {
+            n["channel"]: n["last_delivery"] and n["last_delivery"]["event"]
+            for n in evidence["notifications"]
+        } == {
+            "healthchecks": "success",
+            "ntfy": None,
+            "webhook": "success",
+            "prometheus": "success",
+        }
+        tested = json.loads(app.cli("notify", "--test", "--json", extra=env, check=True).stdout)
+        assert {e["channel"]: e["last_delivery"]["event"] for e in tested} == {
+            "healthchecks": "test",
+            "ntfy": "test",
+            "webhook": "test",
+            "prometheus": "success",
+        }
+
+
 def test_notify_without_channels_is_a_config_error(app: App) -> None:
     result = app.cli("notify", "--test")
     assert result.returncode == 2
