@@ -140,7 +140,8 @@ def write_file(settings: Settings) -> str:
     if path is None:
         raise ConfigError("KAMAL_BACKUP_METRICS_FILE", "is not set")
     if not path.parent.is_dir():
-        raise ConfigError("KAMAL_BACKUP_METRICS_FILE", f"{path.parent} is not a directory")
+        problem = "is not a directory" if path.parent.exists() else "does not exist"
+        raise ConfigError("KAMAL_BACKUP_METRICS_FILE", f"{path.parent} {problem}")
     # World-readable: node_exporter usually runs as another user.
     state.write_text_atomic(path, render(settings), mode=0o644)
     return str(path)

@@ -499,9 +499,21 @@ def test_an_unwritable_metrics_file_is_recorded_and_never_fails_the_operation(
     (status,) = notify.channel_status(settings)
     assert status.channel == "prometheus" and status.destination == str(target)
     assert status.last_delivery is not None and not status.last_delivery.ok
-    assert "is not a directory" in status.last_delivery.detail
+    assert (
+        status.last_delivery.detail == f"KAMAL_BACKUP_METRICS_FILE: {target.parent} does not exist"
+    )
     assert "prometheus notification" in caplog.text and "WARNING" in caplog.text
     assert not target.parent.exists()
+
+    # A file where the directory should be: that one is "not a directory".
+    target.parent.write_text("")
+    with notify.operation(settings, "backup") as op:
+        op.finished(None)
+    (status,) = notify.channel_status(settings)
+    assert status.last_delivery is not None
+    assert status.last_delivery.detail == (
+        f"KAMAL_BACKUP_METRICS_FILE: {target.parent} is not a directory"
+    )
 
 
 def test_a_broken_state_directory_does_not_mute_a_failure(tmp_path: Path) -> None:
