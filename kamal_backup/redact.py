@@ -1,4 +1,18 @@
-"""One redactor for every message, log line, state file and evidence document."""
+"""One redactor for every message, log line, state file and evidence document.
+
+Which text a known secret value masks:
+
+- a *strong* value (at least 8 characters and not only letters, e.g. `correct-horse-7731`, or
+  at least 16 letters) is masked wherever it appears, even inside other text;
+- a *weak* value (shorter than 8 characters, or up to 15 letters, e.g. `hunter`, `password`) is
+  masked where it stands as a token of its own (not inside a longer word: a password `pass` leaves
+  `password` alone), except where that token is a word of kamal-backup's own messages
+  (`MESSAGE_WORDS`: `password`, `wrong`, `repository`, ...). Masking those would garble the
+  message (`wrong restic repository [REDACTED]`) and, by its very position, tell the password.
+
+Whatever the value, credential positions are always masked: the password of a URL's user info
+(`postgres://app:pw@db`) and `password=` / `token:` style pairs.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +50,70 @@ _KEY_VALUE = re.compile(
     re.IGNORECASE,
 )
 _MIN_SECRET_LENGTH = 4
+_STRONG_LENGTH = 8
+# Words kamal-backup's own messages (and restic's and the database tools' common errors) use:
+# a weak secret equal to one of them is masked in credential positions only.
+MESSAGE_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "at",
+        "backup",
+        "backups",
+        "by",
+        "can",
+        "cannot",
+        "check",
+        "command",
+        "connection",
+        "could",
+        "database",
+        "denied",
+        "does",
+        "error",
+        "exist",
+        "exists",
+        "failed",
+        "fatal",
+        "file",
+        "files",
+        "for",
+        "from",
+        "host",
+        "in",
+        "invalid",
+        "is",
+        "key",
+        "latest",
+        "list",
+        "lock",
+        "locked",
+        "missing",
+        "no",
+        "not",
+        "of",
+        "on",
+        "or",
+        "pass",
+        "password",
+        "passwords",
+        "refused",
+        "repository",
+        "restic",
+        "restore",
+        "run",
+        "secret",
+        "snapshot",
+        "snapshots",
+        "the",
+        "to",
+        "token",
+        "user",
+        "wrong",
+    ]
+)
 # restic prints every URL's userinfo as `user:***@`, also when the URL has none (`http://:***@`).
 _RESTIC_MASK = "***"
 
@@ -53,8 +131,19 @@ def is_secret_name(name: str) -> bool:
     return name not in _NOT_SECRET and bool(_SECRET_NAME.search(name))
 
 
+def _is_strong(value: str) -> bool:
+    return len(value) >= 2 * _STRONG_LENGTH or (
+        len(value) >= _STRONG_LENGTH and not value.isalpha()
+    )
+
+
+def _token_pattern(value: str) -> re.Pattern[str]:
+    """`value` as a token of its own: not preceded or followed by a letter, digit, - or _."""
+    return re.compile(rf"(?<![\w-]){re.escape(value)}(?![\w-])")
+
+
 class Redactor:
-    """Replaces known secret values and credential-shaped text with a mask."""
+    """Replaces known secret values and credential-shaped text with a mask (see the module)."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: set[str] = set()
@@ -91,8 +180,12 @@ class Redactor:
             return text
         # Longest first, so a secret containing another is masked whole.
         for secret in sorted(self._secrets, key=len, reverse=True):
-            if secret in text:
+            if secret not in text:
+                continue
+            if _is_strong(secret):
                 text = text.replace(secret, MASK)
+            elif secret.lower() not in MESSAGE_WORDS:
+                text = _token_pattern(secret).sub(MASK, text)
         text = _URL_USERINFO.sub(_mask_userinfo, text)
         return _KEY_VALUE.sub(lambda m: f"{m.group('key')}{MASK}", text)
 

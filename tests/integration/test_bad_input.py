@@ -113,6 +113,8 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
         "KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE",
     ),
     (["list", "--type", "logs"], {}, 2, "--type"),
+    # A dictionary-word password does not garble the message that names it wrong.
+    (["list"], {"RESTIC_PASSWORD": "password"}, 1, "wrong restic repository password (check"),
     # restic could not obtain the password: the setting, not restic's JSON (real restic).
     (
         ["list"],

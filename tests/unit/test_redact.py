@@ -60,3 +60,34 @@ def test_nested_structures_are_redacted() -> None:
         "a": [f"x {MASK}", {"b": MASK}],
         "n": 3,
     }
+
+
+def test_a_dictionary_word_password_does_not_garble_the_messages() -> None:
+    redactor = Redactor(["password", "wrong"])
+    message = "listing snapshots: wrong restic repository password (check RESTIC_PASSWORD)"
+    assert redactor.redact(message) == message
+    # In credential positions they are masked all the same.
+    assert redactor.redact("postgres://app:password@db/app") == f"postgres://app:{MASK}@db/app"
+    assert redactor.redact("host=db password=wrong") == f"host=db password={MASK}"
+
+
+def test_a_weak_secret_is_masked_as_a_token_but_not_inside_other_words() -> None:
+    redactor = Redactor(["pass", "hunter", "ab12"])
+    assert redactor.redact("password passes") == "password passes"
+    assert redactor.redact("user hunter: denied (ab12)") == f"user {MASK}: denied ({MASK})"
+    assert redactor.redact("hunters ab123") == "hunters ab123"
+
+
+def test_a_strong_secret_is_masked_even_inside_other_text() -> None:
+    redactor = Redactor(["zz-top-1x", "correcthorsebatterystaple"])
+    assert redactor.redact("Xzz-top-1xY") == f"X{MASK}Y"
+    assert redactor.redact("pre_correcthorsebatterystaple_post") == f"pre_{MASK}_post"
+
+
+def test_a_short_url_password_is_learned_and_masked_everywhere_it_stands_alone() -> None:
+    redactor = Redactor()
+    redactor.add_environment({"DATABASE_URL": "postgres://app:pw9x@db/app"})
+    assert redactor.redact("connecting to postgres://app:pw9x@db/app") == (
+        f"connecting to postgres://app:{MASK}@db/app"
+    )
+    assert redactor.redact("access denied for pw9x") == f"access denied for {MASK}"
