@@ -12,7 +12,7 @@ from textual.widgets.tree import TreeNode
 
 from kamal_backup.settings import load_settings
 from tests.conftest import App
-from tests.tui.screen import screen_text, wait_for, wait_for_text
+from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
 from tui import KamalBackupApp, make_app
 from tui.screens.restore_file import RestoreFileScreen
 
@@ -124,3 +124,70 @@ async def test_in_place_with_the_flag_needs_the_app_name_typed(app: App) -> None
         await wait_for(pilot, lambda: "restored" in status(screen), what="the result")
         assert f"restored {live} (in place)" in status(screen)
     assert live.read_text() == "hello\n"
+
+
+async def test_the_dialog_fits_80x24_scrolls_to_the_focused_control_and_shows_flags_whole(
+    app: App,
+) -> None:
+    from textual.widget import Widget
+
+    app.cli("backup", check=True)
+    tui = tui_for(
+        app,
+        KAMAL_BACKUP_ALLOW_RESTORE="true",
+        KAMAL_BACKUP_ALLOW_IN_PLACE_FILE_RESTORE="true",
+    )
+    async with tui.run_test(size=(80, 24)) as pilot:
+        screen = await open_restore_of_a_txt(pilot, app)
+        dialog = screen.query_one("#restore-file-dialog")
+        await pilot.click("#where-in-place")
+        await wait_for(pilot, lambda: screen.in_place, what="in place chosen")
+        await pilot.pause(0.2)
+
+        # Every flag, name and value, is on the screen whole (wrapped, never cut with "…").
+        def dialog_text() -> str:
+            box = dialog.region
+            rows = screen_text(tui).splitlines()[box.y : box.bottom]
+            return "\n".join(row[box.x : box.right] for row in rows)
+
+        seen = dialog_text()
+        for _ in range(60):
+            if dialog.scroll_y >= dialog.max_scroll_y:
+                break
+            dialog.scroll_down(animate=False)
+            await pilot.pause(0.05)
+            seen += "\n" + dialog_text()
+        assert dialog.max_scroll_y > 0  # it does not fit: it scrolls
+        assert "…" not in seen
+        flat = " ".join(seen.split())
+        for flag in (
+            "KAMAL_BACKUP_ALLOW_RESTORE=true",
+            "KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE=false",
+            "KAMAL_BACKUP_ALLOW_IN_PLACE_FILE_RESTORE=true",
+        ):
+            assert flag in flat, flat
+
+        def fully_visible(widget: Widget) -> bool:
+            region = widget.region
+            inside = dialog.content_region
+            x, y = region.x + region.width // 2, region.y + region.height // 2
+            return (
+                region.height > 0
+                and inside.contains_region(region)
+                and region.bottom <= 24
+                and screen.get_widget_at(x, y)[0] is widget
+            )
+
+        confirm = screen.query_one("#restore-file-confirm", Input)
+        start = screen.query_one("#restore-file-start", Button)
+        dialog.scroll_home(animate=False)
+        await pilot.pause(0.1)
+        confirm.focus()
+        await idle(pilot)
+        assert fully_visible(confirm), screen_text(tui)
+        await pilot.press(*"shop")
+        await pilot.pause(0.1)
+        assert not start.disabled
+        start.focus()
+        await idle(pilot)
+        assert fully_visible(start), screen_text(tui)

@@ -26,22 +26,32 @@ def how_to_allow(verdict: GateVerdict) -> str:
     return "choose another target directory"
 
 
+def flags_text(settings: Settings) -> Text:
+    """The safety flags as set now, one `NAME=value` a line (folded, never cut, when narrow)."""
+    lines = [f"{name}={'true' if value else 'false'}" for name, value in safety_flags(settings)]
+    return Text("\n".join(lines), overflow="fold")
+
+
 def add_gate_rows(
-    table: Table, verdicts: list[tuple[str, GateVerdict]], settings: Settings, what: str
+    table: Table,
+    verdicts: list[tuple[str, GateVerdict]],
+    settings: Settings,
+    what: str,
+    *,
+    flags: bool = True,
 ) -> None:
-    """Each gate's verdict, the safety flags as set now, and whether `what` may start."""
+    """Each gate's verdict, the safety flags as set now (unless `flags` is False: the caller
+    shows `flags_text` where the names fit whole), and whether `what` may start."""
     for part, verdict in verdicts:
         if verdict.allowed:
             mark = Text("✔ allowed", style="bold green")
-            reason = Text(verdict.reason)
+            reason = Text(verdict.reason, overflow="fold")
         else:
             mark = Text("✘ REFUSED", style="bold red")
-            reason = Text(f"{verdict.reason}; {how_to_allow(verdict)}")
+            reason = Text(f"{verdict.reason}; {how_to_allow(verdict)}", overflow="fold")
         table.add_row(mark, f"{part}: {verdict.gate}", reason)
-    flags = "\n".join(
-        f"{variable}={'true' if value else 'false'}" for variable, value in safety_flags(settings)
-    )
-    table.add_row("flags", "set now", flags)
+    if flags:
+        table.add_row("flags", "set now", flags_text(settings))
     if all(verdict.allowed for _, verdict in verdicts):
         table.add_row("", "", Text(f"every gate allows this {what}", style="green"))
     else:

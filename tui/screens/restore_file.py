@@ -10,7 +10,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
@@ -18,7 +18,7 @@ from kamal_backup.models import GateVerdict, ResticStatus, RestoreResult, Snapsh
 from kamal_backup.services.gates import ALLOW_IN_PLACE
 from kamal_backup.services.restore import DEFAULT_FILES_TARGET
 from tui.messages import OperationDone
-from tui.screens.gates import add_gate_rows, how_to_allow
+from tui.screens.gates import add_gate_rows, flags_text, how_to_allow
 
 if TYPE_CHECKING:
     from tui.app import KamalBackupApp
@@ -48,7 +48,8 @@ class RestoreFileScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         allowed = self.tui.settings.kamal_backup_allow_in_place_file_restore
-        with Vertical(id="restore-file-dialog"):
+        # Scrolls when it does not fit (80x24): focusing a control scrolls it into view.
+        with VerticalScroll(id="restore-file-dialog"):
             yield Static(self.heading(), id="restore-file-what")
             with RadioSet(id="restore-file-where"):
                 yield RadioButton("into a scratch directory", id="where-scratch", value=True)
@@ -63,6 +64,7 @@ class RestoreFileScreen(ModalScreen[None]):
                 yield Label("into", classes="field")
                 yield Input(DEFAULT_FILES_TARGET, id="restore-file-target")
             yield Static(id="restore-file-gates")
+            yield Static(id="restore-file-flags")
             with Horizontal(classes="row", id="restore-file-confirm-row"):
                 yield Input(
                     id="restore-file-confirm",
@@ -77,6 +79,7 @@ class RestoreFileScreen(ModalScreen[None]):
         text = Text()
         text.append("Restore ", style="bold")
         text.append(self.path)
+        text.overflow = "fold"
         text.append(f"\nfrom file snapshot {self.snapshot.short} ", style="dim")
         text.append(f"({self.tui.local(self.snapshot.time):%Y-%m-%d %H:%M})", style="dim")
         return text
@@ -118,9 +121,12 @@ class RestoreFileScreen(ModalScreen[None]):
         table.add_column(no_wrap=True)
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
-        table.add_row("target", "file", self.target_text())
-        add_gate_rows(table, verdicts, self.tui.settings, "restore")
+        table.add_row("target", "file", Text(self.target_text(), overflow="fold"))
+        add_gate_rows(table, verdicts, self.tui.settings, "restore", flags=False)
         self.query_one("#restore-file-gates", Static).update(table)
+        flags = Text("safety flags set now:\n", style="bold")
+        flags.append_text(flags_text(self.tui.settings))
+        self.query_one("#restore-file-flags", Static).update(flags)
         self.query_one("#restore-file-start", Button).disabled = not self.can_start(verdicts)
 
     def can_start(self, verdicts: list[tuple[str, GateVerdict]]) -> bool:
