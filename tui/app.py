@@ -170,7 +170,10 @@ class KamalBackupApp(App[None]):
                 yield EvidenceView()
             with TabPane("[b]d[/b]\u00a0Restore drill", id="drill"):
                 yield DrillView()
-        log = RichLog(id="log", max_lines=1000, wrap=True, markup=False, highlight=False)
+        # min_width=1: RichLog's default (78) wraps wider than an 80-column panel shows.
+        log = RichLog(
+            id="log", max_lines=1000, wrap=True, markup=False, highlight=False, min_width=1
+        )
         log.border_title = "log (l: larger)"
         log.display = self.log_size != "hidden"
         yield log
