@@ -157,10 +157,12 @@ def client_env(password: str | None, environ: Mapping[str, str]) -> dict[str, st
 
 class MysqlAdapter(ServerAdapter):
     name = "mysql"
+    aliases = ("mysql2", "mariadb")
+    url_schemes = ("mysql", "mysql2", "mariadb")
+    secret_variables = ("MYSQL_PWD", "RESTORE_MYSQL_PWD")
+    tools = ("mariadb-dump", "mariadb")
     extension = "sql"
     default_port = DEFAULT_PORT
-    secret_field = "mysql_pwd"  # noqa: S105 (a settings field name)
-    restore_secret_field = "restore_mysql_pwd"  # noqa: S105
 
     def dumper(self) -> str:
         return find_client("mariadb-dump", "mysqldump", self.settings.environ)

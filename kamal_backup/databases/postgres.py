@@ -20,6 +20,7 @@ from kamal_backup.errors import ConfigError, OperationFailed, ToolMissing
 from kamal_backup.models import Snapshot
 from kamal_backup.redact import redact
 from kamal_backup.restic import Restic
+from kamal_backup.settings import Database, Settings
 
 log = logging.getLogger(__name__)
 
@@ -167,13 +168,15 @@ def quote_literal(value: str) -> str:
 
 class PostgresAdapter(ServerAdapter):
     name = "postgres"
+    aliases = ("postgresql",)
+    url_schemes = ("postgres", "postgresql")
+    secret_variables = ("PGPASSWORD", "RESTORE_PGPASSWORD")
+    tools = ("pg_dump", "pg_restore", "psql")
     extension = "pgdump"
     default_port = DEFAULT_PORT
-    secret_field = "pgpassword"  # noqa: S105 (a settings field name)
-    restore_secret_field = "restore_pgpassword"  # noqa: S105
 
-    def __init__(self, settings: Any) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: Settings, database: Database) -> None:
+        super().__init__(settings, database)
         self._clients: list[PgClient] | None = None
 
     # URLs and passwords -----------------------------------------------------------------

@@ -16,10 +16,10 @@ from urllib.parse import quote
 from kamal_backup.databases.base import ByteCounter, DatabaseAdapter, DumpCommand, dump_path
 from kamal_backup.errors import ConfigError, Interrupted, OperationFailed
 from kamal_backup.models import Snapshot
+from kamal_backup.paths import resolve_path
 from kamal_backup.process import StderrTail, cancelled, find_tool
 from kamal_backup.redact import redact
 from kamal_backup.restic import Restic, error_for
-from kamal_backup.settings import resolve_path
 
 SIDECARS = ("-wal", "-shm", "-journal")
 _HEADER = b"SQLite format 3\x00"
@@ -82,32 +82,34 @@ def integrity_check(path: Path) -> str:
 
 class SqliteAdapter(DatabaseAdapter):
     name = "sqlite"
+    aliases = ("sqlite3",)
+    tools = ("sqlite3",)
     extension = "sqlite3"
-    restore_setting = "RESTORE_SQLITE_DATABASE_PATH"
 
     @property
     def source(self) -> Path:
-        if self.settings.sqlite_database_path is None:
-            raise ConfigError("SQLITE_DATABASE_PATH", "is required when DATABASE_ADAPTER=sqlite")
-        return self.settings.sqlite_database_path
+        if self.database.path is None:
+            raise ConfigError(self.database.source_setting, "is required for adapter sqlite")
+        return self.database.path
+
+    @property
+    def target(self) -> Path | None:
+        return self.database.restore_path
 
     def source_missing(self) -> bool:
         return not self.source.exists() and not self.source.is_symlink()
 
     def check_source(self) -> None:
+        setting = self.database.source_setting
         if not self.source.is_file():
-            raise ConfigError(
-                "SQLITE_DATABASE_PATH", f"{self.source} does not exist or is not a file"
-            )
+            raise ConfigError(setting, f"{self.source} does not exist or is not a file")
         try:
             with self.source.open("rb") as handle:
                 header = handle.read(len(_HEADER))
         except OSError as exc:
-            raise ConfigError(
-                "SQLITE_DATABASE_PATH", f"cannot read {self.source}: {exc.strerror}"
-            ) from None
+            raise ConfigError(setting, f"cannot read {self.source}: {exc.strerror}") from None
         if header != _HEADER:
-            raise ConfigError("SQLITE_DATABASE_PATH", f"{self.source} is not a SQLite database")
+            raise ConfigError(setting, f"{self.source} is not a SQLite database")
 
     def excluded_paths(self) -> list[str]:
         source = resolve_path(self.source)
@@ -129,24 +131,25 @@ class SqliteAdapter(DatabaseAdapter):
         return str(self.source)
 
     def restore_target_label(self) -> str | None:
-        target = self.settings.restore_sqlite_database_path
+        target = self.target
         return str(target) if target else None
 
     def restore_target_words(self) -> list[str]:
-        target = self.settings.restore_sqlite_database_path
+        target = self.target
         return [str(target)] if target else []
 
     def restore_target_is_source(self) -> bool:
-        target = self.settings.restore_sqlite_database_path
+        target = self.target
         return target is not None and resolve_path(target) == resolve_path(self.source)
 
     def restore(
         self, restic: Restic, snapshot: Snapshot, on_bytes: ByteCounter | None = None
     ) -> dict[str, Any]:
-        target = self.settings.restore_sqlite_database_path
+        target = self.target
         if target is None:
             raise ConfigError(
-                self.restore_setting, "is required for restore-db with DATABASE_ADAPTER=sqlite"
+                self.restore_setting,
+                f"is required for restore-db of database {self.describe_database()}",
             )
         if target.is_dir():
             raise ConfigError(self.restore_setting, f"{target} is a directory")
