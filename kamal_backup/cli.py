@@ -52,9 +52,10 @@ app = typer.Typer(
 @dataclass
 class Options:
     env_file: Path | None = None
+    config: Path | None = None
 
     def settings(self) -> Settings:
-        return load_settings(self.env_file)
+        return load_settings(self.env_file, config=self.config)
 
 
 def _version_callback(value: bool) -> None:
@@ -73,6 +74,14 @@ def _root(
             help="Load settings from a dotenv file (variables already set in the environment win).",
         ),
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Read settings from a YAML file (KAMAL_BACKUP_CONFIG); the environment and "
+            "--env-file win over it.",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Log debug detail.")] = False,
     version: Annotated[
         bool,
@@ -86,7 +95,7 @@ def _root(
     ] = False,
 ) -> None:
     setup_logging(verbose)
-    ctx.obj = Options(env_file=env_file)
+    ctx.obj = Options(env_file=env_file, config=config)
 
 
 def _options(ctx: typer.Context) -> Options:

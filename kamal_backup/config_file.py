@@ -111,7 +111,8 @@ def read_config_file(path: Path, environ: Mapping[str, str], known: set[str]) ->
     for key in data:
         if not isinstance(key, str) or key not in known:
             hint = " (keys are lower-case setting names)" if str(key).lower() in known else ""
-            raise config.error((), f"unknown key {str(key)!r}{hint}")
+            line = config.lines.get((str(key),))
+            raise ConfigFileError(path, line, f"unknown key {str(key)!r}{hint}")
     config.values = _resolve_env(data, environ, (), config)
     return config
 
