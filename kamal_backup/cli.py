@@ -136,7 +136,7 @@ def backup(
 
     Then apply retention (RESTIC_FORGET_AFTER_BACKUP) and, if RESTIC_CHECK_AFTER_BACKUP, check.
     """
-    from kamal_backup.services.backup import run_backup
+    from kamal_backup.services.backup import describe_snapshots, run_backup
 
     settings = _options(ctx).settings()
     with live_progress() as on_status:
@@ -144,12 +144,9 @@ def backup(
     if as_json:
         _print_json(run.model_dump(mode="json"))
         return
-    db = run.database_snapshot.short_id if run.database_snapshot else "-"
-    files = run.files_snapshot.short_id if run.files_snapshot else "-"
-    stdout.print(
-        f"backup {run.run} saved: database snapshot {db}, file snapshot {files} "
-        f"({run.duration_seconds:.1f}s)"
-    )
+    stdout.print(f"backup {run.run} saved: {describe_snapshots(run)} ({run.duration_seconds:.1f}s)")
+    for warning in run.warnings:
+        stderr.print(f"warning: {warning}", markup=False, highlight=False)
 
 
 @app.command("restore-db")
@@ -159,6 +156,10 @@ def restore_db(
     snapshot: Annotated[
         str, typer.Argument(help="'latest' or a database snapshot id of this app.")
     ] = "latest",
+    database: Annotated[
+        str | None,
+        typer.Option("--database", help="Restore only this database (by name, e.g. primary)."),
+    ] = None,
     in_place: Annotated[
         bool,
         typer.Option(
@@ -169,43 +170,69 @@ def restore_db(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Restore a database dump into the restore target.
+    """Restore database dumps into their restore targets.
 
-    Needs KAMAL_BACKUP_ALLOW_RESTORE=true and RESTORE_DATABASE_URL (postgres, mysql) or
-    RESTORE_SQLITE_DATABASE_PATH (sqlite). Production-like targets also need
-    KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE=true. When the target is the source database (or with
-    --in-place), a safety snapshot of it is taken first (tagged pre-restore); if that fails,
-    nothing is restored. On a terminal, the app name must be typed to confirm.
+    With several databases and no --database, every database of the run is restored, and the
+    command refuses first if any of them has no restore target. Needs
+    KAMAL_BACKUP_ALLOW_RESTORE=true and RESTORE_DATABASE_URL (postgres, mysql) or
+    RESTORE_SQLITE_DATABASE_PATH (sqlite) for primary, restore_url or restore_path for the
+    others. Production-like targets also need KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE=true. When
+    the target is the source database (or with --in-place), a safety snapshot of it is taken
+    first (tagged pre-restore); if that fails, nothing is restored. On a terminal, the app name
+    must be typed to confirm.
     """
     from kamal_backup.services import gates
-    from kamal_backup.services.restore import restore_database, targeting_source
+    from kamal_backup.services.restore import (
+        restore_all_databases,
+        restore_database,
+        targeting_source,
+    )
 
     settings = _options(ctx).settings()
+    several = database is None and len(settings.database_list) > 1
     chosen = targeting_source(settings) if in_place else settings
-    gates.enforce(gates.database_restore_verdicts(chosen))
-    if gates.production_database_restore(chosen) and sys.stdin.isatty():
+    for name in [database] if database else [d.name for d in chosen.database_list]:
+        gates.enforce(gates.database_restore_verdicts(chosen, name))
+    if gates.production_database_restore(chosen, database) and sys.stdin.isatty():
         _confirm_production(chosen, "the production database")
 
+    settings = _options(ctx).settings()
+    several = database is None and len(settings.database_list) > 1
     with live_progress() as on_status:
-        result = restore_database(
-            settings,
-            snapshot,
-            on_status=on_status,
-            into_source=in_place,
-            on_safety_snapshot=_print_safety_snapshot,
-        )
+        if several:
+            results = restore_all_databases(
+                settings,
+                snapshot,
+                on_status=on_status,
+                into_source=in_place,
+                on_safety_snapshot=_print_safety_snapshot,
+            )
+        else:
+            results = [
+                restore_database(
+                    settings,
+                    snapshot,
+                    on_status=on_status,
+                    database=database,
+                    into_source=in_place,
+                    on_safety_snapshot=_print_safety_snapshot,
+                )
+            ]
     if as_json:
-        _print_json(result.model_dump(mode="json"))
+        dumped = [result.model_dump(mode="json") for result in results]
+        _print_json(dumped if several else dumped[0])
         return
-    if result.safety_snapshot is not None:
+    for result in results:
+        if result.safety_snapshot is not None:
+            stdout.print(
+                f"safety snapshot {result.safety_snapshot.short_id} holds the database as it was "
+                "before this restore"
+            )
         stdout.print(
-            f"safety snapshot {result.safety_snapshot.short_id} holds the database as it was "
-            "before this restore"
+            f"restored database snapshot {result.snapshot.short_id} "
+            f"({result.snapshot.database or 'primary'}) into {result.target} "
+            f"({result.duration_seconds:.1f}s)"
         )
-    stdout.print(
-        f"restored database snapshot {result.snapshot.short_id} into {result.target} "
-        f"({result.duration_seconds:.1f}s)"
-    )
 
 
 def _confirm_production(settings: Settings, what: str) -> None:
@@ -378,13 +405,14 @@ def list_command(
     if as_json:
         _print_json([SnapshotRecord.from_snapshot(s).model_dump(mode="json") for s in snapshots])
         return
-    table = Table("id", "time (UTC)", "type", "adapter", "run", "size", "paths")
+    table = Table("id", "time (UTC)", "type", "database", "adapter", "run", "size", "paths")
     for s in snapshots:
         size = s.summary.total_bytes_processed if s.summary else None
         table.add_row(
             s.short,
             s.time.strftime("%Y-%m-%d %H:%M:%S"),
             s.kind or "-",
+            s.database or "",
             s.adapter or "",
             s.run or "",
             human_bytes(size),

@@ -825,7 +825,9 @@ def _resolve_databases(
         setting_prefix = f"databases.{name}."
         for key, value in (("url", entry.url), ("restore_url", entry.restore_url)):
             if wants_url and value is not None:
-                problem = url_scheme_problem(secret(value) or "", cls.name, cls.url_schemes)
+                problem = url_scheme_problem(
+                    secret(value) or "", f"adapter {cls.name}", cls.url_schemes
+                )
                 if problem:
                     raise fail(key, problem)
         found.append(
@@ -868,7 +870,9 @@ def _primary(settings: Settings, adapter: str) -> Database:
         ("RESTORE_DATABASE_URL", settings.restore_database_url),
     ):
         if value is not None:
-            problem = url_scheme_problem(secret(value) or "", adapter, cls.url_schemes)
+            problem = url_scheme_problem(
+                secret(value) or "", f"DATABASE_ADAPTER={adapter}", cls.url_schemes
+            )
             if problem:
                 raise ConfigError(setting, problem)
     return Database(
@@ -913,8 +917,8 @@ def _cross_check(settings: Settings) -> None:
                 )
 
 
-def url_scheme_problem(url: str, adapter: str, schemes: tuple[str, ...]) -> str | None:
-    """What is wrong with a database URL for this adapter, or None."""
+def url_scheme_problem(url: str, expected: str, schemes: tuple[str, ...]) -> str | None:
+    """What is wrong with a database URL for this adapter (a name or DATABASE_ADAPTER=x)."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -924,7 +928,7 @@ def url_scheme_problem(url: str, adapter: str, schemes: tuple[str, ...]) -> str 
         return f"is not a URL; expected {schemes[0]}://user@host:port/database"
     if scheme not in schemes:
         return (
-            f"scheme {scheme}:// does not match adapter {adapter} "
+            f"scheme {scheme}:// does not match {expected} "
             f"(expected {' or '.join(s + '://' for s in schemes)})"
         )
     if not parts.path.strip("/"):

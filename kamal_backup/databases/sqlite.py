@@ -80,6 +80,28 @@ def integrity_check(path: Path) -> str:
     return str(row[0]) if row else "no result"
 
 
+LIVE_SUFFIXES = (".sqlite3", ".sqlite", ".db")
+
+
+def unconfigured_live_databases(paths: list[Path], excluded: list[str]) -> list[Path]:
+    """SQLite files with a -wal beside them under `paths` that no configured database covers.
+
+    Copied raw with the files, such a database (and its WAL) may be torn: backup and validate
+    warn about each by name.
+    """
+    skip = set(excluded)
+    found: list[Path] = []
+    for root in paths:
+        for directory, _, files in os.walk(root):
+            names = set(files)
+            for name in sorted(files):
+                if name.endswith(LIVE_SUFFIXES) and f"{name}-wal" in names:
+                    path = Path(directory) / name
+                    if str(resolve_path(path)) not in skip:
+                        found.append(path)
+    return found
+
+
 class SqliteAdapter(DatabaseAdapter):
     name = "sqlite"
     aliases = ("sqlite3",)

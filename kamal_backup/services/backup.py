@@ -1,4 +1,4 @@
-"""One backup run: a database snapshot, a file snapshot, verification, retention, check."""
+"""One backup run: a snapshot per database, a file snapshot, verification, retention, check."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from kamal_backup import process, state
-from kamal_backup.databases import DatabaseAdapter, adapter_for
+from kamal_backup.databases import DatabaseAdapter, adapters_for
+from kamal_backup.databases.sqlite import unconfigured_live_databases
 from kamal_backup.errors import ConfigError, Interrupted, KamalBackupError, OperationFailed
 from kamal_backup.locking import operation_lock
 from kamal_backup.models import BackupRun, BackupSummary, ResticStatus, SnapshotRecord
@@ -29,10 +30,7 @@ def run_timestamp(moment: datetime) -> str:
 
 
 def check_backup_paths(settings: Settings) -> None:
-    if not settings.backup_paths:
-        raise ConfigError(
-            "BACKUP_PATHS", "is required for a backup (one or more mounted directories)"
-        )
+    """Every backup path exists and is a directory (none at all: a database-only app)."""
     for path in settings.backup_paths:
         if not path.exists():
             raise ConfigError("BACKUP_PATHS", f"{path} does not exist")
@@ -47,8 +45,8 @@ def run_backup(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     lock_wait_seconds: float = 0.0,
 ) -> BackupRun:
-    """Backs up the database and the files; raises on any failure after recording it."""
-    adapter = adapter_for(settings)
+    """Backs up every database and the files; raises on any failure after recording it."""
+    adapters = adapters_for(settings)
     restic = restic_for(settings)
 
     with operation_lock(settings.state_dir, "backup", lock_wait_seconds):
@@ -59,8 +57,9 @@ def run_backup(
             # Inside the recorded run: a backup that cannot even start (a path gone, the database
             # file missing) must show as failed in evidence, not leave the last success standing.
             check_backup_paths(settings)
-            adapter.check_source()
-            _perform(settings, run, restic, adapter, on_status)
+            for adapter in adapters:
+                adapter.check_source()
+            _perform(settings, run, restic, adapters, on_status)
         except BaseException as exc:
             run.status = (
                 "interrupted" if isinstance(exc, Interrupted | KeyboardInterrupt) else "failed"
@@ -76,9 +75,7 @@ def run_backup(
         _finish(settings, run, clock)
     if run.retention_error:
         raise OperationFailed(
-            f"backup saved (database {run.database_snapshot.short_id if run.database_snapshot else '?'}, "
-            f"files {run.files_snapshot.short_id if run.files_snapshot else '?'}) but retention failed: "
-            f"{run.retention_error}"
+            f"backup saved ({describe_snapshots(run)}) but retention failed: {run.retention_error}"
         )
     if run.check and run.check.status == "failed":
         raise OperationFailed(
@@ -109,6 +106,16 @@ def retention_failure(exc: KamalBackupError) -> str:
     return text
 
 
+def describe_snapshots(run: BackupRun) -> str:
+    """'database primary 1a2b3c4d, files 5e6f7a8b' for messages."""
+    parts = [
+        f"database {name} {record.short_id}" for name, record in run.database_snapshots.items()
+    ]
+    if run.files_snapshot:
+        parts.append(f"files {run.files_snapshot.short_id}")
+    return ", ".join(parts) or "no snapshots"
+
+
 def _finish(settings: Settings, run: BackupRun, clock: float) -> None:
     run.finished_at = datetime.now(UTC)
     run.duration_seconds = round(time.monotonic() - clock, 3)
@@ -126,21 +133,34 @@ def snapshot_database(
 ) -> BackupSummary:
     """Streams the database dump into a snapshot of run `run`: a backup's, or a pre-restore one."""
     filename = adapter.dump_filename(run)
-    log.info("backing up %s database %s as %s", adapter.name, adapter.source_label(), filename)
+    name = adapter.database_name
+    log.info(
+        "backing up %s database %s (%s) as %s",
+        adapter.name,
+        name,
+        adapter.source_label(),
+        filename,
+    )
     with adapter.dump_command() as command:
         summary = restic.backup_command(
             command.argv,
             filename=filename,
             extra_env=command.env,
             tags=app_tags(
-                settings, "type:database", f"adapter:{adapter.name}", f"run:{run}", *extra_tags
+                settings,
+                "type:database",
+                f"adapter:{adapter.name}",
+                f"database:{name}",
+                f"run:{run}",
+                *extra_tags,
             ),
             on_status=(lambda status: on_status("database", status)) if on_status else None,
             host=host,
         )
     log.info(
-        "database snapshot %s saved (%d bytes, %d new)",
+        "database snapshot %s (%s) saved (%d bytes, %d new)",
         summary.snapshot_id[:8],
+        name,
         summary.total_bytes_processed,
         summary.data_added,
     )
@@ -151,51 +171,70 @@ def _perform(
     settings: Settings,
     run: BackupRun,
     restic: Restic,
-    adapter: DatabaseAdapter,
+    adapters: list[DatabaseAdapter],
     on_status: StatusCallback | None,
 ) -> None:
     if restic.ensure_repository(settings.restic_init_if_missing):
         log.info("initialised restic repository %s", settings.repository_display)
 
     run_tag = f"run:{run.run}"
-    db_summary = snapshot_database(settings, restic, adapter, run.run, on_status=on_status)
-    process.raise_if_cancelled()
+    made: dict[str, str] = {}  # part label -> snapshot id
+    database_ids: dict[str, str] = {}
+    for adapter in adapters:
+        summary = snapshot_database(settings, restic, adapter, run.run, on_status=on_status)
+        made[f"database {adapter.database_name}"] = summary.snapshot_id
+        database_ids[adapter.database_name] = summary.snapshot_id
+        process.raise_if_cancelled()
 
-    paths = list(settings.backup_paths)
-    log.info("backing up files: %s", ", ".join(str(p) for p in paths))
-    if on_status is not None:
-        on_status("files", ResticStatus())  # the phase starts before restic's first status line
-    file_summary = restic.backup_paths(
-        paths,
-        tags=app_tags(settings, "type:files", run_tag),
-        excludes=adapter.excluded_paths(),
-        exclude_patterns=[*settings.backup_excludes, *RESTORE_WORK_PATTERNS],
-        on_status=(lambda status: on_status("files", status)) if on_status else None,
-    )
-    log.info(
-        "file snapshot %s saved (%d files, %d bytes)",
-        file_summary.snapshot_id[:8],
-        file_summary.total_files_processed,
-        file_summary.total_bytes_processed,
-    )
+    file_id: str | None = None
+    if settings.backup_paths:
+        paths = list(settings.backup_paths)
+        excludes = [path for adapter in adapters for path in adapter.excluded_paths()]
+        for live in unconfigured_live_databases(paths, excludes):
+            warning = (
+                f"{live} is a live SQLite database (it has a -wal file) that is not configured: "
+                "it is copied raw with the files and may be torn; add it to databases"
+            )
+            log.warning("%s", warning)
+            run.warnings.append(warning)
+        log.info("backing up files: %s", ", ".join(str(p) for p in paths))
+        if on_status is not None:
+            on_status("files", ResticStatus())  # the phase starts before restic's first status line
+        file_summary = restic.backup_paths(
+            paths,
+            tags=app_tags(settings, "type:files", run_tag),
+            excludes=excludes,
+            exclude_patterns=[*settings.backup_excludes, *RESTORE_WORK_PATTERNS],
+            on_status=(lambda status: on_status("files", status)) if on_status else None,
+        )
+        log.info(
+            "file snapshot %s saved (%d files, %d bytes)",
+            file_summary.snapshot_id[:8],
+            file_summary.total_files_processed,
+            file_summary.total_bytes_processed,
+        )
+        file_id = made["files"] = file_summary.snapshot_id
+    else:
+        log.info("no BACKUP_PATHS: this run has no file snapshot")
 
-    # Trust the repository, not restic's summary line: both snapshots must be listed.
+    # Trust the repository, not restic's summary line: every snapshot must be listed.
     found = {s.id: s for s in restic.snapshots(app_tags(settings, run_tag))}
-    for label, snapshot_id in (
-        ("database", db_summary.snapshot_id),
-        ("file", file_summary.snapshot_id),
-    ):
+    for label, snapshot_id in made.items():
         if snapshot_id not in found:
             raise OperationFailed(
                 f"the {label} snapshot {snapshot_id[:8]} is not in the repository after backup"
             )
-    run.database_snapshot = SnapshotRecord.from_snapshot(found[db_summary.snapshot_id])
-    run.files_snapshot = SnapshotRecord.from_snapshot(found[file_summary.snapshot_id])
-    log.info(
-        "verified snapshots %s and %s in the repository",
-        db_summary.snapshot_id[:8],
-        file_summary.snapshot_id[:8],
-    )
+    run.database_snapshots = {
+        name: SnapshotRecord.from_snapshot(found[snapshot_id])
+        for name, snapshot_id in database_ids.items()
+    }
+    if run.database_snapshots:
+        run.database_snapshot = run.database_snapshots.get(
+            "primary", next(iter(run.database_snapshots.values()))
+        )
+    if file_id is not None:
+        run.files_snapshot = SnapshotRecord.from_snapshot(found[file_id])
+    log.info("verified snapshots %s in the repository", ", ".join(i[:8] for i in made.values()))
 
     if settings.restic_forget_after_backup:
         try:

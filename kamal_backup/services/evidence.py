@@ -8,16 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from kamal_backup import __version__, redact, state
-from kamal_backup.databases import adapter_for
+from kamal_backup.databases import adapters_for
+from kamal_backup.databases.registry import client_tools
 from kamal_backup.errors import KamalBackupError
 from kamal_backup.models import SNAPSHOT_TYPES, CheckResult, SnapshotRecord
 from kamal_backup.notify import channel_status
-from kamal_backup.services.snapshots import complete_runs, latest_complete, list_snapshots
+from kamal_backup.services.snapshots import (
+    complete_runs,
+    expected_parts,
+    latest_complete,
+    list_snapshots,
+)
 from kamal_backup.settings import Settings
 from kamal_backup.tools import FALLBACK_TOOLS, tool_version, version_number
 
 SCHEMA_VERSION = 1
-OTHER_CLIENTS = ("sqlite3", "pg_dump", "pg_restore", "psql", "mariadb-dump", "mariadb")
+OTHER_CLIENTS = client_tools()  # every client some registered adapter declares
 _FALLBACKS = {preferred: older for older, preferred in FALLBACK_TOOLS.items()}
 
 
@@ -30,14 +36,18 @@ def tool_versions(settings: Settings) -> dict[str, str | None]:
     for name in OTHER_CLIENTS:
         found = tool_version(name, env) or tool_version(_FALLBACKS.get(name), env)
         versions[name] = version_number(found)
-    versions.update(adapter_for(settings).client_versions())
+    for adapter in adapters_for(settings):
+        versions.update(adapter.client_versions())
     return versions
 
 
 def build_evidence(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """The evidence document; repository_error is set (and snapshots are null) when unreachable."""
-    adapter = adapter_for(settings)
+    adapters = adapters_for(settings)
+    primary = adapters[0] if adapters else None
+    expected = expected_parts(settings)
     latest: dict[str, SnapshotRecord | None] = {"database": None, "files": None}
+    latest_by_database: dict[str, SnapshotRecord | None] = {a.database_name: None for a in adapters}
     incomplete: list[str] = []
     repository_error: str | None = None
     try:
@@ -45,10 +55,14 @@ def build_evidence(settings: Settings, now: datetime | None = None) -> dict[str,
     except KamalBackupError as exc:
         repository_error = str(exc)
     else:
-        for kind in SNAPSHOT_TYPES:
-            found = latest_complete(snapshots, kind)
-            latest[kind] = SnapshotRecord.from_snapshot(found) if found else None
-        complete = complete_runs(snapshots)
+        for name in latest_by_database:
+            found = latest_complete(snapshots, "database", expected, name)
+            latest_by_database[name] = SnapshotRecord.from_snapshot(found) if found else None
+        if primary is not None:
+            latest["database"] = latest_by_database[primary.database_name]
+        found = latest_complete(snapshots, "files", expected)
+        latest["files"] = SnapshotRecord.from_snapshot(found) if found else None
+        complete = complete_runs(snapshots, expected)
         incomplete = sorted(
             {s.run for s in snapshots if s.run and not s.pre_restore and s.run not in complete},
             reverse=True,
@@ -61,8 +75,18 @@ def build_evidence(settings: Settings, now: datetime | None = None) -> dict[str,
         "generated_at": (now or datetime.now(UTC)).isoformat(),
         "app_name": settings.app_name,
         "kamal_backup_version": __version__,
-        "database_adapter": adapter.name,
-        "database_source": adapter.source_label(),
+        "database_adapter": primary.name if primary else None,
+        "database_source": primary.source_label() if primary else None,
+        "databases": [
+            {
+                "name": adapter.database_name,
+                "adapter": adapter.name,
+                "source": adapter.source_label(),
+                "restore_target": adapter.restore_target_label(),
+                "latest_snapshot": _dump(latest_by_database.get(adapter.database_name)),
+            }
+            for adapter in adapters
+        ],
         "restic_repository": settings.repository_display,
         "restic_host": settings.host,
         "backup_paths": [str(path) for path in settings.backup_paths],

@@ -207,9 +207,10 @@ def in_place_file_restore_verdicts(
     return verdicts
 
 
-def production_database_restore(settings: Settings) -> bool:
-    """True when restore-db would write into the source database itself."""
-    return adapter_for(settings).restore_target_is_source()
+def production_database_restore(settings: Settings, database: str | None = None) -> bool:
+    """True when restore-db would write into a source database itself (any, or `database`)."""
+    names = [database] if database else [d.name for d in settings.database_list]
+    return any(adapter_for(settings, name).restore_target_is_source() for name in names)
 
 
 def confirm_app_name(settings: Settings, typed: str) -> None:

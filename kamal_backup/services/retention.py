@@ -11,7 +11,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kamal_backup.models import PRE_RESTORE_TAG, SNAPSHOT_TYPES, RetentionResult
+from kamal_backup.models import LEGACY_DATABASE, PRE_RESTORE_TAG, RetentionResult, SnapshotType
 from kamal_backup.restic import Restic
 from kamal_backup.services import app_tags
 from kamal_backup.settings import Settings
@@ -26,6 +26,25 @@ def safety_snapshot_host(settings: Settings) -> str:
     return f"{settings.host}-{PRE_RESTORE_TAG}"
 
 
+def tag_legacy_database_snapshots(settings: Settings, restic: Restic) -> int:
+    """Tags database snapshots made before databases had names as database:primary.
+
+    They belong to primary (completeness and restores already read them so); the tag lets
+    retention group them with primary's newer snapshots. Returns how many were tagged.
+    """
+    untagged = [
+        s.id
+        for s in restic.snapshots(app_tags(settings, "type:database"))
+        if s.tag_value("database") is None
+    ]
+    if untagged:
+        restic.add_tags(untagged, [f"database:{LEGACY_DATABASE}"])
+        log.info(
+            "tagged %d older database snapshots as database:%s", len(untagged), LEGACY_DATABASE
+        )
+    return len(untagged)
+
+
 def apply_retention(
     settings: Settings,
     restic: Restic,
@@ -33,11 +52,12 @@ def apply_retention(
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> list[RetentionResult]:
-    """Applies RESTIC_KEEP_* to this app's database and file snapshots separately.
+    """Applies RESTIC_KEEP_* to each database's snapshots and to the file snapshots separately.
 
-    Tags are ANDed (kamal-backup, app:<name>, type:<type>) and snapshots are grouped by host only:
-    each dump has its own path, so restic's default grouping by paths would keep every one.
-    With `dry_run`, restic only says what it would remove.
+    Tags are ANDed (kamal-backup, app:<name>, type:<type>[, database:<name>]) and snapshots are
+    grouped by host only: each dump has its own path, so restic's default grouping by paths
+    would keep every one. A database no longer configured keeps all its snapshots. With
+    `dry_run`, restic only says what it would remove.
     """
     if not any(settings.retention.values()):
         log.warning("every RESTIC_KEEP_* is 0; retention skipped so nothing is deleted")
@@ -50,36 +70,51 @@ def apply_retention(
         restic.unlock()
     cutoff = (now or datetime.now(UTC)) - timedelta(days=SAFETY_SNAPSHOT_DAYS)
     expired = [
-        s.id
+        s
         for s in restic.snapshots(app_tags(settings, "type:database", PRE_RESTORE_TAG))
         if s.time < cutoff
     ]
+    expired_ids = [s.id for s in expired]
     if expired and not dry_run:
-        restic.forget_ids(expired, prune=False)  # the policy's forget below prunes their data
+        restic.forget_ids(expired_ids, prune=False)  # the policy's forget below prunes their data
+    groups: list[tuple[SnapshotType, str | None]] = [
+        ("database", database.name) for database in settings.database_list
+    ]
+    if not dry_run and any(name == LEGACY_DATABASE for _, name in groups):
+        tag_legacy_database_snapshots(settings, restic)
+    groups.append(("files", None))
     results = []
-    for kind in SNAPSHOT_TYPES:
-        keep_tags = [PRE_RESTORE_TAG] if kind == "database" else []
-        groups: list[Any] = restic.forget(
-            app_tags(settings, f"type:{kind}"),
+    for index, (kind, database) in enumerate(groups):
+        tags = app_tags(settings, f"type:{kind}")
+        if database is not None:
+            tags.append(f"database:{database}")
+        found: list[Any] = restic.forget(
+            tags,
             settings.retention,
-            keep_tags=keep_tags,
+            # One prune, with the last forget: pruning reads the whole index each time.
+            prune=index == len(groups) - 1,
+            keep_tags=[PRE_RESTORE_TAG] if kind == "database" else [],
             dry_run=dry_run,
         )
-        kept_ids = _ids(groups, "keep")
-        removed_ids = _ids(groups, "remove")
-        if kind == "database":
-            kept_ids = [i for i in kept_ids if i not in expired]
-            removed_ids += expired
+        kept_ids = [i for i in _ids(found, "keep") if i not in expired_ids]
+        removed_ids = _ids(found, "remove")
+        if database is not None:
+            removed_ids += [s.id for s in expired if s.database == database]
+        label = f"database {database}" if database else kind
         log.info(
             "retention for %s snapshots: kept %d, %s %d",
-            kind,
+            label,
             len(kept_ids),
             "would remove" if dry_run else "removed",
             len(removed_ids),
         )
         results.append(
             RetentionResult(
-                type=kind, kept=len(kept_ids), removed=len(removed_ids), removed_ids=removed_ids
+                type=kind,
+                database=database,
+                kept=len(kept_ids),
+                removed=len(removed_ids),
+                removed_ids=removed_ids,
             )
         )
     return results

@@ -61,7 +61,8 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
     (["backup"], {"SQLITE_DATABASE_PATH": "/nonexistent/app.sqlite3"}, 2, "SQLITE_DATABASE_PATH"),
     (["backup"], {"RESTIC_REPOSITORY": UNSET}, 2, "RESTIC_REPOSITORY"),
     (["backup"], {"RESTIC_PASSWORD": UNSET}, 2, "RESTIC_PASSWORD"),
-    (["backup"], {"BACKUP_PATHS": UNSET}, 2, "BACKUP_PATHS"),
+    # Neither a database nor files: nothing to back up (BACKUP_PATHS alone may be empty).
+    (["backup"], {"BACKUP_PATHS": UNSET, "DATABASE_ADAPTER": "none"}, 2, "BACKUP_PATHS"),
     (["backup"], {"BACKUP_PATHS": "storage/relative"}, 2, "BACKUP_PATHS"),
     (["backup"], {"BACKUP_PATHS": "/definitely/missing/path"}, 2, "BACKUP_PATHS"),
     (["backup"], {"BACKUP_PATHS": "/"}, 2, "BACKUP_PATHS"),

@@ -158,7 +158,9 @@ def test_a_bad_file_is_one_line_naming_the_file_and_line(
 
 
 def test_the_cli_reports_a_broken_file_in_one_line_with_exit_2(tmp_path: Path) -> None:
-    config = write(tmp_path, "app_name: shop\ndatabases:\n  a: {adapter: sqlite, path: /x, url: y}\n")
+    config = write(
+        tmp_path, "app_name: shop\ndatabases:\n  a: {adapter: sqlite, path: /x, url: y}\n"
+    )
     result = subprocess.run(
         [sys.executable, "-m", "kamal_backup", "--config", str(config), "list"],
         capture_output=True,
@@ -167,7 +169,9 @@ def test_the_cli_reports_a_broken_file_in_one_line_with_exit_2(tmp_path: Path) -
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines == [f"kamal-backup: error: {config} line 3: databases.a.path: {lines[0].split(': ')[-1]}"]
+    assert lines == [
+        f"kamal-backup: error: {config} line 3: databases.a.path: {lines[0].split(': ')[-1]}"
+    ]
     assert "either a url or a path" in lines[0]
 
 

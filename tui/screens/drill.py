@@ -26,7 +26,7 @@ from kamal_backup.errors import KamalBackupError, OperationFailed
 from kamal_backup.humanize import human_bytes
 from kamal_backup.models import SNAPSHOT_TYPES, GateVerdict, ResticStatus, RestoreResult, Snapshot
 from kamal_backup.services.restore import DEFAULT_FILES_TARGET
-from kamal_backup.services.snapshots import complete_runs, latest_complete
+from kamal_backup.services.snapshots import complete_runs, expected_parts, latest_complete
 from tui.messages import OperationDone, OperationProgress
 from tui.screens import View
 from tui.screens.gates import add_gate_rows, how_to_allow
@@ -95,11 +95,11 @@ class DrillView(VerticalScroll, View):
             )
             return
         self.snapshots = snapshots
-        complete = complete_runs(self.snapshots)
+        complete = complete_runs(self.snapshots, expected_parts(self.tui.settings))
         for kind, select_id in zip(
             SNAPSHOT_TYPES, ("#drill-db-snapshot", "#drill-files-snapshot"), strict=True
         ):
-            latest = latest_complete(self.snapshots, kind)
+            latest = latest_complete(self.snapshots, kind, expected_parts(self.tui.settings))
             latest_label = (
                 f"latest ({latest.short}, {self.tui.local(latest.time):%Y-%m-%d %H:%M})"
                 if latest

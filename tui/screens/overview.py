@@ -11,9 +11,10 @@ from textual.widgets import ProgressBar, Sparkline, Static
 
 from kamal_backup.humanize import check_word, describe_age, human_bytes
 from kamal_backup.models import SNAPSHOT_TYPES, BackupRun, CheckResult, Snapshot, SnapshotType
+from kamal_backup.services.backup import describe_snapshots
 from kamal_backup.services.gates import safety_flags
 from kamal_backup.services.health import freshness
-from kamal_backup.services.snapshots import latest_complete
+from kamal_backup.services.snapshots import expected_parts, latest_complete
 from tui.charts import RunHistory, run_history
 from tui.messages import OperationDone, OperationProgress
 from tui.screens import View, shorten_middle
@@ -121,11 +122,9 @@ class OverviewView(VerticalScroll, View):
             line.update(Text(f"{message.operation} failed: {message.error}", style="bold red"))
         elif isinstance(message.result, BackupRun):
             run = message.result
-            db = run.database_snapshot.short_id if run.database_snapshot else "-"
-            files = run.files_snapshot.short_id if run.files_snapshot else "-"
             line.update(
                 Text(
-                    f"backup {run.run} saved: database {db}, files {files} "
+                    f"backup {run.run} saved: {describe_snapshots(run)} "
                     f"in {message.duration_seconds:.1f}s",
                     style="bold green",
                 ).append(f"  ·  {HINT}", style="not bold")
@@ -228,7 +227,7 @@ class OverviewView(VerticalScroll, View):
             return Text(f"unknown: {self.repository_error}", style="bold red")
         if self.snapshots is None:
             return Text("loading…" if self.loading_snapshots else "-", style="dim")
-        found = latest_complete(self.snapshots, kind)
+        found = latest_complete(self.snapshots, kind, expected_parts(self.tui.settings))
         now = self.tui.clock()
         status = freshness(
             found.time if found else None, self.tui.settings.backup_schedule_seconds, now

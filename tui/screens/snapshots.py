@@ -18,7 +18,7 @@ from textual.widgets.tree import TreeNode, UnknownNodeID
 from kamal_backup.humanize import describe_age, human_bytes
 from kamal_backup.models import FileEntry, Snapshot
 from kamal_backup.process import CancelScope
-from kamal_backup.services.snapshots import complete_runs
+from kamal_backup.services.snapshots import complete_runs, expected_parts
 from tui.messages import describe_error
 from tui.screens import View
 from tui.screens.restore_file import RestoreFileScreen
@@ -97,7 +97,7 @@ class SnapshotsView(Container, View):
             return
         self.snapshots = snapshots
         self.by_id = {s.id: s for s in snapshots}
-        self.complete = complete_runs(snapshots)
+        self.complete = complete_runs(snapshots, expected_parts(self.tui.settings))
         self.shown = None
         self.fill_table()
 
