@@ -19,6 +19,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from kamal_backup import __version__, process
 from kamal_backup.console import live_progress, setup_logging, stderr
@@ -506,6 +507,32 @@ def notify(
             )
         stdout.print(table)
     if failed:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+@app.command()
+@operation
+def validate(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+) -> None:
+    """Preflight that writes nothing: settings, tools, databases, repository, paths, targets.
+
+    Exit 0 when no check fails (warnings allowed), 1 when one fails, 2 for a configuration error.
+    """
+    from kamal_backup.services.validate import validate as run_validation
+
+    report = run_validation(_options(ctx).settings())
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+    else:
+        marks = {"ok": ("ok", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "bold red")}
+        table = Table(show_header=False, box=None, pad_edge=False)
+        for check in report.checks:
+            mark, style = marks[check.status]
+            table.add_row(Text(mark, style=style), Text(check.name), Text(check.detail))
+        stdout.print(table)
+    if report.failed:
         raise typer.Exit(ExitCode.FAILED)
 
 

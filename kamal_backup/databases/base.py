@@ -128,6 +128,10 @@ class DatabaseAdapter(abc.ABC):
     def client_versions(self) -> dict[str, str | None]:
         """Versions of the client programs this adapter uses (None where absent)."""
 
+    @abc.abstractmethod
+    def probe(self) -> str:
+        """Reaches the source with a read-only query; returns what it found, raises if it cannot."""
+
 
 def dump_path(snapshot: Snapshot) -> str:
     """The path of the dump file inside a database snapshot."""

@@ -304,6 +304,22 @@ class MysqlAdapter(ServerAdapter):
             "dropped_objects": dropped,
         }
 
+    def probe(self) -> str:
+        source = self.source
+        argv = [
+            self.client(),
+            *connection_args(source),
+            "--batch",
+            "--skip-column-names",
+            "-e",
+            "SELECT VERSION()",
+            source.database,
+        ]
+        result = process.run(argv, env=client_env(self.source_password(), self.settings.environ))
+        if result.returncode != 0:
+            raise OperationFailed(f"cannot connect to MySQL: {redact(error_line(result.stderr))}")
+        return f"MySQL/MariaDB {result.stdout.strip()} reachable"
+
     def client_versions(self) -> dict[str, str | None]:
         from kamal_backup.tools import tool_version, version_number
 

@@ -292,6 +292,12 @@ class PostgresAdapter(ServerAdapter):
             "client_major": client.major,
         }
 
+    def probe(self) -> str:
+        env = client_env(self.source, self.source_password(), self.settings.environ)
+        server = self.server_major(env)  # SHOW server_version_num: reads nothing of the app's
+        client = choose_client(server, self.clients())
+        return f"PostgreSQL {server} reachable; pg_dump {client.major} ({client.bindir}) matches"
+
     def client_versions(self) -> dict[str, str | None]:
         try:
             env = client_env(self.source, self.source_password(), self.settings.environ)

@@ -230,6 +230,16 @@ class SqliteAdapter(DatabaseAdapter):
             raise
         return {"bytes": size, "integrity_check": "ok"}
 
+    def probe(self) -> str:
+        self.check_source()
+        uri = f"file:{quote(str(self.source))}?mode=ro"
+        try:
+            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+                tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise OperationFailed(f"cannot read {self.source}: {redact(str(exc))}") from None
+        return f"{self.source} readable ({tables} schema entries)"
+
     def client_versions(self) -> dict[str, str | None]:
         return {"sqlite3": sqlite3.sqlite_version}
 
