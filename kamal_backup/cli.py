@@ -545,6 +545,50 @@ def metrics(ctx: typer.Context) -> None:
 
 
 @app.command()
+def init(
+    ctx: typer.Context,
+    app_name: Annotated[str, typer.Option("--app", help="The app's name (APP_NAME).")],
+    adapter: Annotated[
+        str,
+        typer.Option(
+            "--adapter",
+            help="postgres, mysql, sqlite (Rails 8's four databases) or none (files only).",
+        ),
+    ],
+    paths: Annotated[
+        list[str] | None,
+        typer.Option("--path", help="A directory to back up (repeat; default /rails/storage)."),
+    ] = None,
+    no_paths: Annotated[
+        bool, typer.Option("--no-paths", help="A database-only app: no directories.")
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="The file to write (default config/kamal-backup.yml)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented YAML config for an app and print its Kamal accessory block and aliases.
+
+    Refuses to overwrite an existing file without --force. Nothing else is read or written.
+    """
+    from kamal_backup.services.init import (
+        DEFAULT_CONFIG,
+        AppDescription,
+        render_accessory,
+        render_config,
+        write_config,
+    )
+
+    chosen = [] if no_paths else (paths or ["/rails/storage"])
+    description = AppDescription(app=app_name, adapter=adapter, paths=chosen)
+    target = config or _options(ctx).config or DEFAULT_CONFIG
+    write_config(target, render_config(description), force=force)
+    stderr.print(f"wrote {target}", markup=False, highlight=False)
+    sys.stdout.write(render_accessory(description, target))
+
+
+@app.command()
 def schedule(ctx: typer.Context) -> None:
     """Run backups in the foreground every BACKUP_SCHEDULE_SECONDS (the container's default command)."""
     from kamal_backup.scheduler import run_schedule
