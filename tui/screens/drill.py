@@ -175,12 +175,20 @@ class DrillView(VerticalScroll, View):
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
         if "database" in self.kinds:
-            target = backend.adapter.restore_target_label()
-            table.add_row(
-                "target",
-                "database",
-                target or Text(f"{backend.adapter.restore_setting} is not set", "bold red"),
-            )
+            for adapter in backend.adapters:
+                target = adapter.restore_target_label()
+                part = (
+                    "database"
+                    if len(backend.adapters) == 1
+                    else f"database {adapter.database_name}"
+                )
+                table.add_row(
+                    "target",
+                    Text(part),
+                    Text(target)
+                    if target
+                    else Text(f"{adapter.restore_setting} is not set", "bold red"),
+                )
         if "files" in self.kinds:
             value = self.query_one("#drill-target", Input).value.strip()
             table.add_row("target", "files", f"{value or '(empty)'}/<original path>")
@@ -212,7 +220,7 @@ class DrillView(VerticalScroll, View):
         def drill(on_status: Callable[[str, ResticStatus], None]) -> list[RestoreResult]:
             results = []
             if "database" in kinds:
-                results.append(backend.restore_database(str(db_choice), on_status))
+                results.extend(backend.restore_databases(str(db_choice), on_status))
             if "files" in kinds:
                 try:
                     results.append(backend.restore_files(str(files_choice), target, on_status))

@@ -162,8 +162,14 @@ class OverviewView(VerticalScroll, View):
             f"{settings.app_name}  ·  every {describe_age(settings.backup_schedule_seconds)}",
         )
         table.add_row("Repository", shorten_middle(settings.repository_display, width))
-        source = f"{backend.adapter.name}  {backend.adapter.source_label()}"
-        table.add_row("Database", shorten_middle(source, width))
+        for adapter in backend.adapters:
+            label = (
+                "Database" if len(backend.adapters) == 1 else f"Database {adapter.database_name}"
+            )
+            source = f"{adapter.name}  {adapter.source_label()}"
+            table.add_row(label, Text(shorten_middle(source, width)))
+        if not backend.adapters:
+            table.add_row("Database", "(none: a files-only app)")
         paths = ", ".join(str(p) for p in settings.backup_paths) or "(none)"
         table.add_row("Backup paths", shorten_middle(paths, width))
         for kind in SNAPSHOT_TYPES:

@@ -175,7 +175,7 @@ class SnapshotsView(Container, View):
                     snapshot.kind or "-",
                     snapshot.short,
                     human_bytes(size),
-                    snapshot.adapter or "",
+                    Text(describe_database(snapshot)),
                     key=snapshot.id,
                 )
         total = len(self.snapshots)
@@ -240,6 +240,8 @@ class SnapshotsView(Container, View):
             else:
                 complete = "partial: not a backup"
             table.add_row("run", f"{snapshot.run} ({complete})")
+        if snapshot.database:
+            table.add_row("database", Text(snapshot.database))
         if snapshot.adapter:
             table.add_row("adapter", snapshot.adapter)
         table.add_row("host", snapshot.hostname)
@@ -313,3 +315,10 @@ class SnapshotsView(Container, View):
                 node.add(entry.name + "/", data=entry.path, allow_expand=True)
             else:
                 node.add_leaf(f"{entry.name}  {human_bytes(entry.size)}", data=entry.path)
+
+
+def describe_database(snapshot: Snapshot) -> str:
+    """The adapter column: the engine, and the database's name unless it is the only primary."""
+    if snapshot.database in (None, "primary"):
+        return snapshot.adapter or ""
+    return f"{snapshot.adapter or '?'} {snapshot.database}"
