@@ -16,7 +16,15 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DOCKERFILE = EXAMPLES.parent / "Dockerfile"
 # restic's backend variables the examples use; kamal-backup passes them through to restic.
 BACKEND = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
-ALIASES = {"backup", "backup-list", "backup-check", "backup-evidence", "backup-logs", "backup-tui"}
+ALIASES = {
+    "backup",
+    "backup-validate",
+    "backup-list",
+    "backup-check",
+    "backup-evidence",
+    "backup-logs",
+    "backup-tui",
+}
 
 
 def unknown(names: set[str]) -> set[str]:
