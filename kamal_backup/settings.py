@@ -775,7 +775,10 @@ def load_settings(
 
 
 def _learn_secrets(values: Mapping[str, Any]) -> None:
-    """Teaches the redactor URLs written into the config file (their passwords)."""
+    """Teaches the redactor the secrets written into the config file, as for the environment."""
+    redact.current().add_environment(
+        {key.upper(): value for key, value in values.items() if isinstance(value, str)}
+    )
     databases = values.get("databases")
     if isinstance(databases, dict):
         for entry in databases.values():

@@ -191,3 +191,17 @@ def test_a_url_in_the_file_is_redacted_from_errors(tmp_path: Path) -> None:
         load_settings(environ=environ, config=config)
     assert "hunter2-pw" not in str(caught.value)
     assert "databases.main.url" in str(caught.value)
+
+
+def test_a_password_written_in_the_file_is_redacted(tmp_path: Path) -> None:
+    from kamal_backup import redact
+
+    config = write(
+        tmp_path,
+        "app_name: shop\nbackup_paths: [/data]\ndatabase_adapter: none\n"
+        "restic_repository: /r\nrestic_password: inline-pw-98765\n"
+        "databases:\n  main: {adapter: postgres, url: 'postgres://u:url-pw-4321@db/x'}\n",
+    )
+    load_settings(environ={"HOME": str(tmp_path)}, config=config)
+    text = redact.redact("inline-pw-98765 and url-pw-4321")
+    assert "inline-pw-98765" not in text and "url-pw-4321" not in text
