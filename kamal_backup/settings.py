@@ -132,6 +132,13 @@ class DatabaseConfig(BaseModel):
     restore_url: SecretStr | None = None
     restore_path: Path | None = None
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        if isinstance(value, str) and _CONTROL.search(value):
+            raise ValueError("contains a control character (newline, tab or NUL)")
+        return value
+
     @field_validator("adapter", mode="before")
     @classmethod
     def _known_adapter(cls, value: Any) -> Any:

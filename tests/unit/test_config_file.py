@@ -134,6 +134,11 @@ BAD_FILES = [
     ),
     ("app_name: shop\nrestic_keep_last: many\n", 2, "restic_keep_last"),
     ("- a\n- b\n", 1, "must be a mapping"),
+    (
+        'app_name: shop\ndatabases:\n  cache:\n    adapter: sqlite\n    path: "/a\\nb.sqlite3"\n',
+        5,
+        "control character",
+    ),
 ]
 
 
