@@ -504,7 +504,10 @@ class Settings(BaseSettings):
     def _adapter(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() == NO_DATABASE:
             return NO_DATABASE
-        return _adapter_name(value)
+        try:
+            return _adapter_name(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}, or none for a files-only app") from None
 
     @field_validator("backup_paths", "backup_excludes", mode="before")
     @classmethod

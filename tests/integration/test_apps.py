@@ -309,3 +309,30 @@ def test_a_repository_from_before_named_databases_lists_restores_and_keeps_reten
     assert all("database:primary" in s["tags"] for s in databases)
     files = json.loads(app.cli("list", "--type", "files", "--json", check=True).stdout)
     assert [s["run"] for s in files] == [run["run"], "20260102T000000Z"]
+
+
+def test_retention_groups_per_database_and_for_files(app: App) -> None:
+    cache = app.root / "app" / "storage" / "cache.sqlite3"
+    make_sqlite(cache, rows=5)
+    app.env["DATABASES"] = json.dumps({"cache": {"adapter": "sqlite", "path": str(cache)}})
+    keep_two = {
+        "RESTIC_KEEP_LAST": "2",
+        "RESTIC_KEEP_DAILY": "0",
+        "RESTIC_KEEP_WEEKLY": "0",
+        "RESTIC_KEEP_MONTHLY": "0",
+        "RESTIC_KEEP_YEARLY": "0",
+    }
+    runs = [
+        json.loads(app.cli("backup", "--json", extra=keep_two, check=True).stdout) for _ in range(3)
+    ]
+    last = runs[-1]
+    assert [(r["type"], r["database"], r["kept"]) for r in last["retention"]] == [
+        ("database", "primary", 2),
+        ("database", "cache", 2),
+        ("files", None, 2),
+    ]
+    kept_runs = {r["run"] for r in runs[1:]}
+    for tag in ("database:primary", "database:cache", "type:files"):
+        assert len(app.snapshot_ids("app:shop", tag)) == 2, tag
+    listed = json.loads(app.cli("list", "--json", check=True).stdout)
+    assert {s["run"] for s in listed} == kept_runs
