@@ -61,6 +61,21 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
     (["backup"], {"SQLITE_DATABASE_PATH": "/nonexistent/app.sqlite3"}, 2, "SQLITE_DATABASE_PATH"),
     (["backup"], {"RESTIC_REPOSITORY": UNSET}, 2, "RESTIC_REPOSITORY"),
     (["backup"], {"RESTIC_PASSWORD": UNSET}, 2, "RESTIC_PASSWORD"),
+    (["backup"], {"KAMAL_BACKUP_CONFIG": "/nonexistent/kamal-backup.yml"}, 2, "--config"),
+    (["list"], {"DATABASES": "{not json"}, 2, "DATABASES"),
+    (
+        ["backup"],
+        {"DATABASES": '{"primary": {"adapter": "sqlite", "path": "/x.sqlite3"}}'},
+        2,
+        "duplicate database name",
+    ),
+    (
+        ["list"],
+        {"DATABASES": '{"cache": {"adapter": "sqlite", "path": "/x", "url": "postgres://a@b/c"}}'},
+        2,
+        "DATABASES",
+    ),
+    (["restore-db", "--database", "nope"], ALLOW, 2, "--database"),
     # Neither a database nor files: nothing to back up (BACKUP_PATHS alone may be empty).
     (["backup"], {"BACKUP_PATHS": UNSET, "DATABASE_ADAPTER": "none"}, 2, "BACKUP_PATHS"),
     (["backup"], {"BACKUP_PATHS": "storage/relative"}, 2, "BACKUP_PATHS"),
