@@ -353,3 +353,27 @@ async def test_overview_and_snapshots_show_databases_by_name(app: App) -> None:
         await pilot.press("s")
         text = await wait_for_text(pilot, cache_id)
         assert "sqlite cache" in text
+
+
+async def test_drill_restores_every_database_of_the_run(app: App, tmp_path: Path) -> None:
+    cache = app.root / "app" / "storage" / "cache.sqlite3"
+    make_sqlite(cache, rows=7)
+    restore_cache = tmp_path / "scratch" / "cache.sqlite3"
+    app.env["DATABASES"] = json.dumps(
+        {"cache": {"adapter": "sqlite", "path": str(cache), "restore_path": str(restore_cache)}}
+    )
+    app.cli("backup", check=True)
+    restore_db = tmp_path / "scratch" / "restored.sqlite3"
+    tui = drill_app(app, restore_db)
+    async with tui.run_test(size=(220, 60)) as pilot:
+        await pilot.press("d")
+        text = await wait_for_text(pilot, "every gate allows this drill")
+        assert "database primary" in text and "database cache" in text
+        assert str(restore_db) in text and str(restore_cache) in text
+        tui.query_one("#drill-confirm", Input).value = "shop"
+        await pilot.pause(0.1)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: tui.operation is None, what="the drill to finish")
+        await wait_for_text(pilot, "drill finished in")
+    assert sqlite_rows(restore_db) == sqlite_rows(app.db)
+    assert sqlite_rows(restore_cache) == sqlite_rows(cache)
