@@ -20,6 +20,13 @@ pytestmark = pytest.mark.integration
 
 RAILS_DATABASES = ("production", "production_cache", "production_queue", "production_cable")
 RESTORE = {"KAMAL_BACKUP_ALLOW_RESTORE": "true"}
+KEEP_TWO = {
+    "RESTIC_KEEP_LAST": "2",
+    "RESTIC_KEEP_DAILY": "0",
+    "RESTIC_KEEP_WEEKLY": "0",
+    "RESTIC_KEEP_MONTHLY": "0",
+    "RESTIC_KEEP_YEARLY": "0",
+}
 
 
 @contextmanager
@@ -295,14 +302,7 @@ def test_a_repository_from_before_named_databases_lists_restores_and_keeps_reten
     assert "run:20260102T000000Z" in restored["snapshot"]["tags"]
     assert integrity_check(target) == "ok"
 
-    keep_two = {
-        "RESTIC_KEEP_LAST": "2",
-        "RESTIC_KEEP_DAILY": "0",
-        "RESTIC_KEEP_WEEKLY": "0",
-        "RESTIC_KEEP_MONTHLY": "0",
-        "RESTIC_KEEP_YEARLY": "0",
-    }
-    run = json.loads(app.cli("backup", "--json", extra=keep_two, check=True).stdout)
+    run = json.loads(app.cli("backup", "--json", extra=KEEP_TWO, check=True).stdout)
     databases = json.loads(app.cli("list", "--type", "database", "--json", check=True).stdout)
     # Retention grouped the older primary snapshots with the new one: two kept, one forgotten.
     assert [s["run"] for s in databases] == [run["run"], "20260102T000000Z"]
@@ -315,15 +315,8 @@ def test_retention_groups_per_database_and_for_files(app: App) -> None:
     cache = app.root / "app" / "storage" / "cache.sqlite3"
     make_sqlite(cache, rows=5)
     app.env["DATABASES"] = json.dumps({"cache": {"adapter": "sqlite", "path": str(cache)}})
-    keep_two = {
-        "RESTIC_KEEP_LAST": "2",
-        "RESTIC_KEEP_DAILY": "0",
-        "RESTIC_KEEP_WEEKLY": "0",
-        "RESTIC_KEEP_MONTHLY": "0",
-        "RESTIC_KEEP_YEARLY": "0",
-    }
     runs = [
-        json.loads(app.cli("backup", "--json", extra=keep_two, check=True).stdout) for _ in range(3)
+        json.loads(app.cli("backup", "--json", extra=KEEP_TWO, check=True).stdout) for _ in range(3)
     ]
     last = runs[-1]
     assert [(r["type"], r["database"], r["kept"]) for r in last["retention"]] == [
