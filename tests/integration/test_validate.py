@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import App
-from tests.integration.databases import pg_databases, psql
+from tests.integration.databases import mariadb, my_databases, pg_databases, psql
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +166,17 @@ def test_a_configuration_error_exits_2(app: App) -> None:
     result = app.cli("validate", extra={"RESTIC_KEEP_LAST": "many"})
     assert result.returncode == 2
     assert result.stderr.startswith("kamal-backup: error: RESTIC_KEEP_LAST: ")
+
+
+def test_a_mysql_database_is_probed_read_only(app: App) -> None:
+    with my_databases("validate") as (name,):
+        mariadb(f"CREATE DATABASE `{name}`")
+        extra = {
+            "DATABASE_ADAPTER": "mysql",
+            "DATABASE_URL": f"mysql://root@127.0.0.1:3306/{name}",
+        }
+        result = app.cli("validate", "--json", extra=extra)
+    assert result.returncode == 0, result.stdout
+    found = checks(result)
+    assert "MariaDB" in found["database primary"]["detail"]
+    assert found["tool mariadb-dump"]["status"] == "ok"
