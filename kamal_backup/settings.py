@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
@@ -602,6 +602,28 @@ class Settings(BaseSettings):
         names = ", ".join(d.name for d in self._databases) or "none are configured"
         raise ConfigError("--database", f"no database named {name!r} ({names})")
 
+    def with_restore_target(self, name: str, target: str, setting: str) -> Settings:
+        """A copy whose database `name` restores into `target` (a URL or an absolute path).
+
+        For one-off targets such as a drill's scratch database; `setting` names the option in
+        errors.
+        """
+        database = self.database(name)
+        value = target.strip()
+        cls = _registered(database.adapter, setting)
+        if cls.url_schemes:
+            check_url_scheme(setting, value, cls.name)
+            changed = replace(database, restore_url=SecretStr(value), restore_setting=setting)
+        else:
+            path = Path(value)
+            if not path.is_absolute():
+                raise ConfigError(setting, f"{value} is not an absolute path")
+            changed = replace(database, restore_path=path, restore_setting=setting)
+        copy = self.model_copy()
+        copy._environ = dict(self._environ)
+        copy._databases = tuple(changed if d.name == name else d for d in self._databases)
+        return copy
+
     def secret_variable(self, name: str) -> str | None:
         """The value of a secret setting an adapter declares, e.g. PGPASSWORD."""
         value = getattr(self, name.lower(), None)
@@ -947,3 +969,11 @@ def url_scheme_problem(url: str, expected: str, schemes: tuple[str, ...]) -> str
     if not parts.path.strip("/"):
         return "names no database (expected .../database)"
     return None
+
+
+def check_url_scheme(setting: str, url: str, adapter: str) -> None:
+    """Raises ConfigError naming `setting` when `url` is not a database URL for `adapter`."""
+    cls = _registered(adapter, setting)
+    problem = url_scheme_problem(url, f"adapter {cls.name}", cls.url_schemes)
+    if problem:
+        raise ConfigError(setting, problem)

@@ -210,3 +210,14 @@ def test_a_password_written_in_the_file_is_redacted(tmp_path: Path) -> None:
     load_settings(environ={"HOME": str(tmp_path)}, config=config)
     text = redact.redact("inline-pw-98765 and url-pw-4321")
     assert "inline-pw-98765" not in text and "url-pw-4321" not in text
+
+
+def test_a_one_off_restore_target_replaces_only_that_database(tmp_path: Path) -> None:
+    config = write(tmp_path, BASE_YAML.format(root=tmp_path))
+    settings = load_settings(environ=base_env(tmp_path), config=config)
+    scratch = settings.with_restore_target("cache", str(tmp_path / "scratch.sqlite3"), "--target")
+    assert scratch.database("cache").restore_path == tmp_path / "scratch.sqlite3"
+    assert scratch.database("primary") == settings.database("primary")
+    assert settings.database("cache").restore_path is None  # the original is untouched
+    with pytest.raises(ConfigError, match="--target"):
+        settings.with_restore_target("cache", "relative.sqlite3", "--target")
