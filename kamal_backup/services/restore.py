@@ -66,7 +66,7 @@ SafetyCallback = Callable[[SnapshotRecord], None]
 def targeting_source(settings: Settings) -> Settings:
     """The settings with every database's restore target set to its source (--in-place)."""
     for database in settings.database_list:
-        source = secret(database.url) if database.url is not None else str(database.path)
+        source = secret(database.url) or str(database.path)
         settings = settings.with_restore_target(database.name, source, database.source_setting)
     return settings
 
