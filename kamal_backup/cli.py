@@ -625,10 +625,12 @@ def prune(
         _print_json(result.model_dump(mode="json"))
         return
     verb = "would remove" if result.dry_run else "removed"
+    several = sum(part.type == "database" for part in result.retention) > 1
     for part in result.retention:
         ids = " ".join(i[:8] for i in part.removed_ids)
+        label = f"{part.type} {part.database}" if several and part.database else part.type
         stdout.print(
-            f"{part.type}: kept {part.kept}, {verb} {part.removed}" + (f" ({ids})" if ids else "")
+            f"{label}: kept {part.kept}, {verb} {part.removed}" + (f" ({ids})" if ids else "")
         )
     if not result.retention:
         stdout.print("every RESTIC_KEEP_* is 0: nothing removed")

@@ -26,23 +26,26 @@ def safety_snapshot_host(settings: Settings) -> str:
     return f"{settings.host}-{PRE_RESTORE_TAG}"
 
 
-def tag_legacy_database_snapshots(settings: Settings, restic: Restic) -> int:
-    """Tags database snapshots made before databases had names as database:primary.
+def database_groups(settings: Settings, restic: Restic, *, dry_run: bool) -> list[str | None]:
+    """The database: tag each configured database's retention group filters on.
 
-    They belong to primary (completeness and restores already read them so); the tag lets
-    retention group them with primary's newer snapshots. Returns how many were tagged.
+    None means every database snapshot: the app has only ever had `primary` (snapshots made
+    before databases had names carry no database: tag and belong to it). Once other databases
+    exist, each group filters on its own tag, and untagged older snapshots are first tagged
+    database:primary (restic rewrites them; skipped by a dry run, which then leaves them out).
     """
-    untagged = [
-        s.id
-        for s in restic.snapshots(app_tags(settings, "type:database"))
-        if s.tag_value("database") is None
-    ]
-    if untagged:
+    names = [database.name for database in settings.database_list]
+    snapshots = restic.snapshots(app_tags(settings, "type:database"))
+    named = {s.tag_value("database") for s in snapshots} - {None, LEGACY_DATABASE}
+    if names == [LEGACY_DATABASE] and not named:
+        return [None]
+    untagged = [s.id for s in snapshots if s.tag_value("database") is None]
+    if untagged and LEGACY_DATABASE in names and not dry_run:
         restic.add_tags(untagged, [f"database:{LEGACY_DATABASE}"])
         log.info(
             "tagged %d older database snapshots as database:%s", len(untagged), LEGACY_DATABASE
         )
-    return len(untagged)
+    return list(names)
 
 
 def apply_retention(
@@ -77,11 +80,11 @@ def apply_retention(
     expired_ids = [s.id for s in expired]
     if expired and not dry_run:
         restic.forget_ids(expired_ids, prune=False)  # the policy's forget below prunes their data
-    groups: list[tuple[SnapshotType, str | None]] = [
-        ("database", database.name) for database in settings.database_list
-    ]
-    if not dry_run and any(name == LEGACY_DATABASE for _, name in groups):
-        tag_legacy_database_snapshots(settings, restic)
+    groups: list[tuple[SnapshotType, str | None]] = (
+        [("database", name) for name in database_groups(settings, restic, dry_run=dry_run)]
+        if settings.database_list
+        else []
+    )
     groups.append(("files", None))
     results = []
     for index, (kind, database) in enumerate(groups):
@@ -100,6 +103,9 @@ def apply_retention(
         removed_ids = _ids(found, "remove")
         if database is not None:
             removed_ids += [s.id for s in expired if s.database == database]
+        if kind == "database" and database is None:
+            database = LEGACY_DATABASE  # the one database, with its untagged older snapshots
+            removed_ids += [s.id for s in expired if s.id not in removed_ids]
         label = f"database {database}" if database else kind
         log.info(
             "retention for %s snapshots: kept %d, %s %d",

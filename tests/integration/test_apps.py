@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kamal_backup.databases.sqlite import integrity_check
-from tests.conftest import App, make_sqlite
+from tests.conftest import App, make_sqlite, sqlite_rows
 from tests.integration.databases import pg_databases, psql
 
 pytestmark = pytest.mark.integration
@@ -306,7 +306,9 @@ def test_a_repository_from_before_named_databases_lists_restores_and_keeps_reten
     databases = json.loads(app.cli("list", "--type", "database", "--json", check=True).stdout)
     # Retention grouped the older primary snapshots with the new one: two kept, one forgotten.
     assert [s["run"] for s in databases] == [run["run"], "20260102T000000Z"]
-    assert all("database:primary" in s["tags"] for s in databases)
+    assert all(s["database"] == "primary" for s in databases)
+    # With primary the only database, older snapshots keep their ids (no retagging).
+    assert databases[1]["id"] in {s["id"] for s in listed}
     files = json.loads(app.cli("list", "--type", "files", "--json", check=True).stdout)
     assert [s["run"] for s in files] == [run["run"], "20260102T000000Z"]
 
@@ -329,3 +331,42 @@ def test_retention_groups_per_database_and_for_files(app: App) -> None:
         assert len(app.snapshot_ids("app:shop", tag)) == 2, tag
     listed = json.loads(app.cli("list", "--json", check=True).stdout)
     assert {s["run"] for s in listed} == kept_runs
+
+
+def test_in_place_restore_of_every_database_takes_a_safety_snapshot_of_each(app: App) -> None:
+    cache = app.root / "app" / "storage" / "cache.sqlite3"
+    make_sqlite(cache, rows=9)
+    app.env["DATABASES"] = json.dumps({"cache": {"adapter": "sqlite", "path": str(cache)}})
+    app.cli("backup", check=True)
+    backed_up = {"primary": sqlite_rows(app.db), "cache": sqlite_rows(cache)}
+    for path in (app.db, cache):
+        with sqlite3.connect(path) as db:
+            db.execute("DELETE FROM notes")
+        db.close()
+    allow = {**RESTORE, "KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE": "true"}
+    result = app.cli("restore-db", "--in-place", "--json", extra=allow, check=True)
+    restored = json.loads(result.stdout)
+    assert [r["snapshot"]["database"] for r in restored] == ["primary", "cache"]
+    assert sqlite_rows(app.db) == backed_up["primary"]
+    assert sqlite_rows(cache) == backed_up["cache"]
+    safety = {r["safety_snapshot"]["database"] for r in restored}
+    assert safety == {"primary", "cache"}
+    assert all("pre-restore" in r["safety_snapshot"]["tags"] for r in restored)
+
+
+def test_older_snapshots_are_tagged_primary_once_a_second_database_is_configured(app: App) -> None:
+    legacy_run(app, "20260101T000000Z")
+    legacy_run(app, "20260102T000000Z")
+    cache = app.root / "app" / "storage" / "cache.sqlite3"
+    make_sqlite(cache, rows=5)
+    app.env["DATABASES"] = json.dumps({"cache": {"adapter": "sqlite", "path": str(cache)}})
+    run = json.loads(app.cli("backup", "--json", extra=KEEP_TWO, check=True).stdout)
+    primary = json.loads(app.cli("list", "--type", "database", "--json", check=True).stdout)
+    by_database: dict[str, list[str]] = {}
+    for snapshot in primary:
+        by_database.setdefault(snapshot["database"], []).append(snapshot["run"])
+    assert by_database == {
+        "primary": [run["run"], "20260102T000000Z"],
+        "cache": [run["run"]],
+    }
+    assert len(app.snapshot_ids("database:primary")) == 2  # the older one was tagged
