@@ -190,7 +190,10 @@ class OverviewView(VerticalScroll, View):
 
     def render_charts(self) -> None:
         history = run_history(
-            self.snapshots or [], self.tui.backend.last_backup(), self.drilled_snapshots()
+            self.snapshots or [],
+            self.tui.backend.last_backup(),
+            self.drilled_snapshots(),
+            expected_parts(self.tui.settings),
         )
         self.query_one("#overview-charts").display = bool(history.runs)
         if not history.runs:
