@@ -338,6 +338,8 @@ async def test_overview_shows_each_channel_and_its_last_delivery(app: App) -> No
         assert f"webhook 127.0.0.1:{server.port} ok" in text
         assert f"ntfy 127.0.0.1:{server.port} -" in text  # nothing sent to it yet
         assert "planted" not in text
+
+
 async def test_overview_and_snapshots_show_databases_by_name(app: App) -> None:
     cache = app.root / "app" / "storage" / "cache.sqlite3"
     make_sqlite(cache, rows=5)
