@@ -384,6 +384,120 @@ def _print_safety_snapshot(record: SnapshotRecord) -> None:
     )
 
 
+@app.command()
+@operation
+def drill(
+    ctx: typer.Context,
+    snapshot: Annotated[
+        str,
+        typer.Argument(
+            help="'latest', a run (20260101T020000Z) or a snapshot id of the run to drill."
+        ),
+    ] = "latest",
+    database_target: Annotated[
+        str | None,
+        typer.Option(
+            "--database-target",
+            help="Scratch database URL (or SQLite path) of an app with one database; default "
+            "its restore target (RESTORE_DATABASE_URL / RESTORE_SQLITE_DATABASE_PATH).",
+        ),
+    ] = None,
+    files_target: Annotated[
+        str | None,
+        typer.Option("--files-target", help="Scratch directory; default RESTORE_FILES_PATH."),
+    ] = None,
+    check_command: Annotated[
+        str | None,
+        typer.Option(
+            "--check",
+            help="Command run after verification (default KAMAL_BACKUP_DRILL_CHECK_COMMAND).",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the drill record as JSON.")
+    ] = False,
+) -> None:
+    """Restore a run into scratch targets, verify it against its manifest, and record the drill.
+
+    Exit 0 passed; 1 failed (restore, verification mismatch or check); 3 refused by a gate.
+    Needs KAMAL_BACKUP_ALLOW_RESTORE=true; never writes to the backup source.
+    """
+    from kamal_backup.services.drill import run_drill
+
+    with live_progress() as on_status:
+        record = run_drill(
+            _options(ctx).settings(),
+            snapshot,
+            database_target=database_target,
+            files_target=files_target,
+            check=check_command,
+            on_status=on_status,
+        )
+    if as_json:
+        _print_json(redact_json(record.model_dump(mode="json", exclude={"stored_in_repository"})))
+    else:
+        render_drill(record)
+    if record.status != "passed":
+        _error_line(f"error: drill failed: {drill_failure(record)}")
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def drill_failure(record: Any) -> str:
+    """Why a drill failed, in one line naming the tables and paths that did not match."""
+    if record.error:
+        return str(record.error)
+    if record.check is not None and record.check.status == "failed":
+        return str(record.check.error or "the check command failed")
+    verification = record.verification
+    found = []
+    if verification.mismatched_tables:
+        found.append("tables " + ", ".join(verification.mismatched_tables))
+    if verification.files_mismatched:
+        paths = ", ".join(m.path for m in verification.file_mismatches[:5])
+        found.append(f"{verification.files_mismatched} files ({paths})")
+    return "verification found mismatches: " + "; ".join(found)
+
+
+def redact_json(data: Any) -> Any:
+    from kamal_backup import redact as redaction
+
+    return redaction.current().redact_obj(data)
+
+
+def render_drill(record: Any) -> None:
+    from rich.markup import escape
+
+    verification = record.verification
+    named = len(verification.databases) > 1
+    columns = ("database", "table") if named else ("table",)
+    table = Table(*columns, "rows backed up", "rows restored", "verdict")
+    for check_row in verification.tables:
+        table.add_row(
+            *((escape(check_row.database or "-"),) if named else ()),
+            escape(check_row.table),
+            "-" if check_row.rows_expected is None else str(check_row.rows_expected),
+            "-" if check_row.rows_restored is None else str(check_row.rows_restored),
+            escape(check_row.verdict + (f": {check_row.detail}" if check_row.detail else "")),
+        )
+    if verification.tables:
+        stdout.print(table)
+    for name, target in record.database_targets.items():
+        stdout.print(f"database {escape(name)} restored into {escape(target)}")
+    for mismatch in verification.file_mismatches:
+        stdout.print(f"file mismatch: {escape(mismatch.path)}: {escape(mismatch.detail)}")
+    if record.check is not None:
+        stdout.print(
+            f"check {escape(' '.join(record.check.command))}: {record.check.status}"
+            + (f" ({escape(record.check.error)})" if record.check.error else "")
+        )
+    rto = f"{record.rto_seconds:.1f}s" if record.rto_seconds is not None else "-"
+    rpo = f"{record.rpo_seconds:.0f}s" if record.rpo_seconds is not None else "-"
+    stdout.print(
+        f"drill {record.status.upper()} run {record.run or '-'}: "
+        f"{escape(verification.summary())}; RTO {rto}, RPO {rpo}"
+    )
+
+
 class SnapshotKind(StrEnum):
     database = "database"
     files = "files"
@@ -445,22 +559,41 @@ def check(
         raise typer.Exit(ExitCode.FAILED)
 
 
+class EvidenceFormat(StrEnum):
+    json = "json"
+    markdown = "markdown"
+    html = "html"
+
+
 @app.command()
 @operation
 def evidence(
     ctx: typer.Context,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Also write the JSON to this file.")
+        Path | None, typer.Option("--output", "-o", help="Also write the document to this file.")
     ] = None,
+    output_format: Annotated[
+        EvidenceFormat,
+        typer.Option(
+            "--format", help="json (default), or a one-page markdown or html report for a reviewer."
+        ),
+    ] = EvidenceFormat.json,
 ) -> None:
-    """Print redacted JSON evidence: configuration, latest snapshots, last check and backup, tools."""
-    from kamal_backup.services.evidence import build_evidence, write_evidence
+    """Print redacted evidence: configuration, latest snapshots, last check and backup, drills, tools."""
+    from kamal_backup.services.evidence import build_evidence, evidence_json, write_evidence
+    from kamal_backup.services.report import html_report, markdown_report
 
     document = build_evidence(_options(ctx).settings())
-    _print_json(document)
+    render = {
+        EvidenceFormat.json: evidence_json,
+        EvidenceFormat.markdown: markdown_report,
+        EvidenceFormat.html: html_report,
+    }[output_format]
+    text = render(document)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
     if output is not None:
-        write_evidence(document, output)
-    if document.get("repository_error"):
+        write_evidence(document, output, text)
+    if document.repository_error:
         raise typer.Exit(ExitCode.FAILED)
 
 
@@ -672,6 +805,16 @@ def health(
         _print_json(report.model_dump(mode="json"))
     else:
         stdout.print(f"{'healthy' if report.healthy else 'unhealthy'}: {report.reason}")
+        if report.last_drill_at is not None:
+            overdue = " (overdue)" if report.drill_overdue else ""
+            stdout.print(
+                f"last drill {report.last_drill_status} at "
+                f"{report.last_drill_at:%Y-%m-%d %H:%M} UTC{overdue}"
+            )
+        elif report.drill_overdue:
+            stdout.print(
+                "no restore drill recorded yet (KAMAL_BACKUP_DRILL_SCHEDULE_SECONDS is set)"
+            )
     if not report.healthy:
         raise typer.Exit(ExitCode.FAILED)
 

@@ -21,6 +21,10 @@ def database_part(name: str) -> str:
     return f"database:{name}"
 
 
+# Small documents stored beside the backups: never a backup type, never listed as one.
+RECORD_TYPES = ("manifest", "drill")
+
+
 class BackupCounts(BaseModel):
     """What restic counted while backing up (in snapshot summaries and backup output alike)."""
 
@@ -209,6 +213,8 @@ class BackupRun(BaseModel):
     retention_error: str | None = None
     check: CheckResult | None = None
     error: str | None = None
+    manifest_snapshot: str | None = None
+    manifest_error: str | None = None
 
 
 class CheckResult(BaseModel):
@@ -256,6 +262,10 @@ class HealthReport(BaseModel):
     last_success_at: datetime | None
     age_seconds: float | None
     limit_seconds: int
+    # The last restore drill this machine knows of; overdue only when drills are scheduled.
+    last_drill_at: datetime | None = None
+    last_drill_status: str | None = None
+    drill_overdue: bool | None = None
 
 
 class GateVerdict(BaseModel):

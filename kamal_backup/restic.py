@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -359,7 +360,51 @@ class Restic:
         args += ["--", *(str(path) for path in paths)]
         return self._backup(args, "file backup", on_status, None)
 
+    def backup_bytes(self, data: bytes, *, filename: str, tags: Sequence[str]) -> BackupSummary:
+        """Stores a small document (a manifest, a drill record) as a one-file snapshot."""
+        with tempfile.TemporaryFile() as handle:
+            handle.write(data)
+            handle.flush()
+            handle.seek(0)
+            summary: dict[str, Any] = {}
+
+            def handle_line(line: str) -> None:
+                message = _message(line)
+                if message.get("message_type") == "summary":
+                    summary.update(message)
+
+            args = [
+                "backup",
+                "--json",
+                "--host",
+                self.host,
+                *_tag_args(tags),
+                "--stdin",
+                "--stdin-filename",
+                filename,
+            ]
+            result = process.run(
+                self.argv(*args), env=self.environment, stdin=handle, on_stdout_line=handle_line
+            )
+        if result.returncode != 0:
+            raise error_for(result.returncode, result.stderr, f"saving {filename}")
+        if "snapshot_id" not in summary:
+            raise ResticError(f"saving {filename}: restic reported no snapshot", returncode=0)
+        return BackupSummary.model_validate(summary)
+
     # Reading ----------------------------------------------------------------------------
+
+    def read_file(self, snapshot_id: str, path: str) -> bytes:
+        """The content of one small file of a snapshot (one `restic dump`)."""
+        with self.dump(snapshot_id, path) as child:
+            tail = process.StderrTail(child.stderr)
+            data = child.stdout.read() if child.stdout is not None else b""
+            returncode = child.wait()
+        if process.cancelled():
+            raise Interrupted()
+        if returncode != 0:
+            raise error_for(returncode, tail.text(), f"reading {path}")
+        return data
 
     def snapshots(self, tags: Sequence[str], snapshot_ids: Sequence[str] = ()) -> list[Snapshot]:
         """Snapshots carrying every one of `tags` (restic ANDs a comma-separated tag list)."""

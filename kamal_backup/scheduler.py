@@ -14,11 +14,44 @@ from kamal_backup.errors import Interrupted, KamalBackupError
 from kamal_backup.models import BackupRun, SchedulerStart
 from kamal_backup.redact import redact
 from kamal_backup.services.backup import run_backup
+from kamal_backup.services.drill import run_drill
+from kamal_backup.services.health import drill_due
 from kamal_backup.settings import Settings
+from kamal_backup.verification import DrillRecord
 
 log = logging.getLogger(__name__)
 
 Backup = Callable[[Settings], BackupRun]
+Drill = Callable[[Settings], DrillRecord]
+
+
+def _run_scheduled_drill(settings: Settings) -> DrillRecord:
+    return run_drill(settings, ran_by="scheduler")
+
+
+def scheduled_drill(settings: Settings, drill: Drill | None = None) -> DrillRecord | None:
+    """Runs a due drill after a successful backup; whatever happens, backups go on."""
+    try:
+        record = (drill or _run_scheduled_drill)(settings)
+    except Interrupted:
+        raise
+    except KamalBackupError as exc:
+        log.error("scheduled drill did not run: %s", exc)
+        return None
+    except Exception as exc:  # a drill must never stop the backups
+        log.error(
+            "scheduled drill failed unexpectedly: %s: %s", exc.__class__.__name__, redact(str(exc))
+        )
+        return None
+    level = logging.INFO if record.status == "passed" else logging.ERROR
+    log.log(
+        level,
+        "scheduled drill %s %s: %s",
+        record.id,
+        record.status,
+        record.error or record.verification.summary(),
+    )
+    return record
 
 
 def next_start(previous: float, interval: float, now: float) -> float:
@@ -51,6 +84,7 @@ def run_schedule(
     backup: Backup = run_backup,
     clock: Callable[[], float] = time.monotonic,
     max_runs: int | None = None,
+    drill: Drill | None = None,
 ) -> int:
     """Runs backups until `stop` is set; returns the number of runs that failed."""
     interval = settings.backup_schedule_seconds
@@ -91,6 +125,8 @@ def run_schedule(
             log.info(
                 "scheduled backup %s succeeded in %.1fs", result.run, result.duration_seconds or 0
             )
+            if drill_due(settings, datetime.now(UTC)):
+                scheduled_drill(settings, drill)
         except Interrupted:
             if stop.is_set():
                 log.info("scheduled backup interrupted by shutdown")

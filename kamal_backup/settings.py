@@ -379,6 +379,38 @@ class Settings(BaseSettings):
         None, description="Target of restore-db (sqlite).", examples=["/restore/db/restore.sqlite3"]
     )
 
+    restore_files_path: Path = Field(
+        Path("/restore/files"),
+        description="Where a drill restores files (restic's layout: <dir>/<original path>).",
+        examples=["/restore/files"],
+    )
+
+    kamal_backup_manifest_checksums: bool = Field(
+        True,
+        description="Store a content checksum per table in each run's manifest; false keeps "
+        "row counts only (for very large databases).",
+        examples=["false"],
+    )
+    kamal_backup_drill_schedule_seconds: int = Field(
+        0,
+        ge=0,
+        description="Run a restore drill after a successful scheduled backup once the last "
+        "drill is this old; 0 turns scheduled drills off.",
+        examples=["604800"],
+    )
+    kamal_backup_drill_check_command: str | None = Field(
+        None,
+        description="A command a drill runs after verifying (split like a shell, run without "
+        "one); it sees KAMAL_BACKUP_DRILL_DATABASE_TARGET and KAMAL_BACKUP_DRILL_FILES_TARGET.",
+        examples=["bin/rails runner 'User.count'"],
+    )
+    kamal_backup_drill_check_timeout_seconds: int = Field(
+        600,
+        gt=0,
+        description="How long the drill's check command may run before it is killed.",
+        examples=["900"],
+    )
+
     pgpassword: SecretStr | None = Field(
         None, description="PostgreSQL password for the source.", examples=["(as a Kamal secret)"]
     )
@@ -527,6 +559,7 @@ class Settings(BaseSettings):
     @field_validator(
         "sqlite_database_path",
         "restore_sqlite_database_path",
+        "restore_files_path",
         "kamal_backup_state_dir",
         "restic_password_file",
         "restic_repository_file",

@@ -9,16 +9,21 @@ import tempfile
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from kamal_backup import redact
 from kamal_backup.errors import ConfigError
 from kamal_backup.models import BackupRun, CheckResult, RestoreResult, SchedulerStart, SnapshotType
+from kamal_backup.verification import DrillRecord
+
+_DRILLS = TypeAdapter(list[DrillRecord])
 
 LAST_BACKUP = "last_backup.json"
 LAST_CHECK = "last_check.json"
 LAST_SUCCESS = "last_success.json"
 SCHEDULER = "scheduler.json"
+DRILLS = "drills.json"
+DRILLS_KEPT = 50
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -101,3 +106,19 @@ def record_restore(state_dir: Path, result: RestoreResult) -> None:
 
 def last_restore(state_dir: Path, kind: SnapshotType) -> RestoreResult | None:
     return read_json(state_dir / f"last_restore_{kind}.json", RestoreResult)
+
+
+def drills(state_dir: Path) -> list[DrillRecord]:
+    """The drills run from this machine, newest first (the last DRILLS_KEPT)."""
+    try:
+        return _DRILLS.validate_json((state_dir / DRILLS).read_text(encoding="utf-8"))
+    except (OSError, ValidationError, ValueError):
+        return []
+
+
+def record_drill(state_dir: Path, record: DrillRecord) -> None:
+    """Adds or replaces (same id) a drill record, keeping the newest DRILLS_KEPT."""
+    kept = [record, *(other for other in drills(state_dir) if other.id != record.id)]
+    kept.sort(key=lambda item: item.started_at, reverse=True)
+    data = redact.current().redact_obj(_DRILLS.dump_python(kept[:DRILLS_KEPT], mode="json"))
+    write_text_atomic(state_dir / DRILLS, json.dumps(data, indent=2, sort_keys=True) + "\n")

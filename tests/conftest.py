@@ -159,12 +159,19 @@ class App:
         )
 
     def snapshot_ids(self, *tags: str) -> list[str]:
+        """Backup snapshots with every one of `tags`; manifests and drill records only when a
+        tag names their type (they are documents about backups, not backups)."""
         import json
 
         args = ["snapshots", "--json", "--no-lock"]
         if tags:
             args += ["--tag", ",".join(tags)]
-        return [s["id"] for s in json.loads(self.restic(*args).stdout)]
+        records = {"type:manifest", "type:drill"}
+        return [
+            s["id"]
+            for s in json.loads(self.restic(*args).stdout)
+            if records & set(tags) or not records & set(s.get("tags") or [])
+        ]
 
 
 def base_env(root: Path, repo: Path, name: str = "shop") -> dict[str, str]:

@@ -334,9 +334,14 @@ class KamalBackupApp(App[None]):
         for view in self.views():
             view.snapshots_loading()
         self.fetch(self, "snapshots", self.backend.snapshots)
+        self.fetch(self, "drills", lambda: self.backend.drill_history()[1])
 
     def on_fetched(self, message: Fetched) -> None:
         if not self.app.is_running:  # shutting down: the widgets are going away
+            return
+        if message.what == "drills":
+            for view in self.views():
+                view.show_drills(message.result, message.error)
             return
         if message.what != "snapshots":
             return

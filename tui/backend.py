@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from kamal_backup import notify, state
 from kamal_backup.databases import adapters_for
@@ -19,10 +18,12 @@ from kamal_backup.models import (
 from kamal_backup.services import gates, restic_for
 from kamal_backup.services.backup import StatusCallback, run_backup
 from kamal_backup.services.check import run_check
-from kamal_backup.services.evidence import build_evidence, write_evidence
+from kamal_backup.services.drill import drill_history, run_drill
+from kamal_backup.services.evidence import Evidence, build_evidence, write_evidence
 from kamal_backup.services.restore import restore_all_databases, restore_database, restore_files
 from kamal_backup.services.snapshots import list_snapshots
 from kamal_backup.settings import Settings
+from kamal_backup.verification import DrillRecord, DrillSummary
 
 
 class Backend:
@@ -76,6 +77,16 @@ class Backend:
     def in_place_verdicts(self, paths: list[str]) -> list[GateVerdict]:
         return gates.in_place_file_restore_verdicts(self.settings, [Path(p) for p in paths])
 
+    def drill_verdicts(
+        self, kinds: tuple[SnapshotType, ...], files_target: str
+    ) -> list[tuple[str, GateVerdict]]:
+        """The verdicts the drill service enforces, by part: what the wizard shows."""
+        return gates.drill_verdicts(self.settings, files_target, kinds)
+
+    def last_drill(self) -> DrillRecord | None:
+        found = state.drills(self.settings.state_dir)
+        return found[0] if found else None
+
     # Repository work (slow: thread workers only) ------------------------------------------
 
     def snapshots(self) -> list[Snapshot]:
@@ -86,10 +97,10 @@ class Backend:
         restic.require_supported_version()
         return restic.ls(snapshot_id, directory)
 
-    def evidence(self) -> dict[str, Any]:
+    def evidence(self) -> Evidence:
         return build_evidence(self.settings)
 
-    def save_evidence(self, document: dict[str, Any], path: Path) -> None:
+    def save_evidence(self, document: Evidence, path: Path) -> None:
         write_evidence(document, path)
 
     def backup(self, on_status: StatusCallback | None) -> BackupRun:
@@ -105,6 +116,31 @@ class Backend:
         if len(self.adapters) > 1:
             return restore_all_databases(self.settings, snapshot, on_status=on_status)
         return [restore_database(self.settings, snapshot, on_status=on_status)]
+
+    def drill_history(self) -> tuple[DrillRecord | None, list[DrillSummary]]:
+        """This machine's drills and the repository's (a laptop sees the container's)."""
+        return drill_history(self.settings)
+
+    def drill(
+        self,
+        kinds: tuple[SnapshotType, ...],
+        snapshot: str,
+        files_snapshot: str,
+        files_target: str,
+        on_status: StatusCallback | None,
+    ) -> DrillRecord:
+        return run_drill(
+            self.settings,
+            snapshot,
+            files_snapshot=files_snapshot,
+            files_target=files_target,
+            parts=kinds,
+            ran_by="tui",
+            on_status=on_status,
+        )
+
+    def restore_database(self, snapshot: str, on_status: StatusCallback | None) -> RestoreResult:
+        return restore_database(self.settings, snapshot, on_status=on_status)
 
     def restore_files(
         self,

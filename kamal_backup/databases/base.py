@@ -14,6 +14,7 @@ from kamal_backup.errors import ConfigError, OperationFailed
 from kamal_backup.models import Snapshot
 from kamal_backup.restic import Restic
 from kamal_backup.settings import Database, Settings, secret
+from kamal_backup.verification import DatabaseFigures, FigureMethod
 
 ByteCounter = Callable[[int], None]
 
@@ -39,6 +40,8 @@ class DumpCommand:
 
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
+    # Blocks until the manifest figures, taken from the same view as the dump, are ready.
+    figures: Callable[[], DatabaseFigures] | None = None
 
 
 class DatabaseAdapter(abc.ABC):
@@ -96,8 +99,11 @@ class DatabaseAdapter(abc.ABC):
 
     @abc.abstractmethod
     @contextmanager
-    def dump_command(self) -> Iterator[DumpCommand]:
-        """Prepares and yields the command whose stdout is the dump; cleans up afterwards."""
+    def dump_command(self, figures: bool = True) -> Iterator[DumpCommand]:
+        """Prepares and yields the command whose stdout is the dump; cleans up afterwards.
+
+        With `figures`, the command also carries the manifest figures of the same view.
+        """
 
     @abc.abstractmethod
     def source_label(self) -> str:
@@ -123,6 +129,13 @@ class DatabaseAdapter(abc.ABC):
 
         on_bytes is called with the size of each piece of the dump as it streams in.
         """
+
+    @abc.abstractmethod
+    def restored_figures(self, method: FigureMethod) -> DatabaseFigures:
+        """The manifest figures of the restore target, computed exactly as at backup time."""
+
+    def figure_method(self) -> FigureMethod:
+        return "checksum" if self.settings.kamal_backup_manifest_checksums else "count"
 
     @abc.abstractmethod
     def client_versions(self) -> dict[str, str | None]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import subprocess
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -16,6 +19,7 @@ from kamal_backup.errors import OperationFailed, ToolMissing
 from kamal_backup.models import Snapshot
 from kamal_backup.redact import redact
 from kamal_backup.restic import Restic
+from kamal_backup.verification import DatabaseFigures, FigureMethod, TableFigures
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +132,43 @@ def batched(stream: IO[bytes]) -> Iterator[bytes]:
         yield b"".join(pending)
 
 
+MYSQL_CONSISTENCY = (
+    "counted in a START TRANSACTION WITH CONSISTENT SNAPSHOT opened just before the dump's "
+    "own (InnoDB tables); a write committed between the two shows as a mismatch, never as a "
+    "false match; non-transactional tables are counted, not comparable"
+)
+
+
+def figures_script(
+    database: str, tables: list[tuple[str, str, list[str]]], method: FigureMethod, *, snapshot: bool
+) -> str:
+    """One SELECT per table: its row count and the sum of its rows' md5 as 64-bit numbers."""
+    lines = []
+    if snapshot:
+        lines += [
+            "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ;",
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT;",
+        ]
+    for name, _engine, columns in tables:
+        if method == "checksum" and columns:
+            values = ", ".join(
+                f"IFNULL(HEX(CAST({quote_ident(column)} AS BINARY)), 'N')" for column in columns
+            )
+            checksum = (
+                "COALESCE(SUM(CAST(CONV(SUBSTRING(MD5(CONCAT_WS(',', "
+                + values
+                + ")), 1, 16), 16, 10) AS UNSIGNED)), 0)"
+            )
+        else:
+            checksum = "''"
+        lines.append(
+            f"SELECT COUNT(*), {checksum} FROM {quote_ident(database)}.{quote_ident(name)};"
+        )
+    if snapshot:
+        lines.append("COMMIT;")
+    return "\n".join(lines) + "\n"
+
+
 def connection_args(url: DatabaseUrl) -> list[str]:
     args = []
     if url.host:
@@ -173,7 +214,7 @@ class MysqlAdapter(ServerAdapter):
     # Backup -----------------------------------------------------------------------------
 
     @contextmanager
-    def dump_command(self) -> Iterator[DumpCommand]:
+    def dump_command(self, figures: bool = True) -> Iterator[DumpCommand]:
         source = self.source
         argv = (
             self.dumper(),
@@ -192,7 +233,104 @@ class MysqlAdapter(ServerAdapter):
             "--skip-dump-date",
             source.database,
         )
-        yield DumpCommand(argv=argv, env=client_env(self.source_password(), self.settings.environ))
+        env = client_env(self.source_password(), self.settings.environ)
+        if not figures:
+            yield DumpCommand(argv=argv, env=env)
+            return
+        # The figures' consistent snapshot starts just before the dump's own: mariadb-dump's
+        # --single-transaction opens its snapshot in its own session, and the server cannot
+        # share one between sessions. A write committed in that gap shows as a mismatch.
+        method = self.figure_method()
+        tables = self._tables(source, env, source.database)
+        script = figures_script(source.database, tables, method, snapshot=True)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(self._run_figures, source, env, script, tables, method)
+            yield DumpCommand(argv=argv, env=env, figures=future.result)
+
+    # Manifest figures ---------------------------------------------------------------------
+
+    def _tables(
+        self, url: DatabaseUrl, env: Mapping[str, str], database: str
+    ) -> list[tuple[str, str, list[str]]]:
+        """(table, engine, columns) of every base table, in name order."""
+        literal = quote_literal(database)
+        engines = dict(
+            (row[0], row[1] if len(row) > 1 else "")
+            for row in self._sql(
+                url,
+                env,
+                "SELECT TABLE_NAME, IFNULL(ENGINE, '') FROM information_schema.TABLES "
+                f"WHERE TABLE_SCHEMA = {literal} AND TABLE_TYPE = 'BASE TABLE'",
+            )
+        )
+        columns: dict[str, list[str]] = {name: [] for name in engines}
+        for table, column in self._sql(
+            url,
+            env,
+            "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
+            f"WHERE TABLE_SCHEMA = {literal} ORDER BY TABLE_NAME, ORDINAL_POSITION",
+        ):
+            if table in columns:
+                columns[table].append(column)
+        return [(name, engines[name], columns[name]) for name in sorted(engines)]
+
+    def _run_figures(
+        self,
+        url: DatabaseUrl,
+        env: Mapping[str, str],
+        script: str,
+        tables: list[tuple[str, str, list[str]]],
+        method: FigureMethod,
+    ) -> DatabaseFigures:
+        argv = [
+            self.client(),
+            *connection_args(url),
+            "--batch",
+            "--raw",
+            "--skip-column-names",
+            "--default-character-set=utf8mb4",
+        ]
+        with process.spawn(argv, env=env, stdin=subprocess.PIPE) as child:
+            tail = process.StderrTail(child.stderr)
+            if child.stdin is None or child.stdout is None:
+                raise OperationFailed("internal error: the MySQL session has no pipes")
+            with contextlib.suppress(BrokenPipeError):
+                child.stdin.write(script.encode())
+            with contextlib.suppress(OSError):
+                child.stdin.close()
+            output = child.stdout.read().decode("utf-8", "replace")
+            code = child.wait()
+        if code != 0:
+            raise OperationFailed(
+                f"counting the MySQL database failed: {redact(error_line(tail.text()))}"
+            )
+        lines = [line.split("\t") for line in output.splitlines() if line]
+        if len(lines) != len(tables):
+            raise OperationFailed("counting the MySQL database: unexpected output")
+        found = []
+        for (name, engine, _), row in zip(tables, lines, strict=True):
+            comparable = engine.lower() == "innodb"
+            found.append(
+                TableFigures(
+                    table=name,
+                    rows=int(row[0]),
+                    checksum=row[1] if method == "checksum" and len(row) > 1 else None,
+                    comparable=comparable,
+                    note=None
+                    if comparable
+                    else f"ENGINE={engine or '?'} is not transactional: counted, not comparable",
+                )
+            )
+        return DatabaseFigures(
+            adapter="mysql", method=method, consistency=MYSQL_CONSISTENCY, tables=found
+        )
+
+    def restored_figures(self, method: FigureMethod) -> DatabaseFigures:
+        target = self.require_target()
+        env = client_env(self.target_password(target), self.settings.environ)
+        tables = self._tables(target, env, target.database)
+        script = figures_script(target.database, tables, method, snapshot=False)
+        return self._run_figures(target, env, script, tables, method)
 
     # Restore ----------------------------------------------------------------------------
 

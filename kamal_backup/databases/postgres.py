@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+import subprocess
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +25,7 @@ from kamal_backup.models import Snapshot
 from kamal_backup.redact import redact
 from kamal_backup.restic import Restic
 from kamal_backup.settings import Database, Settings
+from kamal_backup.verification import DatabaseFigures, FigureMethod, TableFigures
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +171,154 @@ def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+# Row text depends on these settings; both sides set them so a restored row prints the same.
+STABLE_OUTPUT = (
+    "SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'; "
+    "SET extra_float_digits = 3; SET bytea_output = 'hex'; SET client_min_messages = warning;"
+)
+FIGURES_END = "kamal-backup-figures-end"
+CONSISTENCY = (
+    "counted in the session that exported the snapshot pg_dump dumped (pg_export_snapshot): "
+    "the same view as the dump"
+)
+
+
+def figures_sql(method: FigureMethod) -> str:
+    """One query: every user table's row count and an order-independent checksum of its rows.
+
+    The checksum is the sum of hash_record_extended over the rows (PostgreSQL 14+, every column
+    of a type with a default hash operator class: the same hash functions hash partitioning
+    relies on, so stable across upgrades), prefixed "h:"; otherwise the sum of the first 64 bits
+    of md5(row::text), prefixed "m:" (about three times slower). Sums are numeric: they cannot
+    overflow. query_to_xml runs each table's query inside this one statement, so it works in a
+    read-only transaction and needs no function to be created.
+    """
+    if method == "checksum":
+        hashed = "'h:' || coalesce(sum(hash_record_extended(t, 0)), 0)::text"
+        text = (
+            "'m:' || coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint), 0)::text"
+        )
+    else:
+        hashed = text = "NULL"
+    by_hash = quote_literal(f"SELECT count(*) AS n, {hashed} AS s FROM ONLY %I.%I t")
+    by_text = quote_literal(f"SELECT count(*) AS n, {text} AS s FROM ONLY %I.%I t")
+    return f"""{STABLE_OUTPUT}
+SELECT coalesce(jsonb_agg(jsonb_build_object(
+  'table', name,
+  'rows', (xpath('/row/n/text()', x))[1]::text::bigint,
+  'checksum', (xpath('/row/s/text()', x))[1]::text) ORDER BY name), '[]'::jsonb)::text
+FROM (
+  SELECT n.nspname || '.' || c.relname AS name,
+         query_to_xml(format(CASE WHEN {HASHABLE} THEN {by_hash} ELSE {by_text} END,
+                             n.nspname, c.relname), true, true, '') AS x
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind = 'r' AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
+    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                      AND d.deptype = 'e')
+) tables;"""
+
+
+# True when hash_record_extended can hash every column of table c (its type, or a domain's base
+# type, has a default hash operator class, directly or by binary coercion).
+HASHABLE = """(current_setting('server_version_num')::int >= 140000 AND NOT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+      AND NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_opclass o JOIN pg_catalog.pg_am m ON m.oid = o.opcmethod
+        WHERE m.amname = 'hash' AND o.opcdefault
+          AND (o.opcintype = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END
+               OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast k
+                          WHERE k.castsource = CASE WHEN ty.typtype = 'd'
+                                                    THEN ty.typbasetype ELSE ty.oid END
+                            AND k.casttarget = o.opcintype AND k.castmethod = 'b')))))"""
+
+
+def parse_figures(output: str, method: FigureMethod) -> DatabaseFigures:
+    line = next((line for line in output.splitlines() if line.startswith("[")), None)
+    if line is None:
+        raise OperationFailed("counting the database: psql printed no figures")
+    tables = [
+        TableFigures(
+            table=item["table"],
+            rows=int(item["rows"]),
+            checksum=item.get("checksum") if method == "checksum" else None,
+        )
+        for item in json.loads(line)
+    ]
+    return DatabaseFigures(
+        adapter="postgres", method=method, consistency=CONSISTENCY, tables=tables
+    )
+
+
+@contextmanager
+def snapshot_session(
+    client: PgClient, env: Mapping[str, str], method: FigureMethod
+) -> Iterator[tuple[str, Callable[[], DatabaseFigures]]]:
+    """A psql session that exports its snapshot, then counts from it while pg_dump dumps it.
+
+    The session stays open (and so the snapshot importable) until the dump has ended.
+    """
+    argv = [client.tool("psql"), "-XAtq", "-v", "ON_ERROR_STOP=1"]
+    with process.spawn(argv, env=env, stdin=subprocess.PIPE) as session:
+        tail = process.StderrTail(session.stderr)
+        stdin, stdout = session.stdin, session.stdout
+        if stdin is None or stdout is None:
+            raise OperationFailed("internal error: the psql session has no pipes")
+        try:
+            stdin.write(
+                f"{STABLE_OUTPUT}\nBEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n"
+                "SELECT pg_catalog.pg_export_snapshot();\n".encode()
+            )
+            stdin.flush()
+        except BrokenPipeError:
+            pass
+        snapshot = stdout.readline().decode().strip()
+        if not re.fullmatch(r"[0-9A-F-]+", snapshot):
+            session.wait()
+            said = redact(error_line(tail.text())) or "psql ended"
+            raise OperationFailed(f"cannot open a snapshot session on PostgreSQL: {said}")
+        result: list[str] = []
+
+        def count() -> None:
+            for raw in iter(stdout.readline, b""):
+                line = raw.decode()
+                if line.startswith(FIGURES_END):
+                    return
+                if line.startswith("["):
+                    result.append(line)
+
+        counter = threading.Thread(target=count, daemon=True)
+        # From here an error must not end the session: pg_dump may not have imported the
+        # snapshot yet (a table the figures cannot read is one pg_dump cannot dump either, and
+        # pg_dump's own error is the one to report). The savepoint keeps the transaction, and so
+        # the exported snapshot, alive after a failed query.
+        script = (
+            "\\set ON_ERROR_STOP 0\nSAVEPOINT kamal_backup_figures;\n"
+            f"{figures_sql(method)}\nROLLBACK TO SAVEPOINT kamal_backup_figures;\n"
+            f"SELECT '{FIGURES_END}';\n"
+        )
+        try:
+            stdin.write(script.encode())
+            stdin.flush()
+        except BrokenPipeError:
+            pass
+        counter.start()
+
+        def pending() -> DatabaseFigures:
+            counter.join()
+            if not result or not result[0].strip():
+                said = redact(error_line(tail.text())) or "psql ended"
+                raise OperationFailed(f"counting the database for the manifest failed: {said}")
+            return parse_figures(result[0], method)
+
+        yield snapshot, pending
+        with contextlib.suppress(OSError):
+            stdin.write(b"COMMIT;\n")
+            stdin.close()
+        session.wait()
+
+
 class PostgresAdapter(ServerAdapter):
     name = "postgres"
     aliases = ("postgresql",)
@@ -212,7 +365,7 @@ class PostgresAdapter(ServerAdapter):
     # Backup -----------------------------------------------------------------------------
 
     @contextmanager
-    def dump_command(self) -> Iterator[DumpCommand]:
+    def dump_command(self, figures: bool = True) -> Iterator[DumpCommand]:
         env = client_env(self.source, self.source_password(), self.settings.environ)
         client = self.client_for(env)
         # Uncompressed custom format: restic compresses and, unlike pg_dump's compression,
@@ -224,7 +377,24 @@ class PostgresAdapter(ServerAdapter):
             "--no-owner",
             "--no-privileges",
         )
-        yield DumpCommand(argv=argv, env=env)
+        if not figures:
+            yield DumpCommand(argv=argv, env=env)
+            return
+        with snapshot_session(client, env, self.figure_method()) as (snapshot, pending):
+            yield DumpCommand(argv=(*argv, f"--snapshot={snapshot}"), env=env, figures=pending)
+
+    def restored_figures(self, method: FigureMethod) -> DatabaseFigures:
+        target = self.require_target()
+        env = client_env(target, self.target_password(target), self.settings.environ)
+        client = self.client_for(env)
+        result = process.run(
+            [client.tool("psql"), "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", figures_sql(method)],
+            env=env,
+        )
+        if result.returncode != 0:
+            said = redact(error_line(result.stderr)) or f"psql exited {result.returncode}"
+            raise OperationFailed(f"counting the restored database failed: {said}")
+        return parse_figures(result.stdout, method)
 
     # Restore ----------------------------------------------------------------------------
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,13 @@ from kamal_backup.paths import resolve_path
 from kamal_backup.process import StderrTail, cancelled, find_tool
 from kamal_backup.redact import redact
 from kamal_backup.restic import Restic, error_for
+from kamal_backup.verification import DatabaseFigures, FigureMethod, TableFigures
 
 SIDECARS = ("-wal", "-shm", "-journal")
 _HEADER = b"SQLite format 3\x00"
 _PAGES_PER_STEP = 4096
 _CHUNK = 1024 * 1024
+_MODULUS = 2**64
 
 
 def copy_database(source: Path, destination: Path) -> None:
@@ -102,6 +106,45 @@ def unconfigured_live_databases(paths: list[Path], excluded: list[str]) -> list[
     return found
 
 
+def sqlite_figures(path: Path, method: FigureMethod) -> DatabaseFigures:
+    """Row counts and order-independent checksums (sum of 64-bit BLAKE2 hashes of each row)."""
+    tables: list[TableFigures] = []
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        ) as db:
+            names = [
+                row[0]
+                for row in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                    "AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL%' ORDER BY name"
+                )
+            ]
+            for name in names:
+                if cancelled():
+                    raise Interrupted()
+                quoted = '"' + name.replace('"', '""') + '"'
+                if method == "count":
+                    (rows,) = db.execute(f"SELECT count(*) FROM {quoted}").fetchone()  # noqa: S608
+                    tables.append(TableFigures(table=name, rows=rows))
+                    continue
+                rows = total = 0
+                for row in db.execute(f"SELECT * FROM {quoted}"):  # noqa: S608
+                    digest = hashlib.blake2b(repr(row).encode(), digest_size=8).digest()
+                    total = (total + int.from_bytes(digest, "big")) % _MODULUS
+                    rows += 1
+                tables.append(TableFigures(table=name, rows=rows, checksum=str(total)))
+    except sqlite3.Error as exc:
+        raise OperationFailed(f"counting the SQLite database {path}: {redact(str(exc))}") from None
+    return DatabaseFigures(
+        adapter="sqlite",
+        method=method,
+        consistency="counted from the online-backup copy restic stored: the same bytes as the dump",
+        tables=tables,
+    )
+
+
 class SqliteAdapter(DatabaseAdapter):
     name = "sqlite"
     aliases = ("sqlite3",)
@@ -138,16 +181,30 @@ class SqliteAdapter(DatabaseAdapter):
         return [str(source) + suffix for suffix in ("", *SIDECARS)]
 
     @contextmanager
-    def dump_command(self) -> Iterator[DumpCommand]:
+    def dump_command(self, figures: bool = True) -> Iterator[DumpCommand]:
         workdir = Path(tempfile.mkdtemp(prefix="kamal-backup-sqlite-"))
         try:
             copy = workdir / "database.sqlite3"
             copy_database(self.source, copy)
             if cancelled():
                 raise Interrupted()
-            yield DumpCommand(argv=(find_tool("cat") or "cat", str(copy)))
+            argv = (find_tool("cat") or "cat", str(copy))
+            if not figures:
+                yield DumpCommand(argv=argv)
+                return
+            # Counted from the very copy restic streams, beside it: the same bytes as the dump.
+            method = self.figure_method()
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                future = pool.submit(sqlite_figures, copy, method)
+                yield DumpCommand(argv=argv, figures=future.result)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+    def restored_figures(self, method: FigureMethod) -> DatabaseFigures:
+        target = self.database.restore_path
+        if target is None:
+            raise ConfigError(self.restore_setting, "is required for a drill with sqlite")
+        return sqlite_figures(target, method)
 
     def source_label(self) -> str:
         return str(self.source)

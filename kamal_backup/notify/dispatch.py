@@ -188,6 +188,10 @@ def _measures(result: Any) -> dict[str, float]:
     }
 
 
+# What a service's result says when it went well: runs and checks say "success", drills "passed".
+_SUCCESS = ("success", "passed")
+
+
 class Operation:
     """One operation's events. Use `operation(settings, name)` or the `notified(name)` decorator."""
 
@@ -270,7 +274,7 @@ class Operation:
         error: str | None = None
         if exc is not None:
             error = error_text(exc) if not isinstance(exc, Interrupted) else "interrupted"
-        elif status != "success":
+        elif status not in _SUCCESS:
             recorded = getattr(self.result, "error", None)
             code = getattr(self.result, "exit_code", None)
             error = (

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from kamal_backup import process, state
 from kamal_backup.databases import DatabaseAdapter, adapters_for
@@ -19,6 +21,7 @@ from kamal_backup.services import RESTORE_WORK_PATTERNS, app_tags, restic_for
 from kamal_backup.services.check import run_check
 from kamal_backup.services.retention import apply_retention
 from kamal_backup.settings import Settings
+from kamal_backup.verification import DatabaseFigures, FilesFigures, Manifest, source_files
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +47,13 @@ def run_backup(
     on_status: StatusCallback | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     lock_wait_seconds: float = 0.0,
+    manifest: bool = True,
 ) -> BackupRun:
-    """Backs up every database and the files; raises on any failure after recording it."""
+    """Backs up every database and the files; raises on any failure after recording it.
+
+    With `manifest` (the default; off only to measure its cost), the run also stores the
+    figures a drill verifies against: see kamal_backup/verification.py.
+    """
     adapters = adapters_for(settings)
     restic = restic_for(settings)
 
@@ -59,7 +67,7 @@ def run_backup(
             check_backup_paths(settings)
             for adapter in adapters:
                 adapter.check_source()
-            _perform(settings, run, restic, adapters, on_status)
+            _perform(settings, run, restic, adapters, on_status, manifest)
         except BaseException as exc:
             run.status = (
                 "interrupted" if isinstance(exc, Interrupted | KeyboardInterrupt) else "failed"
@@ -116,6 +124,26 @@ def describe_snapshots(run: BackupRun) -> str:
     return ", ".join(parts) or "no snapshots"
 
 
+def manifest_filename(settings: Settings, run: str) -> str:
+    return f"manifest-{settings.app_name}-{run}.json"
+
+
+Figures = TypeVar("Figures", DatabaseFigures, FilesFigures)
+
+
+def _figures_or_none(run: BackupRun, compute: Callable[[], Figures]) -> Figures | None:
+    """The manifest figures; a failure to count is recorded and leaves the run unverifiable."""
+    try:
+        return compute()
+    except Interrupted:
+        raise
+    except (KamalBackupError, OSError) as exc:
+        text = str(exc) if isinstance(exc, KamalBackupError) else exc.__class__.__name__
+        run.manifest_error = text
+        log.error("manifest figures failed (drills of this run cannot verify): %s", text)
+        return None
+
+
 def _finish(settings: Settings, run: BackupRun, clock: float) -> None:
     run.finished_at = datetime.now(UTC)
     run.duration_seconds = round(time.monotonic() - clock, 3)
@@ -130,8 +158,13 @@ def snapshot_database(
     *extra_tags: str,
     on_status: StatusCallback | None = None,
     host: str | None = None,
+    on_figures: Callable[[Callable[[], DatabaseFigures]], None] | None = None,
 ) -> BackupSummary:
-    """Streams the database dump into a snapshot of run `run`: a backup's, or a pre-restore one."""
+    """Streams the database dump into a snapshot of run `run`: a backup's, or a pre-restore one.
+
+    With `on_figures`, the dump also takes the manifest figures from its own view; the callback
+    gets their computation while the dump command is still open.
+    """
     filename = adapter.dump_filename(run)
     name = adapter.database_name
     log.info(
@@ -141,7 +174,7 @@ def snapshot_database(
         adapter.source_label(),
         filename,
     )
-    with adapter.dump_command() as command:
+    with adapter.dump_command(figures=on_figures is not None) as command:
         summary = restic.backup_command(
             command.argv,
             filename=filename,
@@ -157,6 +190,8 @@ def snapshot_database(
             on_status=(lambda status: on_status("database", status)) if on_status else None,
             host=host,
         )
+        if on_figures is not None and command.figures is not None:
+            on_figures(command.figures)
     log.info(
         "database snapshot %s (%s) saved (%d bytes, %d new)",
         summary.snapshot_id[:8],
@@ -173,6 +208,7 @@ def _perform(
     restic: Restic,
     adapters: list[DatabaseAdapter],
     on_status: StatusCallback | None,
+    manifest: bool = True,
 ) -> None:
     if restic.ensure_repository(settings.restic_init_if_missing):
         log.info("initialised restic repository %s", settings.repository_display)
@@ -180,16 +216,33 @@ def _perform(
     run_tag = f"run:{run.run}"
     made: dict[str, str] = {}  # part label -> snapshot id
     database_ids: dict[str, str] = {}
+    db_figures: dict[str, DatabaseFigures] = {}
     for adapter in adapters:
-        summary = snapshot_database(settings, restic, adapter, run.run, on_status=on_status)
+
+        def keep_figures(
+            compute: Callable[[], DatabaseFigures], name: str = adapter.database_name
+        ) -> None:
+            figures = _figures_or_none(run, compute)
+            if figures is not None:
+                db_figures[name] = figures
+
+        summary = snapshot_database(
+            settings,
+            restic,
+            adapter,
+            run.run,
+            on_status=on_status,
+            on_figures=keep_figures if manifest else None,
+        )
         made[f"database {adapter.database_name}"] = summary.snapshot_id
         database_ids[adapter.database_name] = summary.snapshot_id
         process.raise_if_cancelled()
 
     file_id: str | None = None
+    file_figures: FilesFigures | None = None
+    excludes = [path for adapter in adapters for path in adapter.excluded_paths()]
     if settings.backup_paths:
         paths = list(settings.backup_paths)
-        excludes = [path for adapter in adapters for path in adapter.excluded_paths()]
         for live in unconfigured_live_databases(paths, excludes):
             warning = (
                 f"{live} is a live SQLite database (it has a -wal file) that is not configured: "
@@ -200,13 +253,19 @@ def _perform(
         log.info("backing up files: %s", ", ".join(str(p) for p in paths))
         if on_status is not None:
             on_status("files", ResticStatus())  # the phase starts before restic's first status line
-        file_summary = restic.backup_paths(
-            paths,
-            tags=app_tags(settings, "type:files", run_tag),
-            excludes=excludes,
-            exclude_patterns=[*settings.backup_excludes, *RESTORE_WORK_PATTERNS],
-            on_status=(lambda status: on_status("files", status)) if on_status else None,
-        )
+        # The files are hashed beside restic (page cache shared): a file changed while restic
+        # reads it may then show as a mismatch in a drill, never as a false match.
+        patterns = [*settings.backup_excludes, *RESTORE_WORK_PATTERNS]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            hashing = pool.submit(source_files, paths, excludes, patterns) if manifest else None
+            file_summary = restic.backup_paths(
+                paths,
+                tags=app_tags(settings, "type:files", run_tag),
+                excludes=excludes,
+                exclude_patterns=patterns,
+                on_status=(lambda status: on_status("files", status)) if on_status else None,
+            )
+            file_figures = _figures_or_none(run, hashing.result) if hashing else None
         log.info(
             "file snapshot %s saved (%d files, %d bytes)",
             file_summary.snapshot_id[:8],
@@ -216,6 +275,21 @@ def _perform(
         file_id = made["files"] = file_summary.snapshot_id
     else:
         log.info("no BACKUP_PATHS: this run has no file snapshot")
+    if manifest and (db_figures or file_figures is not None):
+        document = Manifest(
+            app_name=settings.app_name,
+            run=run.run,
+            created_at=datetime.now(UTC),
+            databases=db_figures,
+            files=file_figures,
+        )
+        saved = restic.backup_bytes(
+            document.model_dump_json().encode(),
+            filename=manifest_filename(settings, run.run),
+            tags=app_tags(settings, "type:manifest", run_tag),
+        )
+        run.manifest_snapshot = saved.snapshot_id[:8]
+        log.info("manifest %s saved", saved.snapshot_id[:8])
 
     # Trust the repository, not restic's summary line: every snapshot must be listed.
     found = {s.id: s for s in restic.snapshots(app_tags(settings, run_tag))}

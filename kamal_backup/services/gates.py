@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kamal_backup import paths
-from kamal_backup.databases import adapter_for
+from kamal_backup.databases import DatabaseAdapter, adapter_for, adapters_for
 from kamal_backup.databases.base import production_like_reason
 from kamal_backup.errors import ConfigError, GateRefused
 from kamal_backup.models import GateVerdict
@@ -234,3 +234,74 @@ def enforce(verdicts: list[GateVerdict]) -> None:
             )
         variable = verdict.variable if verdict.gate != "restore target" else None
         raise GateRefused(f"restore refused: {verdict.reason}", variable=variable)
+
+
+def drill_verdicts(
+    settings: Settings, files_target: str, parts: tuple[str, ...] = ("database", "files")
+) -> list[tuple[str, GateVerdict]]:
+    """The restore gates of each part of a drill, and the drill's own: never into the source.
+
+    A drill only ever writes to scratch targets: where a restore would let a flag open the way
+    into the backup source or a backup path, a drill refuses whatever the flags say.
+    """
+    found: list[tuple[str, GateVerdict]] = []
+    if "database" in parts:
+        adapters = adapters_for(settings)
+        several = len(adapters) > 1
+        for adapter in adapters:
+            name = adapter.database_name
+            into_source = _database_target_is_source(settings, adapter)
+            for verdict in database_restore_verdicts(settings, name):
+                if into_source and verdict.gate == "production-like target":
+                    verdict = GateVerdict(
+                        gate="drill target",
+                        variable=None,
+                        allowed=False,
+                        reason=f"a drill never writes to the backup source: "
+                        f"{adapter.restore_setting} {adapter.restore_target_label()} {into_source}",
+                    )
+                if several and not verdict.allowed:
+                    # Several databases: say which one is refused.
+                    verdict = verdict.model_copy(
+                        update={"reason": f"database {name}: {verdict.reason}"}
+                    )
+                found.append(("database", verdict))
+    if "files" in parts:
+        text = files_target.strip()
+        overlap = None
+        if text and Path(text).is_absolute():
+            resolved = resolve_path(Path(text))
+            overlap = next(
+                (
+                    hit
+                    for path in settings.backup_paths
+                    if (hit := paths.overlap(resolved, resolve_path(path)))
+                ),
+                None,
+            )
+        for verdict in file_restore_verdicts(settings, files_target):
+            if overlap and verdict.gate == "in-place file restore":
+                verdict = GateVerdict(
+                    gate="drill target",
+                    variable=None,
+                    allowed=False,
+                    reason=f"a drill never writes into a backup path: {files_target.strip()} "
+                    f"{overlap.removeprefix('it ')}",
+                )
+            found.append(("files", verdict))
+    return found
+
+
+def _database_target_is_source(settings: Settings, adapter: DatabaseAdapter) -> str | None:
+    """How a database's restore target would write to its source or a backup path, or None."""
+    if adapter.restore_target_label() is None:
+        return None
+    if adapter.restore_target_is_source():
+        return "is the backup source"
+    target = settings.database(adapter.database_name).restore_path
+    if target is not None:
+        resolved = resolve_path(target)
+        for path in settings.backup_paths:
+            if resolved.is_relative_to(resolve_path(path)):
+                return f"is inside the backup path {path}"
+    return None

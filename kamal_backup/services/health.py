@@ -47,10 +47,15 @@ def check_health(
         last = (run.finished_at or run.started_at) if run else None
         where = f"{settings.state_dir}"
 
+    drill_at, drill_status, overdue = drill_freshness(settings, now, from_repository)
+
     def report(
         status: Literal["fresh", "stale", "missing", "starting"], healthy: bool, reason: str
     ) -> HealthReport:
         return HealthReport(
+            last_drill_at=drill_at,
+            last_drill_status=drill_status,
+            drill_overdue=overdue,
             healthy=healthy,
             status=status,
             reason=reason,
@@ -81,3 +86,31 @@ def check_health(
                 f"no backup yet; the scheduler started {describe_age(waited)} ago",
             )
     return report("missing", False, f"no successful backup recorded in {where}")
+
+
+def drill_due(settings: Settings, now: datetime) -> bool:
+    """A scheduled drill is due when none was recorded here for KAMAL_BACKUP_DRILL_SCHEDULE_SECONDS."""
+    every = settings.kamal_backup_drill_schedule_seconds
+    if not every:
+        return False
+    drills = state.drills(settings.state_dir)
+    return not drills or (now - drills[0].started_at).total_seconds() >= every
+
+
+def drill_freshness(
+    settings: Settings, now: datetime, from_repository: bool = False
+) -> tuple[datetime | None, str | None, bool | None]:
+    """(when, status) of the last drill, and whether it is overdue (None: drills not scheduled)."""
+    if from_repository:
+        from kamal_backup.services.drill import drill_history
+
+        _, history = drill_history(settings)
+        last = (history[0].started_at, history[0].status) if history else None
+    else:
+        drills = state.drills(settings.state_dir)
+        last = (drills[0].started_at, drills[0].status) if drills else None
+    every = settings.kamal_backup_drill_schedule_seconds
+    overdue = None
+    if every:
+        overdue = last is None or (now - last[0]).total_seconds() > STALE_AFTER_SCHEDULES * every
+    return (last[0], last[1], overdue) if last else (None, None, overdue)

@@ -81,6 +81,8 @@ def restore_database(
     *,
     into_source: bool = False,
     on_safety_snapshot: SafetyCallback | None = None,
+    locked_by_caller: bool = False,
+    snapshots: Sequence[Snapshot] | None = None,
 ) -> RestoreResult:
     """Restores one database snapshot into that database's restore target.
 
@@ -96,7 +98,7 @@ def restore_database(
     restic = restic_for(settings)
     restic.require_supported_version()
     if database is None and snapshot != "latest":
-        database = resolve_snapshot(settings, restic, snapshot, "database").database
+        database = resolve_snapshot(settings, restic, snapshot, "database", snapshots).database
         if database is not None and database not in {d.name for d in settings.database_list}:
             raise ConfigError(
                 "SNAPSHOT",
@@ -105,14 +107,14 @@ def restore_database(
         gates.enforce(gates.database_restore_verdicts(settings, database))
     adapter = adapter_for(settings, database)
     chosen = resolve_snapshot(
-        settings, restic, snapshot, "database", database=adapter.database_name
+        settings, restic, snapshot, "database", snapshots, database=adapter.database_name
     )
     if chosen.adapter and chosen.adapter != adapter.name:
         raise OperationFailed(
             f"snapshot {chosen.short} is a {chosen.adapter} dump; "
             f"DATABASE_ADAPTER is {adapter.name}"
         )
-    with operation_lock(settings.state_dir, "restore-db", lock_wait_seconds):
+    with _lock(settings, "restore-db", lock_wait_seconds, locked_by_caller):
         started = datetime.now(UTC)
         clock = time.monotonic()
         safety = None
@@ -242,6 +244,15 @@ def take_safety_snapshot(
     record = SnapshotRecord.from_snapshot(found[summary.snapshot_id])
     log.info("safety snapshot %s saved (tag %s)", record.short_id, PRE_RESTORE_TAG)
     return record
+
+
+def _lock(
+    settings: Settings, operation: str, wait_seconds: float, locked_by_caller: bool
+) -> contextlib.AbstractContextManager[None]:
+    """The app's operation lock, unless the caller (a drill) already holds it for the whole run."""
+    if locked_by_caller:
+        return contextlib.nullcontext()
+    return operation_lock(settings.state_dir, operation, wait_seconds)
 
 
 def _recorded(settings: Settings, result: RestoreResult) -> RestoreResult:
@@ -404,6 +415,8 @@ def restore_files(
     paths: Sequence[str] = (),
     in_place: bool = False,
     keep_previous: bool = False,
+    locked_by_caller: bool = False,
+    snapshots: Sequence[Snapshot] | None = None,
 ) -> RestoreResult:
     """Restores a file snapshot, or only `paths` of it, under `target` or in place.
 
@@ -433,7 +446,7 @@ def restore_files(
     selected = [_absolute_selection(path) for path in paths]
     restic = restic_for(settings)
     restic.require_supported_version()
-    chosen = resolve_snapshot(settings, restic, snapshot, "files")
+    chosen = resolve_snapshot(settings, restic, snapshot, "files", snapshots)
     sources = _sources(restic, chosen, selected)
     if in_place:
         if text:
@@ -449,7 +462,7 @@ def restore_files(
         root = resolve_path(Path(text))
         items = [_Item(source, root / source.lstrip("/")) for source in sources]
 
-    with operation_lock(settings.state_dir, "restore-files", lock_wait_seconds):
+    with _lock(settings, "restore-files", lock_wait_seconds, locked_by_caller):
         started = datetime.now(UTC)
         clock = time.monotonic()
         removed = [str(path) for item in items for path in _clear_leftovers(item)]

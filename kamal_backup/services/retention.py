@@ -11,7 +11,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kamal_backup.models import LEGACY_DATABASE, PRE_RESTORE_TAG, RetentionResult, SnapshotType
+from kamal_backup.models import (
+    LEGACY_DATABASE,
+    PRE_RESTORE_TAG,
+    SNAPSHOT_TYPES,
+    RetentionResult,
+    SnapshotType,
+)
 from kamal_backup.restic import Restic
 from kamal_backup.services import app_tags
 from kamal_backup.settings import Settings
@@ -123,6 +129,8 @@ def apply_retention(
                 removed_ids=removed_ids,
             )
         )
+    if not dry_run:
+        forget_orphan_manifests(settings, restic)
     return results
 
 
@@ -134,3 +142,19 @@ def _ids(groups: list[Any], key: str) -> list[str]:
         for snapshot in group.get(key) or []
         if isinstance(snapshot, dict) and snapshot.get("id")
     ]
+
+
+def forget_orphan_manifests(settings: Settings, restic: Restic) -> int:
+    """Forgets each manifest whose run has no database or file snapshot left.
+
+    A manifest goes with its run; drill records (type:drill) are never forgotten here, so the
+    drill history a reviewer reads outlives the backups it proved. No prune: the next retention
+    pass prunes the few bytes.
+    """
+    snapshots = restic.snapshots(app_tags(settings))
+    runs = {s.run for s in snapshots if s.kind in SNAPSHOT_TYPES and s.run}
+    orphans = [s.id for s in snapshots if s.kind == "manifest" and s.run not in runs]
+    restic.forget_ids(orphans, prune=False)
+    if orphans:
+        log.info("retention: forgot %d manifests of removed runs", len(orphans))
+    return len(orphans)

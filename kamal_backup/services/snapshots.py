@@ -8,6 +8,7 @@ from collections.abc import Collection, Sequence
 from kamal_backup.errors import ConfigError
 from kamal_backup.models import (
     FILES_PART,
+    RECORD_TYPES,
     Snapshot,
     SnapshotType,
     database_part,
@@ -22,11 +23,23 @@ _SNAPSHOT_ID = re.compile(r"^[0-9a-f]{8,64}$")
 def list_snapshots(
     settings: Settings, kind: SnapshotType | None = None, restic: Restic | None = None
 ) -> list[Snapshot]:
-    """This app's snapshots (optionally one type), newest first."""
+    """This app's backup snapshots (optionally one type), newest first.
+
+    Manifests and drill records (RECORD_TYPES) are documents about backups, not backups: they
+    are left out here and read with `list_records`.
+    """
     restic = restic or restic_for(settings)
     restic.require_supported_version()
     tags = app_tags(settings, f"type:{kind}") if kind else app_tags(settings)
-    snapshots = restic.snapshots(tags)
+    snapshots = [s for s in restic.snapshots(tags) if s.kind not in RECORD_TYPES]
+    return sorted(snapshots, key=lambda snapshot: snapshot.time, reverse=True)
+
+
+def list_records(settings: Settings, kind: str, restic: Restic | None = None) -> list[Snapshot]:
+    """This app's manifest or drill-record snapshots, newest first."""
+    restic = restic or restic_for(settings)
+    restic.require_supported_version()
+    snapshots = restic.snapshots(app_tags(settings, f"type:{kind}"))
     return sorted(snapshots, key=lambda snapshot: snapshot.time, reverse=True)
 
 

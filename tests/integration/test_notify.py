@@ -523,3 +523,32 @@ def test_prune_is_an_operation_of_its_own(app: App) -> None:
         ("prune", "success"),
     ]
     assert pings == []  # only backups ping the dead-man's switch
+
+
+def test_a_real_drill_is_an_operation_with_its_rto_and_rpo_in_the_metrics(
+    app: App, tmp_path: Path
+) -> None:
+    app.cli("backup", check=True)
+    target = tmp_path / "kamal_backup.prom"
+    with recording_server() as server:
+        env = channels(
+            server,
+            metrics_file=target,
+            KAMAL_BACKUP_ALLOW_RESTORE="true",
+            RESTORE_SQLITE_DATABASE_PATH=str(tmp_path / "scratch" / "drill.sqlite3"),
+            RESTORE_FILES_PATH=str(tmp_path / "scratch" / "files"),
+        )
+        app.cli("drill", extra=env, check=True)
+        events = [(e["operation"], e["event"]) for e in webhook_events(server)]
+        requests = list(server.requests)
+    assert events[0] == ("drill", "start")
+    assert events[-1] == ("drill", "success")
+    assert_no_secret(requests, app)
+    samples = {
+        (s.name, s.labels.get("type")): s.value
+        for family in text_string_to_metric_families(target.read_text())
+        for s in family.samples
+    }
+    assert samples[("kamal_backup_last_run_success", "drill")] == 1
+    assert samples[("kamal_backup_last_drill_rto_seconds", "drill")] > 0
+    assert samples[("kamal_backup_last_drill_rpo_seconds", "drill")] >= 0

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from kamal_backup.errors import ResticError
 from kamal_backup.models import (
     BackupRun,
     CheckResult,
@@ -21,7 +22,15 @@ from kamal_backup.models import (
     SnapshotType,
 )
 from kamal_backup.notify import ChannelStatus, DeliveryResult
+from kamal_backup.services.evidence import Evidence, build_evidence
 from kamal_backup.settings import load_settings
+from kamal_backup.verification import (
+    DrillPart,
+    DrillRecord,
+    DrillSummary,
+    TableCheck,
+    Verification,
+)
 from tui import KamalBackupApp, make_app
 from tui.backend import Backend
 
@@ -136,18 +145,102 @@ class FixedBackend(Backend):
             )
         return status
 
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "schema_version": 1,
-            "generated_at": NOW.isoformat(),
-            "app_name": "shop",
-            "database_adapter": "postgres",
-            "restic_repository": self.settings.repository_display,
-            "latest_database_snapshot": {"id": "a1" * 32, "time": "2026-11-26T03:00:04+00:00"},
-            "restore_safety": {"allow_restore": self.settings.kamal_backup_allow_restore},
-            "tool_versions": {"restic": "0.18.0", "pg_dump": "17.2"},
-            "repository_error": None,
-        }
+    def evidence(self) -> Evidence:
+        # The real evidence of these settings, redacted by the real redactor; only the
+        # repository's and the machine's answers are fixed.
+        return build_evidence(
+            self.settings,
+            now=NOW,
+            snapshots=fixed_snapshots(),
+            drills=self.drill_history(),
+            tools={"restic": "0.18.0", "pg_dump": "17.2", "psql": "17.2"},
+        )
+
+    def last_drill(self) -> DrillRecord | None:
+        return None  # a laptop: no drill of its own; the container's come from the repository
+
+    def drill_history(self) -> tuple[DrillRecord | None, list[DrillSummary]]:
+        record = fixed_drill()
+        earlier = record.summary().model_copy(
+            update={"id": "20261119T031000Z-0b1c2d", "started_at": NOW - timedelta(days=7)}
+        )
+        return record, [record.summary(), earlier]
+
+    def drill(
+        self,
+        kinds: tuple[SnapshotType, ...],
+        snapshot: str,
+        files_snapshot: str,
+        files_target: str,
+        on_status: Any,
+    ) -> DrillRecord:
+        return fixed_drill(self.settings.restore_database_url is not None)
+
+
+class FailingListing(FixedBackend):
+    """A repository whose error text carries credentials (as restic's sometimes does)."""
+
+    def snapshots(self) -> list[Snapshot]:
+        raise ResticError(
+            "listing snapshots: Fatal: unable to open s3:https://AKIAEXAMPLE:"
+            "never-shown-secret-key@s3.example.com/shop: 403 Forbidden",
+            returncode=1,
+        )
+
+
+def fixed_drill(with_database: bool = True) -> DrillRecord:
+    started = NOW - timedelta(hours=8, minutes=50)
+    snapshots = fixed_snapshots()
+    verification = Verification(
+        status="verified",
+        method="checksum",
+        consistency="counted in the session that exported the snapshot pg_dump dumped",
+        tables=[
+            TableCheck(table=name, rows_expected=rows, rows_restored=rows, verdict="match")
+            for name, rows in (
+                ("public.users", 18_234),
+                ("public.orders", 412_907),
+                ("billing.invoices", 96_120),
+            )
+        ],
+        files_expected=1843,
+        files_restored=1843,
+        bytes_expected=2_310_000_000,
+        bytes_restored=2_310_000_000,
+    )
+    return DrillRecord(
+        id="20261126T031000Z-4f9a2e",
+        status="passed",
+        ran_by="scheduler",
+        started_at=started,
+        finished_at=started + timedelta(minutes=6, seconds=20),
+        run="20261126T030000Z",
+        parts=[
+            DrillPart(
+                kind="database",
+                snapshot_id=snapshots[1].id,
+                snapshot_time=snapshots[1].time,
+                run="20261126T030000Z",
+                target="postgres://drill:[REDACTED]@127.0.0.1:5432/shop_drill",
+                duration_seconds=212.4,
+                bytes_restored=184_000_000,
+            ),
+            DrillPart(
+                kind="files",
+                snapshot_id=snapshots[0].id,
+                snapshot_time=snapshots[0].time,
+                run="20261126T030000Z",
+                target="/restore/files",
+                duration_seconds=131.0,
+                bytes_restored=2_310_000_000,
+            ),
+        ][: 2 if with_database else 1],
+        database_target="postgres://drill:[REDACTED]@127.0.0.1:5432/shop_drill",
+        files_target="/restore/files",
+        rto_seconds=371.2,
+        rpo_seconds=3_600.0,
+        verification=verification,
+    )
 
 
 def fixed_env(state: Path, **extra: str) -> dict[str, str]:
@@ -168,6 +261,8 @@ def fixed_env(state: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def fixed_app(state: Path, **extra: str) -> KamalBackupApp:
+def fixed_app(
+    state: Path, backend: type[FixedBackend] = FixedBackend, **extra: str
+) -> KamalBackupApp:
     settings = load_settings(environ=fixed_env(state, **extra))
-    return make_app(settings, backend=FixedBackend(settings), clock=lambda: NOW, timezone=UTC)
+    return make_app(settings, backend=backend(settings), clock=lambda: NOW, timezone=UTC)

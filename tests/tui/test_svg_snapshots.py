@@ -109,30 +109,81 @@ def test_drill_allowed(snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(app, run_before=confirm, terminal_size=(100, 34))
 
 
-async def test_no_secret_reaches_any_screen(tmp_path: Path) -> None:
-    from tests.tui.fixed import fixed_env
-    from tests.tui.screen import screen_text
-
+def test_drill_result(snap_compare: Any, tmp_path: Path) -> None:
+    """After the drill: what was restored, the verification table, RTO and RPO."""
     app = fixed_app(
         tmp_path,
         KAMAL_BACKUP_ALLOW_RESTORE="true",
-        RESTORE_DATABASE_URL="postgres://drill:drill-pass-5521@127.0.0.1:5432/shop_drill",
+        RESTORE_DATABASE_URL="postgres://drill:pw@127.0.0.1:5432/shop_drill",
     )
-    secrets = [
+
+    async def run_drill(pilot: Pilot[Any]) -> None:
+        await keys("d")(pilot)
+        await pilot.click("#kind-both")
+        pilot.app.query_one("#drill-confirm", Input).value = "shop"
+        await idle(pilot)
+        await pilot.press("ctrl+r")
+        await pilot.app.workers.wait_for_complete()
+        await idle(pilot)
+        pilot.app.query_one("#drill-view").scroll_end(animate=False)
+        await idle(pilot)
+
+    assert snap_compare(app, run_before=run_drill, terminal_size=(110, 40))
+
+
+SECRETS_ENV = {
+    "KAMAL_BACKUP_ALLOW_RESTORE": "true",
+    "RESTORE_DATABASE_URL": "postgres://drill:drill-pass-5521@127.0.0.1:5432/shop_drill",
+}
+
+
+def secrets_of(tmp_path: Path) -> list[str]:
+    from tests.tui.fixed import fixed_env
+
+    return [
         value
         for name, value in fixed_env(tmp_path).items()
         if any(word in name for word in ("PASSWORD", "SECRET", "KEY_ID", "TOKEN"))
     ] + ["s3cret-db-pass", "drill-pass-5521", "never-shown-uuid", "never-shown-topic"]
+
+
+async def test_no_secret_reaches_any_screen(tmp_path: Path) -> None:
+    from tests.tui.screen import screen_text
+
+    app = fixed_app(tmp_path, **SECRETS_ENV)
+    secrets = secrets_of(tmp_path)
     async with app.run_test(size=(160, 50)) as pilot:
-        for key in ("o", "s", "e", "d"):
+        for key in ("o", "e", "d"):
             await pilot.press(key)
             await idle(pilot)
+            if key == "e":
+                await app.workers.wait_for_complete()
+                await idle(pilot)
             text = screen_text(app)
-            assert "[REDACTED]" in text or key in ("s", "e")
+            # Each of these screens shows a credential-bearing value (the source URL, the
+            # evidence's database_source, the restore target), so the mask must be there.
+            assert "[REDACTED]" in text, f"nothing redacted on the {key} screen"
             for secret in secrets:
                 assert secret not in text, f"{secret!r} on the {key} screen"
+        evidence = app.query_one("#evidence-view").document  # type: ignore[attr-defined]
+        assert evidence.database_source.startswith("postgres://shop:[REDACTED]@")
         app.query_one("#drill-confirm", Input).value = "shop"
         await idle(pilot)
         svg = app.export_screenshot()
     for secret in secrets:
         assert secret not in svg
+
+
+async def test_no_secret_reaches_the_snapshots_screen_from_an_error(tmp_path: Path) -> None:
+    from tests.tui.fixed import FailingListing
+    from tests.tui.screen import screen_text
+
+    app = fixed_app(tmp_path, backend=FailingListing, **SECRETS_ENV)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.press("s")
+        await app.workers.wait_for_complete()
+        await idle(pilot)
+        text = screen_text(app)
+        assert "cannot list snapshots" in text and "[REDACTED]" in text
+        for secret in secrets_of(tmp_path):
+            assert secret not in text

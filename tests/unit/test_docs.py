@@ -63,7 +63,7 @@ def test_evidence_page_explains_every_field_and_its_example_is_current(tmp_path:
             "PATH": "/nonexistent",
         }
     )
-    document = build_evidence(settings)
+    document = build_evidence(settings).document()
     assert list(example) == list(document)
     table = text.split("## Example", 1)[0]
     for key in document:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, cast
 from textual.widget import Widget
 
 from kamal_backup.models import Snapshot
+from kamal_backup.verification import DrillSummary
 
 if TYPE_CHECKING:
     from tui.app import KamalBackupApp
@@ -27,6 +28,9 @@ class View(Widget):
 
     def tick(self) -> None:
         """Time passed: redraw whatever shows an age."""
+
+    def show_drills(self, history: list[DrillSummary] | None, error: str | None) -> None:
+        """The drill history (this machine's and the repository's) arrived."""
 
 
 def shorten_middle(text: str, width: int) -> str:

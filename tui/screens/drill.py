@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual import on
@@ -22,20 +23,22 @@ from textual.widgets import (
     Static,
 )
 
-from kamal_backup.errors import KamalBackupError, OperationFailed
-from kamal_backup.humanize import human_bytes
-from kamal_backup.models import SNAPSHOT_TYPES, GateVerdict, ResticStatus, RestoreResult, Snapshot
+from kamal_backup.humanize import describe_age, human_bytes
+from kamal_backup.models import SNAPSHOT_TYPES, GateVerdict, ResticStatus, Snapshot, SnapshotType
 from kamal_backup.services.restore import DEFAULT_FILES_TARGET
 from kamal_backup.services.snapshots import complete_runs, expected_parts, latest_complete
+from kamal_backup.verification import DrillRecord
 from tui.messages import OperationDone, OperationProgress
 from tui.screens import View
 from tui.screens.gates import add_gate_rows, how_to_allow
 
-KINDS = {
+KINDS: dict[str, tuple[SnapshotType, ...]] = {
     "kind-database": ("database",),
     "kind-files": ("files",),
     "kind-both": ("database", "files"),
 }
+
+VERDICT_STYLE = {"match": "green", "mismatch": "bold red", "not comparable": "yellow"}
 
 
 class DrillView(VerticalScroll, View):
@@ -46,7 +49,7 @@ class DrillView(VerticalScroll, View):
 
     def __init__(self) -> None:
         super().__init__(id="drill-view")
-        self.kinds: tuple[str, ...] = ("database",)
+        self.kinds: tuple[SnapshotType, ...] = ("database",)
         self.snapshots: list[Snapshot] = []
         self.running = False
 
@@ -138,15 +141,9 @@ class DrillView(VerticalScroll, View):
         self.refresh_plan()
 
     def verdicts(self) -> list[tuple[str, GateVerdict]]:
-        """The restore services' own gate verdicts for the chosen parts and targets."""
-        backend = self.tui.backend
-        found: list[tuple[str, GateVerdict]] = []
-        if "database" in self.kinds:
-            found += [("database", v) for v in backend.database_verdicts()]
-        if "files" in self.kinds:
-            target = self.query_one("#drill-target", Input).value
-            found += [("files", v) for v in backend.file_verdicts(target)]
-        return found
+        """The drill service's own gate verdicts for the chosen parts and targets."""
+        target = self.query_one("#drill-target", Input).value
+        return self.tui.backend.drill_verdicts(self.kinds, target)
 
     def refresh_plan(self) -> None:
         self.query_one("#drill-db-row").display = "database" in self.kinds
@@ -217,23 +214,10 @@ class DrillView(VerticalScroll, View):
         files_choice = self.query_one("#drill-files-snapshot", Select).value
         target = self.query_one("#drill-target", Input).value
 
-        def drill(on_status: Callable[[str, ResticStatus], None]) -> list[RestoreResult]:
-            results = []
-            if "database" in kinds:
-                results.extend(backend.restore_databases(str(db_choice), on_status))
-            if "files" in kinds:
-                try:
-                    results.append(backend.restore_files(str(files_choice), target, on_status))
-                except KamalBackupError as exc:
-                    if not results:
-                        raise
-                    # Say what did happen: the database part is restored and stays restored.
-                    done = results[0]
-                    raise OperationFailed(
-                        f"database snapshot {done.snapshot.short_id} was restored into "
-                        f"{done.target}, but the file restore failed: {exc}"
-                    ) from None
-            return results
+        def drill(on_status: Callable[[str, ResticStatus], None]) -> DrillRecord:
+            # The drill service restores, verifies and records; this screen only shows it.
+            first = db_choice if "database" in kinds else files_choice
+            return backend.drill(kinds, str(first), str(files_choice), target, on_status)
 
         if self.tui.start_operation("restore drill", self, drill):
             self.running = True
@@ -263,31 +247,85 @@ class DrillView(VerticalScroll, View):
         self.running = False
         self.query_one("#drill-progress").display = False
         status = self.query_one("#drill-status", Static)
+        record = message.result
         if message.cancelled:  # issue 16: a cancel is not a failure, and says what it left
             status.update(Text(f"drill {message.error}", style="bold yellow"))
-        elif message.error:
+        elif message.error or not isinstance(record, DrillRecord):
             status.update(Text(f"drill failed: {message.error}", style="bold red"))
         else:
-            status.update(
-                Text(f"drill finished in {message.duration_seconds:.1f}s", style="bold green")
-            )
-            self.query_one("#drill-result", Static).update(self.result_table(message.result))
+            if record.status == "passed":
+                line = Text(
+                    f"drill finished in {message.duration_seconds:.1f}s: passed", "bold green"
+                )
+            else:
+                line = Text(f"drill {record.status}: {self.failure(record)}", "bold red")
+            status.update(line)
+            self.query_one("#drill-result", Static).update(self.result_tables(record))
             self.call_after_refresh(self.scroll_end, animate=False)
         self.call_after_refresh(self.refresh_plan)
 
-    def result_table(self, results: list[RestoreResult]) -> Table:
-        table = Table(title="restored", expand=True)
-        table.add_column("what")
-        table.add_column("snapshot")
-        table.add_column("into")
-        table.add_column("time", justify="right")
-        table.add_column("size", justify="right")
-        for result in results:
-            table.add_row(
-                result.kind,
-                f"{result.snapshot.short_id} {self.tui.local(result.snapshot.time):%Y-%m-%d %H:%M}",
-                result.target,
-                f"{result.duration_seconds:.1f}s",
-                human_bytes(result.bytes_restored),
+    @staticmethod
+    def failure(record: DrillRecord) -> str:
+        if record.error:
+            return record.error
+        if record.check is not None and record.check.status == "failed":
+            return record.check.error or "the check command failed"
+        return record.verification.summary()
+
+    def result_tables(self, record: DrillRecord) -> Group:
+        """What was restored, the verification table, and RTO/RPO."""
+        restored = Table(title="restored", expand=True)
+        restored.add_column("what")
+        restored.add_column("snapshot")
+        restored.add_column("into")
+        restored.add_column("time", justify="right")
+        restored.add_column("size", justify="right")
+        several = sum(part.kind == "database" for part in record.parts) > 1
+        for part in record.parts:
+            restored.add_row(
+                Text(f"database {part.database}" if several and part.database else part.kind),
+                Text(f"{part.snapshot_id[:8]} {self.tui.local(part.snapshot_time):%Y-%m-%d %H:%M}"),
+                Text(part.target),
+                f"{part.duration_seconds or 0:.1f}s",
+                human_bytes(part.bytes_restored),
             )
-        return table
+        verification = record.verification
+        checks = Table(title=f"verification: {verification.summary()}", expand=True)
+        checks.add_column("table or files")
+        checks.add_column("rows expected", justify="right")
+        checks.add_column("rows restored", justify="right")
+        checks.add_column("match")
+        named = len(verification.databases) > 1
+        for row in verification.tables:
+            checks.add_row(
+                Text(f"{row.database}.{row.table}" if named and row.database else row.table),
+                "-" if row.rows_expected is None else str(row.rows_expected),
+                "-" if row.rows_restored is None else str(row.rows_restored),
+                Text(
+                    row.verdict + (f": {row.detail}" if row.detail else ""),
+                    style=VERDICT_STYLE.get(row.verdict, ""),
+                ),
+            )
+        if verification.files_expected is not None:
+            checks.add_row(
+                "files",
+                str(verification.files_expected),
+                str(verification.files_restored),
+                Text(
+                    "match"
+                    if not verification.files_mismatched
+                    else f"{verification.files_mismatched} differ",
+                    style="green" if not verification.files_mismatched else "bold red",
+                ),
+            )
+        for mismatch in verification.file_mismatches:
+            checks.add_row(Text(mismatch.path), "", "", Text(mismatch.detail, style="bold red"))
+        rto = describe_age(record.rto_seconds) if record.rto_seconds is not None else "-"
+        rpo = describe_age(record.rpo_seconds) if record.rpo_seconds is not None else "-"
+        timing = Text(f"RTO {rto} (start to verified data)  ·  RPO {rpo} (age of the run)")
+        if record.check is not None:
+            timing.append(
+                f"  ·  check {record.check.status}",
+                style="green" if record.check.status == "passed" else "bold red",
+            )
+        return Group(restored, checks, timing)

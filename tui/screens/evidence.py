@@ -14,6 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, Static
 
+from kamal_backup.services.evidence import Evidence
 from tui.messages import Fetched, describe_error
 from tui.screens import View
 
@@ -25,7 +26,7 @@ class EvidenceView(Container, View):
 
     def __init__(self) -> None:
         super().__init__(id="evidence-view")
-        self.document: dict[str, Any] | None = None
+        self.document: Evidence | None = None
         self.loading = False
 
     def compose(self) -> ComposeResult:
@@ -70,12 +71,13 @@ class EvidenceView(Container, View):
             status.update(Text(f"cannot build evidence: {message.error}", style="bold red"))
             self.tui.log_error(f"evidence: {message.error}")
             return
-        self.document = message.result
-        text = json.dumps(message.result, indent=2)
+        document: Evidence = message.result
+        self.document = document
+        text = json.dumps(document.document(), indent=2)
         self.query_one("#evidence-json", Static).update(
             Syntax(text, "json", theme="ansi_dark", word_wrap=True, background_color="default")
         )
-        problem = message.result.get("repository_error")
+        problem = document.repository_error
         if problem:
             # One prefix: the error may already say "repository unreachable: …".
             line = (
@@ -86,8 +88,19 @@ class EvidenceView(Container, View):
             status.update(Text(line, style="bold red"))
         else:
             status.update(
-                Text(f"generated {message.result.get('generated_at')}  ·  w: save to a file")
+                Text(
+                    f"generated {document.generated_at.isoformat()}"
+                    f"{self._drills_line(document)}  ·  w: save to a file"
+                )
             )
+
+    @staticmethod
+    def _drills_line(document: Evidence) -> str:
+        history = document.drills.history
+        if not history:
+            return "  ·  no restore drill recorded"
+        passed = sum(item.status == "passed" for item in history)
+        return f"  ·  {len(history)} drills, {passed} passed (see drills.history)"
 
     def action_ask_path(self) -> None:
         if self.document is None:

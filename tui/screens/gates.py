@@ -17,6 +17,8 @@ from kamal_backup.settings import Settings
 
 def how_to_allow(verdict: GateVerdict) -> str:
     """What the operator would change to open a refusing gate."""
+    if verdict.gate == "drill target":
+        return "choose a scratch target"
     if verdict.variable in (ALLOW_RESTORE, ALLOW_PRODUCTION, ALLOW_IN_PLACE):
         return f"set {verdict.variable}=true to allow"
     if verdict.variable:

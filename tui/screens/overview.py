@@ -13,8 +13,9 @@ from kamal_backup.humanize import check_word, describe_age, human_bytes
 from kamal_backup.models import SNAPSHOT_TYPES, BackupRun, CheckResult, Snapshot, SnapshotType
 from kamal_backup.services.backup import describe_snapshots
 from kamal_backup.services.gates import safety_flags
-from kamal_backup.services.health import freshness
+from kamal_backup.services.health import STALE_AFTER_SCHEDULES, freshness
 from kamal_backup.services.snapshots import expected_parts, latest_complete
+from kamal_backup.verification import DrillSummary
 from tui.charts import RunHistory, run_history
 from tui.messages import OperationDone, OperationProgress
 from tui.screens import View, shorten_middle
@@ -31,6 +32,7 @@ class OverviewView(VerticalScroll, View):
         self.snapshots: list[Snapshot] | None = None
         self.repository_error: str | None = None
         self.loading_snapshots = False
+        self.drills: list[DrillSummary] | None = None
 
     def compose(self) -> ComposeResult:
         # Status first: at 80x24 the outcome of b/c must be visible without scrolling, and the
@@ -73,6 +75,10 @@ class OverviewView(VerticalScroll, View):
         self.loading_snapshots = False
         self.snapshots = snapshots
         self.repository_error = error
+        self.render_facts()
+
+    def show_drills(self, history: list[DrillSummary] | None, error: str | None) -> None:
+        self.drills = history
         self.render_facts()
 
     # Actions -----------------------------------------------------------------------------
@@ -177,7 +183,7 @@ class OverviewView(VerticalScroll, View):
         table.add_row("Safety flags", self._flags_text(width))
         table.add_row("Last backup run", self._last_backup_text(backend.last_backup()))
         table.add_row("Last check", self._last_check_text(backend.last_check()))
-        table.add_row("Last restore", self._last_restore_text())
+        table.add_row("Last drill", self._last_drill_text())
         table.add_row("Notifications", self._notifications_text(width))
         policy = ", ".join(
             f"{name.removeprefix('keep_')} {value}"
@@ -279,19 +285,25 @@ class OverviewView(VerticalScroll, View):
             text.append(f"  read {result.read_data_subset} of the data")
         return text
 
-    def _last_restore_text(self) -> Text:
-        text = Text()
-        for kind in SNAPSHOT_TYPES:
-            result = self.tui.backend.last_restore(kind)
-            if result is None:
-                continue
-            if text:
-                text.append("\n")
-            text.append(
-                f"{kind} {result.snapshot.short_id} into {result.target}  "
-                f"{self.tui.local(result.started_at):%Y-%m-%d %H:%M}  {result.duration_seconds:.1f}s"
-            )
-        return text or Text("no restore drill recorded on this machine", style="dim")
+    def _last_drill_text(self) -> Text:
+        """The newest drill: this machine's, or the repository's once the history has loaded."""
+        local = self.tui.backend.last_drill()
+        known = [*(self.drills or []), *([local.summary()] if local else [])]
+        if not known:
+            return Text("no restore drill recorded (here or in the repository)", style="dim")
+        last = max(known, key=lambda item: item.started_at)
+        style = {"passed": "green", "interrupted": "yellow"}.get(last.status, "bold red")
+        age = describe_age((self.tui.clock() - last.started_at).total_seconds())
+        text = Text(last.status.upper(), style=style)
+        text.append(f"  {self.tui.local(last.started_at):%Y-%m-%d %H:%M}  {age} ago  ")
+        text.append(last.verification, style="green" if last.verification == "verified" else "")
+        if last.rto_seconds is not None:
+            text.append(f"  RTO {describe_age(last.rto_seconds)}")
+        every = self.tui.settings.kamal_backup_drill_schedule_seconds
+        age_seconds = (self.tui.clock() - last.started_at).total_seconds()
+        if every and age_seconds > STALE_AFTER_SCHEDULES * every:
+            text.append("  OVERDUE", style="bold yellow")
+        return text
 
     def _notifications_text(self, width: int) -> Text:
         """Each channel (host only) and how its last delivery went, as many to a line as fit."""

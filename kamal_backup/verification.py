@@ -1,0 +1,455 @@
+"""What a backup run holds (its manifest) and how restored data is compared with it."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import stat
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from kamal_backup.errors import Interrupted
+from kamal_backup.process import cancelled
+
+MANIFEST_VERSION = 1
+FigureMethod = Literal["checksum", "count"]
+_CHUNK = 1024 * 1024
+# A verification lists at most this many mismatching paths or tables: enough to act on, while a
+# record stays small enough for the state directory and a repository snapshot tag list.
+MISMATCHES_KEPT = 50
+
+
+class TableFigures(BaseModel):
+    """One table's row count and order-independent content checksum, as of one consistent view."""
+
+    table: str
+    rows: int
+    checksum: str | None = None
+    # False where the engine cannot guarantee the dump saw the same view (e.g. MyISAM tables).
+    comparable: bool = True
+    note: str | None = None
+
+
+class DatabaseFigures(BaseModel):
+    adapter: str
+    method: FigureMethod
+    consistency: str
+    tables: list[TableFigures] = Field(default_factory=list)
+
+
+class FilesFigures(BaseModel):
+    """Every regular file and symlink under the backup paths: size and SHA-256 (symlink: target)."""
+
+    files: int
+    bytes: int
+    # Original absolute path -> "size:sha256".
+    entries: dict[str, str] = Field(default_factory=dict)
+
+
+class Manifest(BaseModel):
+    """Stored with each run in the repository (a small snapshot tagged type:manifest)."""
+
+    version: int = MANIFEST_VERSION
+    app_name: str
+    run: str
+    created_at: datetime
+    # Keyed by database name. A manifest written before several databases existed holds one
+    # `database` entry: it is read as primary's.
+    databases: dict[str, DatabaseFigures] = Field(default_factory=dict)
+    files: FilesFigures | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_database_is_primary(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "database" in data:
+            data = dict(data)
+            single = data.pop("database")
+            if single is not None:
+                data.setdefault("databases", {"primary": single})
+        return data
+
+
+# Files ------------------------------------------------------------------------------------------
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _entry(path: Path) -> tuple[int, str] | None:
+    """(size, hash) of a regular file or symlink; None for anything else."""
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        target = os.readlink(path)
+        return 0, "link:" + hashlib.sha256(os.fsencode(target)).hexdigest()
+    if stat.S_ISREG(info.st_mode):
+        return info.st_size, file_digest(path)
+    return None
+
+
+def excluded_by_pattern(key: str, root: str, patterns: Sequence[str]) -> bool:
+    """Whether restic's --exclude (as kamal-backup anchors it inside `root`) leaves `key` out.
+
+    A relative pattern matches any run of path components below the root (so a directory's
+    whole subtree goes with it); an absolute one matches the path or one of its parents.
+    """
+    if not patterns:
+        return False
+    relative = key[len(root) :].strip("/").split("/") if key.startswith(root) else []
+    absolute = key.split("/")
+    for raw in patterns:
+        pattern = raw.strip().rstrip("/")
+        if not pattern:
+            continue
+        if pattern.startswith("/"):
+            if any(
+                fnmatch.fnmatchcase("/".join(absolute[:end]), pattern)
+                for end in range(2, len(absolute) + 1)
+            ):
+                return True
+            continue
+        width = pattern.count("/") + 1
+        for start in range(len(relative)):
+            if fnmatch.fnmatchcase("/".join(relative[start : start + width]), pattern):
+                return True
+    return False
+
+
+def walk_files(
+    roots: Iterable[tuple[Path, str]],
+    excluded: Sequence[str] = (),
+    patterns: Sequence[str] = (),
+) -> FilesFigures:
+    """Hashes every file under each (directory on disk, original path it stands for).
+
+    Restored trees are walked with the original path they were backed up from, so the keys of
+    a restored tree and of the backed-up tree are the same.
+    """
+    skip = set(excluded)
+    entries: dict[str, str] = {}
+    total = 0
+    for root, original in roots:
+        if not root.exists() and not root.is_symlink():
+            continue
+        for directory, dirs, names in os.walk(root):
+            if cancelled():
+                raise Interrupted()
+            dirs.sort()
+            base = Path(directory)
+            for name in sorted(names + [d for d in dirs if (base / d).is_symlink()]):
+                path = base / name
+                key = original + "/" + str(path.relative_to(root)) if path != root else original
+                if key in skip or excluded_by_pattern(key, original, patterns):
+                    continue
+                try:
+                    found = _entry(path)
+                except (FileNotFoundError, PermissionError):
+                    continue  # gone meanwhile, or unreadable (restic reports those itself)
+                if found is None:
+                    continue
+                size, digest = found
+                entries[key] = f"{size}:{digest}"
+                total += size
+    return FilesFigures(files=len(entries), bytes=total, entries=entries)
+
+
+def source_files(
+    paths: Sequence[Path], excluded: Sequence[str], patterns: Sequence[str] = ()
+) -> FilesFigures:
+    """The backed-up side: what restic reads, minus what its --exclude options leave out."""
+    return walk_files(((path, str(path)) for path in paths), excluded, patterns)
+
+
+def restored_files(target: Path, originals: Sequence[str]) -> FilesFigures:
+    """The files restic restored under target/<original path>."""
+    return walk_files((target / original.lstrip("/"), original) for original in originals)
+
+
+# Comparison -------------------------------------------------------------------------------------
+
+Verdict = Literal["match", "mismatch", "not comparable", "not verified"]
+
+
+class TableCheck(BaseModel):
+    table: str
+    # The database the table is in (None in records made before several databases existed).
+    database: str | None = None
+    rows_expected: int | None
+    rows_restored: int | None
+    verdict: Verdict
+    detail: str | None = None
+
+
+class FileCheck(BaseModel):
+    path: str
+    verdict: Verdict
+    detail: str
+
+
+class Verification(BaseModel):
+    """What a drill found on its scratch targets, compared with the run's manifest."""
+
+    status: Literal["verified", "mismatch", "not verified"]
+    reason: str | None = None
+    method: FigureMethod | None = None
+    consistency: str | None = None
+    tables: list[TableCheck] = Field(default_factory=list)
+    files_expected: int | None = None
+    files_restored: int | None = None
+    bytes_expected: int | None = None
+    bytes_restored: int | None = None
+    files_mismatched: int = 0
+    file_mismatches: list[FileCheck] = Field(default_factory=list)
+
+    @property
+    def databases(self) -> list[str]:
+        return list(dict.fromkeys(check.database for check in self.tables if check.database))
+
+    @property
+    def mismatched_tables(self) -> list[str]:
+        """The mismatching tables, as `database.table` when the run has several databases."""
+        named = len(self.databases) > 1
+        return [
+            f"{check.database}.{check.table}" if named and check.database else check.table
+            for check in self.tables
+            if check.verdict == "mismatch"
+        ]
+
+    def summary(self) -> str:
+        if self.status == "not verified":
+            return f"not verified: {self.reason}"
+        parts = []
+        if self.tables:
+            matched = sum(check.verdict == "match" for check in self.tables)
+            parts.append(f"{matched}/{len(self.tables)} tables match")
+            counted = sum(check.verdict == "not comparable" for check in self.tables)
+            if counted:
+                parts.append(f"{counted} counted, not comparable")
+        if self.files_expected is not None:
+            parts.append(
+                f"{self.files_expected - self.files_mismatched}/{self.files_expected} files match"
+            )
+        return f"{self.status}: " + ", ".join(parts)
+
+
+def compare_tables(
+    expected: DatabaseFigures, found: DatabaseFigures, database: str | None = None
+) -> list[TableCheck]:
+    restored = {table.table: table for table in found.tables}
+    checks: list[TableCheck] = []
+    for table in expected.tables:
+        got = restored.pop(table.table, None)
+        if got is None:
+            checks.append(
+                TableCheck(
+                    table=table.table,
+                    rows_expected=table.rows,
+                    rows_restored=None,
+                    verdict="mismatch",
+                    detail="missing from the restored database",
+                    database=database,
+                )
+            )
+            continue
+        if not table.comparable:
+            verdict: Verdict = "not comparable"
+            detail = table.note or "counted, not comparable"
+        elif got.rows != table.rows:
+            verdict, detail = "mismatch", f"{got.rows} rows restored, {table.rows} backed up"
+        elif expected.method == "checksum" and _kind(got.checksum) != _kind(table.checksum):
+            # e.g. a scratch server too old for the hash the source used: rows were compared.
+            verdict, detail = "not comparable", "checksummed differently here; row counts match"
+        elif expected.method == "checksum" and got.checksum != table.checksum:
+            verdict, detail = "mismatch", "same row count, different content"
+        else:
+            verdict, detail = "match", None
+        checks.append(
+            TableCheck(
+                table=table.table,
+                rows_expected=table.rows,
+                rows_restored=got.rows,
+                verdict=verdict,
+                detail=detail,
+                database=database,
+            )
+        )
+    for table in restored.values():
+        checks.append(
+            TableCheck(
+                table=table.table,
+                rows_expected=None,
+                rows_restored=table.rows,
+                verdict="mismatch",
+                detail="not in the backed-up database",
+                database=database,
+            )
+        )
+    return checks
+
+
+def _kind(checksum: str | None) -> str:
+    """The algorithm prefix of a checksum ("h:…", "m:…"); "" for unprefixed ones."""
+    return checksum.split(":", 1)[0] if checksum and ":" in checksum else ""
+
+
+def compare_files(expected: FilesFigures, found: FilesFigures) -> list[FileCheck]:
+    mismatches: list[FileCheck] = []
+    for path, value in expected.entries.items():
+        got = found.entries.get(path)
+        if got is None:
+            mismatches.append(FileCheck(path=path, verdict="mismatch", detail="missing"))
+        elif got != value:
+            size, got_size = value.split(":", 1)[0], got.split(":", 1)[0]
+            detail = (
+                f"{got_size} bytes restored, {size} backed up"
+                if size != got_size
+                else "same size, different content"
+            )
+            mismatches.append(FileCheck(path=path, verdict="mismatch", detail=detail))
+    for path in found.entries.keys() - expected.entries.keys():
+        mismatches.append(FileCheck(path=path, verdict="mismatch", detail="not backed up"))
+    return sorted(mismatches, key=lambda check: check.path)
+
+
+DatabaseCheck = tuple[Manifest | None, Callable[[FigureMethod], DatabaseFigures]]
+
+
+def verify(
+    database: DatabaseCheck | Mapping[str, DatabaseCheck] | None,
+    files: tuple[Manifest | None, Callable[[], FilesFigures]] | None,
+) -> Verification:
+    """Recomputes the restored parts' figures and compares each with its run's manifest.
+
+    `database` is one database (primary) or a mapping from each database's name to its check.
+    A part whose run has no manifest (a backup made before manifests existed) is "not verified",
+    which is reported and is not a failure; any mismatch is.
+    """
+    result = Verification(status="verified")
+    missing: list[str] = []
+    databases: Mapping[str, DatabaseCheck]
+    if database is None:
+        databases = {}
+    elif isinstance(database, tuple):
+        databases = {"primary": database}
+    else:
+        databases = database
+    for name, (manifest, compute) in databases.items():
+        expected = manifest.databases.get(name) if manifest is not None else None
+        if expected is None:
+            missing.append(f"database {name}" if len(databases) > 1 else "database")
+            continue
+        result.method = result.method or expected.method
+        result.consistency = result.consistency or expected.consistency
+        result.tables.extend(compare_tables(expected, compute(expected.method), name))
+    if files is not None:
+        manifest, compute_files = files
+        if manifest is None or manifest.files is None:
+            missing.append("files")
+        else:
+            restored = compute_files()
+            mismatches = compare_files(manifest.files, restored)
+            result.files_expected = manifest.files.files
+            result.files_restored = restored.files
+            result.bytes_expected = manifest.files.bytes
+            result.bytes_restored = restored.bytes
+            result.files_mismatched = len(mismatches)
+            result.file_mismatches = mismatches[:MISMATCHES_KEPT]
+    if result.mismatched_tables or result.files_mismatched:
+        result.status = "mismatch"
+    elif missing:
+        result.status = "not verified"
+    if missing:
+        parts = len(databases) + (files is not None)
+        result.reason = (
+            "no manifest" if len(missing) == parts else "no manifest for the " + ", ".join(missing)
+        )
+    return result
+
+
+# Drill records ----------------------------------------------------------------------------------
+
+DrillStatus = Literal["passed", "failed", "interrupted"]
+
+
+class CheckCommandResult(BaseModel):
+    """The operator's check command, run against the scratch targets after verification."""
+
+    command: list[str]
+    status: Literal["passed", "failed"]
+    exit_code: int | None
+    duration_seconds: float
+    output: str
+    error: str | None = None
+
+
+class DrillPart(BaseModel):
+    kind: Literal["database", "files"]
+    database: str | None = None
+    snapshot_id: str
+    snapshot_time: datetime
+    run: str | None
+    target: str
+    duration_seconds: float | None = None
+    bytes_restored: int | None = None
+
+
+class DrillRecord(BaseModel):
+    """One restore drill, passed, failed or interrupted: what a reviewer asks to see."""
+
+    id: str
+    status: DrillStatus
+    ran_by: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    run: str | None = None
+    parts: list[DrillPart] = Field(default_factory=list)
+    # The primary's (or the only database's) target, as before several databases existed.
+    database_target: str | None = None
+    # Every database's scratch target, by name.
+    database_targets: dict[str, str] = Field(default_factory=dict)
+    files_target: str | None = None
+    rto_seconds: float | None = None
+    rpo_seconds: float | None = None
+    verification: Verification = Field(
+        default_factory=lambda: Verification(status="not verified", reason="not reached")
+    )
+    check: CheckCommandResult | None = None
+    error: str | None = None
+    # State directory only: whether the record has reached the repository yet.
+    stored_in_repository: bool = False
+
+    def summary(self) -> DrillSummary:
+        return DrillSummary(
+            id=self.id,
+            status=self.status,
+            started_at=self.started_at,
+            ran_by=self.ran_by,
+            run=self.run,
+            rto_seconds=self.rto_seconds,
+            rpo_seconds=self.rpo_seconds,
+            verification=self.verification.status,
+            check=self.check.status if self.check else None,
+        )
+
+
+class DrillSummary(BaseModel):
+    """One line of the drill history (evidence, the TUI, repository snapshot tags)."""
+
+    id: str
+    status: DrillStatus
+    started_at: datetime
+    ran_by: str
+    run: str | None = None
+    rto_seconds: float | None = None
+    rpo_seconds: float | None = None
+    verification: str
+    check: str | None = None

@@ -1,0 +1,366 @@
+"""Restore drills for real: PostgreSQL, MariaDB and SQLite runs restored, verified and recorded."""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kamal_backup import cli, state
+from kamal_backup.console import preserved_logging
+from kamal_backup.scheduler import run_schedule
+from kamal_backup.services import drill as drill_service
+from kamal_backup.services.backup import run_backup
+from kamal_backup.services.drill import run_drill
+from kamal_backup.services.evidence import build_evidence
+from kamal_backup.settings import Settings, load_settings
+from kamal_backup.verification import DrillRecord
+from tests.conftest import App, add_bulk, sqlite_rows, start_until
+from tests.integration.databases import mariadb, my_databases, pg_databases, psql
+from tests.integration.servers import rest_server
+
+pytestmark = pytest.mark.integration
+
+
+def scratch(app: App) -> dict[str, str]:
+    return {
+        "KAMAL_BACKUP_ALLOW_RESTORE": "true",
+        "RESTORE_SQLITE_DATABASE_PATH": str(app.root / "scratch" / "db.sqlite3"),
+        "RESTORE_FILES_PATH": str(app.root / "scratch" / "files"),
+    }
+
+
+def settings_of(app: App, **extra: str) -> Settings:
+    return load_settings(environ={**app.env, **scratch(app), **extra})
+
+
+def drill_json(app: App, *args: str, extra: dict[str, str] | None = None) -> dict[str, object]:
+    result = app.cli("drill", "--json", *args, extra={**scratch(app), **(extra or {})})
+    assert result.stdout, result.stderr
+    record: dict[str, object] = json.loads(result.stdout)
+    record["_exit"] = result.returncode
+    record["_stderr"] = result.stderr
+    return record
+
+
+def tables(record: dict[str, object]) -> dict[str, str]:
+    verification = record["verification"]
+    assert isinstance(verification, dict)
+    return {check["table"]: check["verdict"] for check in verification["tables"]}
+
+
+# Passing drills ---------------------------------------------------------------------------------
+
+
+def test_sqlite_drill_with_files_passes_verified_and_is_recorded_twice(app: App) -> None:
+    app.cli("backup", check=True)
+    record = drill_json(app)
+    assert record["_exit"] == 0, record["_stderr"]
+    assert record["status"] == "passed"
+    verification = record["verification"]
+    assert isinstance(verification, dict)
+    assert verification["status"] == "verified"
+    assert verification["method"] == "checksum"
+    assert tables(record) == {"notes": "match"}
+    assert verification["files_expected"] == verification["files_restored"] == 2
+    assert verification["files_mismatched"] == 0
+    assert isinstance(record["rto_seconds"], float) and record["rto_seconds"] > 0
+    assert isinstance(record["rpo_seconds"], float) and record["rpo_seconds"] >= 0
+    assert "@" in str(record["ran_by"])
+    # The state directory and the repository both hold it.
+    assert [r.id for r in state.drills(app.root / "state" / "shop")] == [record["id"]]
+    assert len(app.snapshot_ids("kamal-backup", "app:shop", "type:drill")) == 1
+    restored = app.root / "scratch" / "files" / str(app.files).lstrip("/") / "uploads" / "a.txt"
+    assert restored.read_text() == "hello\n"
+
+
+@pytest.fixture
+def pg_app(app: App) -> Iterator[tuple[App, str, str]]:
+    with pg_databases("kb_drill_src", "kb_drill_scratch") as (source, target):
+        psql(f'CREATE DATABASE "{source}"')
+        psql(
+            "CREATE SCHEMA billing;"
+            "CREATE TABLE public.customers (id serial PRIMARY KEY, name text, "
+            "  seen timestamptz DEFAULT '2026-01-01 12:00+02', score float8, avatar bytea);"
+            'CREATE TABLE billing."odd|name" (n numeric(12,2), j jsonb);'
+            "INSERT INTO public.customers (name, score, avatar) SELECT 'Änne ' || g, g / 3.0,"
+            "  decode(md5(g::text), 'hex') FROM generate_series(1, 500) g;"
+            """INSERT INTO billing."odd|name" VALUES (1.5, '{"a": [1, 2]}'), (NULL, NULL);""",
+            source,
+        )
+        app.env.update(
+            {
+                "DATABASE_ADAPTER": "postgres",
+                "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{source}",
+                "RESTORE_DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{target}",
+            }
+        )
+        yield app, source, target
+
+
+def test_postgres_drill_with_files_passes_with_verified_matches(
+    pg_app: tuple[App, str, str],
+) -> None:
+    app, _, _ = pg_app
+    app.cli("backup", check=True)
+    record = drill_json(app)
+    assert record["_exit"] == 0, record["_stderr"]
+    assert record["status"] == "passed"
+    assert tables(record) == {"billing.odd|name": "match", "public.customers": "match"}
+    rows = {c["table"]: c["rows_restored"] for c in record["verification"]["tables"]}  # type: ignore[index]
+    assert rows == {"billing.odd|name": 2, "public.customers": 500}
+
+
+def test_postgres_scratch_data_changed_before_verification_fails_naming_the_table(
+    pg_app: tuple[App, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, _, target = pg_app
+    app.cli("backup", check=True)
+
+    def tamper(record: DrillRecord) -> None:
+        psql("UPDATE public.customers SET name = 'changed' WHERE id = 7", target)
+
+    monkeypatch.setattr(
+        drill_service, "run_drill", functools.partial(run_drill, before_verify=tamper)
+    )
+    monkeypatch.setattr("os.environ", {**app.env, **scratch(app)})
+    with preserved_logging():  # the CLI's handler writes to CliRunner's stream, closed after
+        result = CliRunner().invoke(cli.app, ["drill"])
+    assert result.exit_code == 1
+    assert "public.customers" in result.output
+    assert "mismatch: same row count, different content" in result.output
+    assert "billing.odd|name" in result.output
+    last = state.drills(app.root / "state" / "shop")[0]
+    assert last.status == "failed"
+    assert last.verification.mismatched_tables == ["public.customers"]
+
+
+def test_mariadb_drill_passes_and_a_myisam_table_is_counted_not_compared(app: App) -> None:
+    with my_databases("kb_drill_src", "kb_drill_scratch") as (source, target):
+        mariadb(
+            f"CREATE DATABASE `{source}`; USE `{source}`;"
+            "CREATE TABLE items (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(50), price DECIMAL(8,2),"
+            "  data BLOB, at DATETIME) ENGINE=InnoDB;"
+            "INSERT INTO items (name, price, data, at) VALUES ('Änne', 1.50, x'00ff', '2026-01-01 00:00:00'),"
+            "  ('b', NULL, NULL, NULL), ('c', 3, '', '2026-02-02 10:00:00');"
+            "CREATE TABLE counters (n INT) ENGINE=MyISAM; INSERT INTO counters VALUES (1), (2);"
+        )
+        app.env.update(
+            {
+                "DATABASE_ADAPTER": "mysql",
+                "DATABASE_URL": f"mysql://root@127.0.0.1:3306/{source}",
+                "RESTORE_DATABASE_URL": f"mysql://root@127.0.0.1:3306/{target}",
+            }
+        )
+        app.cli("backup", check=True)
+        record = drill_json(app)
+        assert record["_exit"] == 0, record["_stderr"]
+        assert tables(record) == {"counters": "not comparable", "items": "match"}
+        assert record["verification"]["status"] == "verified"  # type: ignore[index]
+
+        # Changed scratch content is found in an InnoDB table.
+        def tamper(_: DrillRecord) -> None:
+            mariadb(f"UPDATE `{target}`.items SET price = 9.99 WHERE name = 'b'")
+
+        failed = run_drill(settings_of(app), before_verify=tamper)
+        assert failed.status == "failed"
+        assert failed.verification.mismatched_tables == ["items"]
+
+
+# Mismatches, checks, gates ----------------------------------------------------------------------
+
+
+def test_a_changed_scratch_file_fails_the_drill_naming_the_path(app: App) -> None:
+    app.cli("backup", check=True)
+    settings = settings_of(app)
+    photo = str(app.files / "uploads" / "ünï" / "photo.bin")
+
+    def tamper(record: DrillRecord) -> None:
+        Path(str(record.files_target) + photo).write_bytes(b"x" * 4096)
+
+    record = run_drill(settings, before_verify=tamper)
+    assert record.status == "failed"
+    assert [m.path for m in record.verification.file_mismatches] == [photo]
+    assert record.verification.file_mismatches[0].detail == "same size, different content"
+    assert record.verification.mismatched_tables == []
+
+
+def test_a_sqlite_row_changed_in_the_scratch_database_fails_the_drill(app: App) -> None:
+    app.cli("backup", check=True)
+
+    def tamper(record: DrillRecord) -> None:
+        with sqlite3.connect(app.root / "scratch" / "db.sqlite3") as db:
+            db.execute("DELETE FROM notes WHERE id = 3")
+        db.close()
+
+    record = run_drill(settings_of(app), before_verify=tamper)
+    assert record.status == "failed"
+    assert record.verification.tables[0].detail == "199 rows restored, 200 backed up"
+
+
+def test_check_commands_decide_the_drill(app: App) -> None:
+    app.cli("backup", check=True)
+    failed = drill_json(app, "--check", "false")
+    assert failed["_exit"] == 1 and failed["status"] == "failed"
+    assert failed["check"]["exit_code"] == 1  # type: ignore[index]
+
+    passed = drill_json(
+        app, "--check", "sh -c 'test -f \"$KAMAL_BACKUP_DRILL_DATABASE_TARGET\" && echo seen'"
+    )
+    assert passed["_exit"] == 0, passed["_stderr"]
+    assert passed["check"]["output"] == "seen"  # type: ignore[index]
+    assert drill_json(app, "--check", "sh -c 'exit 0'")["_exit"] == 0
+
+    missing = app.cli("drill", "--check", "no-such-program-xyz --flag", extra=scratch(app))
+    assert missing.returncode == 1
+    errors = [line for line in missing.stderr.splitlines() if "error" in line]
+    assert errors == [
+        "kamal-backup: error: drill failed: check command 'no-such-program-xyz' is not installed "
+        "or not on PATH"
+    ]
+    assert "Traceback" not in missing.stderr
+    last = state.drills(app.root / "state" / "shop")[0]
+    assert last.status == "failed" and last.check is not None
+    assert last.check.error == "check command 'no-such-program-xyz' is not installed or not on PATH"
+
+
+def test_gates_refuse_drills(app: App) -> None:
+    app.cli("backup", check=True)
+    no_flag = app.cli("drill", extra={**scratch(app), "KAMAL_BACKUP_ALLOW_RESTORE": "false"})
+    assert no_flag.returncode == 3
+    into_source = app.cli(
+        "drill",
+        extra={
+            **scratch(app),
+            "RESTORE_SQLITE_DATABASE_PATH": str(app.db),
+            "KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE": "true",
+        },
+    )
+    assert into_source.returncode == 3
+    assert str(app.db) in into_source.stderr and "never writes to the backup source" in (
+        into_source.stderr
+    )
+    into_files = app.cli(
+        "drill",
+        "--files-target",
+        str(app.files),
+        extra={**scratch(app), "KAMAL_BACKUP_ALLOW_IN_PLACE_FILE_RESTORE": "true"},
+    )
+    assert into_files.returncode == 3
+    assert "never writes into a backup path" in into_files.stderr
+    assert state.drills(app.root / "state" / "shop") == []
+
+
+def test_a_drill_killed_halfway_is_recorded_as_interrupted(app: App) -> None:
+    add_bulk(app.db, 20000, 2000)
+    app.cli("backup", check=True)
+    app.env.update(scratch(app))
+    proc = start_until(app, "restoring database snapshot", "drill")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    [record] = state.drills(app.root / "state" / "shop")
+    assert record.status == "interrupted"
+    assert record.verification.status == "not verified"
+    # The scratch database is never swapped in half-made: absent, or the whole restored copy
+    # (the parts restore side by side, so the database may have finished before the signal).
+    scratch_db = app.root / "scratch" / "db.sqlite3"
+    assert not scratch_db.exists() or sqlite_rows(scratch_db) == sqlite_rows(app.db)
+    # The next drill stores the interrupted record in the repository too.
+    drill_json(app)
+    assert len(app.snapshot_ids("type:drill")) == 2
+
+
+# History, evidence, scheduler, retention, append-only -------------------------------------------
+
+
+def test_evidence_with_an_empty_state_directory_reads_drills_from_the_repository(
+    app: App, tmp_path: Path
+) -> None:
+    app.cli("backup", check=True)
+    record = drill_json(app)
+    laptop = settings_of(app, KAMAL_BACKUP_STATE_DIR=str(tmp_path / "laptop-state"))
+    evidence = build_evidence(laptop)
+    assert evidence.drills.last is not None and evidence.drills.last.id == record["id"]
+    assert [h.id for h in evidence.drills.history] == [record["id"]]
+    assert evidence.drills.history[0].verification == "verified"
+
+
+def test_a_backup_without_manifest_drills_as_not_verified_and_passes(app: App) -> None:
+    run_backup(load_settings(environ=app.env), manifest=False)
+    record = drill_json(app)
+    assert record["_exit"] == 0
+    assert record["verification"]["status"] == "not verified"  # type: ignore[index]
+    assert record["verification"]["reason"] == "no manifest"  # type: ignore[index]
+
+
+def test_the_scheduler_runs_a_due_drill_after_a_backup(app: App) -> None:
+    settings = settings_of(app, KAMAL_BACKUP_DRILL_SCHEDULE_SECONDS="604800")
+    failures = run_schedule(settings, threading.Event(), max_runs=1)
+    assert failures == 0
+    [record] = state.drills(app.root / "state" / "shop")
+    assert record.ran_by == "scheduler" and record.status == "passed"
+    # Not due again right after: a second run backs up without drilling.
+    run_schedule(settings, threading.Event(), max_runs=1)
+    assert len(state.drills(app.root / "state" / "shop")) == 1
+    # Overdue once older than the schedule (fake clock: timing only).
+    from kamal_backup.services.health import check_health
+
+    later = datetime.now(UTC).replace(year=datetime.now(UTC).year + 1)
+    report = check_health(settings, now=later)
+    assert report.drill_overdue is True and report.last_drill_status == "passed"
+
+
+def test_retention_forgets_manifests_with_their_runs_and_keeps_drill_records(app: App) -> None:
+    app.env["RESTIC_KEEP_LAST"] = "1"
+    app.env["RESTIC_KEEP_DAILY"] = "0"
+    app.cli("backup", check=True)
+    drill_json(app)
+    app.cli("backup", check=True)
+    app.cli("backup", check=True)
+    manifests = json.loads(
+        app.restic("snapshots", "--json", "--no-lock", "--tag", "type:manifest").stdout
+    )
+    kept_runs = {
+        tag
+        for s in json.loads(
+            app.restic("snapshots", "--json", "--no-lock", "--tag", "type:database").stdout
+        )
+        for tag in s["tags"]
+        if tag.startswith("run:")
+    }
+    assert len(manifests) < 3  # the first run was forgotten, and its manifest with it
+    assert {t for s in manifests for t in s["tags"] if t.startswith("run:")} == kept_runs
+    assert len(app.snapshot_ids("type:drill")) == 1
+    # A manifest never makes a run complete, and never shows as a backup.
+    listed = json.loads(app.cli("list", "--json", check=True).stdout)
+    assert {s["type"] for s in listed} == {"database", "files"}
+
+
+def test_an_append_only_repository_accepts_manifests_and_drill_records(
+    app: App, tmp_path: Path
+) -> None:
+    data = tmp_path / "rest"
+    data.mkdir()
+    with rest_server(data, append_only=True) as port:
+        app.env.update(
+            {
+                "RESTIC_REPOSITORY": f"rest:http://127.0.0.1:{port}/shop",
+                "RESTIC_INIT_IF_MISSING": "true",
+                "RESTIC_FORGET_AFTER_BACKUP": "false",
+            }
+        )
+        app.cli("backup", check=True)
+        record = drill_json(app)
+        assert record["_exit"] == 0, record["_stderr"]
+        assert record["verification"]["status"] == "verified"  # type: ignore[index]
+        listed = json.loads(app.cli("drill", "--json", extra=scratch(app), check=True).stdout)
+        assert listed["status"] == "passed"
+        assert all(r.stored_in_repository for r in state.drills(app.root / "state" / "shop"))

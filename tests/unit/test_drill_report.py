@@ -1,0 +1,192 @@
+"""Verification verdicts and the reviewer's reports: names are data, never markup."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kamal_backup.services.evidence import build_evidence
+from kamal_backup.services.report import html_report, markdown_escape, markdown_report
+from kamal_backup.settings import Settings, load_settings
+from kamal_backup.verification import (
+    DatabaseFigures,
+    DrillRecord,
+    FilesFigures,
+    Manifest,
+    TableFigures,
+    compare_files,
+    verify,
+)
+
+NASTY_TABLE = "<script>alert(1)</script>|*_[x](y)"
+NASTY_PATH = "/rails/storage/<b>|`rm -rf`|[a](b).txt"
+
+
+def figures(*tables: TableFigures) -> DatabaseFigures:
+    return DatabaseFigures(
+        adapter="postgres", method="checksum", consistency="c", tables=list(tables)
+    )
+
+
+def manifest(database: DatabaseFigures | None, files: FilesFigures | None) -> Manifest:
+    return Manifest(
+        app_name="shop",
+        run="20261126T030000Z",
+        created_at=datetime.now(UTC),
+        database=database,
+        files=files,
+    )
+
+
+def test_verification_reports_every_kind_of_difference() -> None:
+    backed_up = figures(
+        TableFigures(table="a", rows=3, checksum="10"),
+        TableFigures(table="b", rows=2, checksum="20"),
+        TableFigures(table="gone", rows=1, checksum="1"),
+        TableFigures(table="myisam", rows=5, checksum="5", comparable=False, note="counted"),
+    )
+    restored = figures(
+        TableFigures(table="a", rows=3, checksum="10"),
+        TableFigures(table="b", rows=2, checksum="21"),
+        TableFigures(table="myisam", rows=4, checksum="4"),
+        TableFigures(table="extra", rows=1, checksum="1"),
+    )
+    files = FilesFigures(files=2, bytes=6, entries={"/s/x": "3:aa", "/s/y": "3:bb"})
+    found = FilesFigures(files=2, bytes=7, entries={"/s/x": "4:ab", "/s/z": "3:bb"})
+    result = verify(
+        (manifest(backed_up, files), lambda method: restored),
+        (manifest(backed_up, files), lambda: found),
+    )
+    verdicts = {check.table: (check.verdict, check.detail) for check in result.tables}
+    assert verdicts == {
+        "a": ("match", None),
+        "b": ("mismatch", "same row count, different content"),
+        "gone": ("mismatch", "missing from the restored database"),
+        "myisam": ("not comparable", "counted"),
+        "extra": ("mismatch", "not in the backed-up database"),
+    }
+    assert result.status == "mismatch"
+    assert {(m.path, m.detail) for m in result.file_mismatches} == {
+        ("/s/x", "4 bytes restored, 3 backed up"),
+        ("/s/y", "missing"),
+        ("/s/z", "not backed up"),
+    }
+
+
+def test_counts_only_manifests_ignore_checksums_and_no_manifest_is_not_a_failure() -> None:
+    counted = figures(TableFigures(table="a", rows=3))
+    counted.method = "count"
+    same_rows = figures(TableFigures(table="a", rows=3, checksum="999"))
+    result = verify((manifest(counted, None), lambda method: same_rows), None)
+    assert result.status == "verified" and result.method == "count"
+    unverified = verify(
+        (None, lambda method: same_rows), (None, lambda: FilesFigures(files=0, bytes=0))
+    )
+    assert unverified.status == "not verified" and unverified.reason == "no manifest"
+    assert compare_files(FilesFigures(files=0, bytes=0), FilesFigures(files=0, bytes=0)) == []
+
+
+def test_reports_escape_every_name_path_and_error(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={
+            "APP_NAME": "shop",
+            "DATABASE_ADAPTER": "sqlite",
+            "SQLITE_DATABASE_PATH": str(tmp_path / "db.sqlite3"),
+            "RESTIC_REPOSITORY": str(tmp_path / "repo"),
+            "RESTIC_PASSWORD": "example-password",
+            "KAMAL_BACKUP_STATE_DIR": str(tmp_path / "state"),
+            "PATH": "/nonexistent",
+        }
+    )
+    record = DrillRecord(
+        id="20261126T031000Z-abcdef",
+        status="failed",
+        ran_by="<img src=x>@host",
+        started_at=datetime(2026, 11, 26, 3, 10, tzinfo=UTC),
+        run="20261126T030000Z",
+        error="psql: ERROR: <b>bad</b> | *oops*",
+    )
+    record.verification = verify(
+        (
+            manifest(figures(TableFigures(table=NASTY_TABLE, rows=1, checksum="1")), None),
+            lambda method: figures(TableFigures(table=NASTY_TABLE, rows=2, checksum="2")),
+        ),
+        None,
+    )
+    evidence = build_evidence(
+        settings, snapshots=[], drills=(record, [record.summary()]), tools={"restic": "0.18.0"}
+    )
+    html = html_report(evidence)
+    assert "<script>" not in html and "<img" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x&gt;@host" in html
+    markdown = markdown_report(evidence)
+    assert re.search(r"(?<!\\)<", markdown) is None  # every < is escaped: no raw HTML
+    assert markdown_escape(NASTY_TABLE) in markdown
+    # An escaped cell can never split a table row or open a link.
+    assert "|" not in markdown_escape(NASTY_PATH).replace("\\|", "")
+    assert "](" not in markdown_escape(NASTY_PATH).replace("\\]\\(", "")
+    assert "| 2026-11-26 03:10 UTC | failed | 20261126T030000Z |" in markdown
+
+
+def test_the_manifest_leaves_out_what_restic_excludes(tmp_path: Path) -> None:
+    from kamal_backup.services import RESTORE_WORK_PATTERNS
+    from kamal_backup.verification import source_files
+
+    root = tmp_path / "storage"
+    for name in (
+        "keep.txt",
+        "tmp/cache.bin",
+        "a/b.log",
+        "a/.x.kamal-backup-staging-1/f",
+        "db.sqlite3",
+    ):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(name)
+    found = source_files(
+        [root], [str(root / "db.sqlite3")], ["tmp", "*.log", *RESTORE_WORK_PATTERNS]
+    )
+    assert sorted(found.entries) == [str(root / "keep.txt")]
+    assert found.files == 1 and found.bytes == len("keep.txt")
+
+
+def test_a_failing_scheduled_drill_never_stops_the_backups(tmp_path: Path) -> None:
+    import threading
+
+    from kamal_backup.errors import OperationFailed
+    from kamal_backup.models import BackupRun
+    from kamal_backup.scheduler import run_schedule
+
+    settings = load_settings(
+        environ={
+            "APP_NAME": "shop",
+            "DATABASE_ADAPTER": "sqlite",
+            "SQLITE_DATABASE_PATH": str(tmp_path / "db.sqlite3"),
+            "RESTIC_REPOSITORY": str(tmp_path / "repo"),
+            "RESTIC_PASSWORD": "example-password",
+            "KAMAL_BACKUP_STATE_DIR": str(tmp_path / "state"),
+            "KAMAL_BACKUP_DRILL_SCHEDULE_SECONDS": "60",
+            "BACKUP_SCHEDULE_SECONDS": "1",
+        }
+    )
+    backups: list[int] = []
+    drills: list[int] = []
+
+    class Stop(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            return self.is_set()  # no real waiting between runs
+
+    def backup(_: Settings) -> BackupRun:
+        backups.append(1)
+        return BackupRun(run="x", status="success", started_at=datetime.now(UTC))
+
+    def drill(_: Settings) -> DrillRecord:
+        drills.append(1)
+        if len(drills) == 1:
+            raise OperationFailed("the scratch database is unreachable")
+        raise RuntimeError("an unexpected bug")
+
+    failures = run_schedule(settings, Stop(), backup=backup, drill=drill, max_runs=3)
+    assert failures == 0  # drills are not backups: their failures are logged, never counted
+    assert len(backups) == 3 and len(drills) == 3  # none recorded, so each run's drill was due
