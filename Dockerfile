@@ -55,7 +55,8 @@ RUN apt-get update \
 COPY --from=build /opt/kamal-backup /opt/kamal-backup
 
 RUN useradd --system --uid 1000 --user-group --home-dir /var/lib/kamal-backup kamal-backup \
- && install -d -o kamal-backup -g kamal-backup -m 0700 /var/lib/kamal-backup /var/cache/restic
+ && install -d -o kamal-backup -g kamal-backup -m 0700 /var/lib/kamal-backup /var/cache/restic \
+ && install -d -o kamal-backup -g kamal-backup -m 0750 /restore /restore/files /restore/db
 
 ENV PATH="/opt/kamal-backup/bin:${PATH}" \
     KAMAL_BACKUP_STATE_DIR=/var/lib/kamal-backup \

@@ -19,6 +19,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from kamal_backup import __version__, process
 from kamal_backup.console import live_progress, setup_logging, stderr
@@ -52,9 +53,10 @@ app = typer.Typer(
 @dataclass
 class Options:
     env_file: Path | None = None
+    config: Path | None = None
 
     def settings(self) -> Settings:
-        return load_settings(self.env_file)
+        return load_settings(self.env_file, config=self.config)
 
 
 def _version_callback(value: bool) -> None:
@@ -73,6 +75,14 @@ def _root(
             help="Load settings from a dotenv file (variables already set in the environment win).",
         ),
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Read settings from a YAML file (KAMAL_BACKUP_CONFIG); the environment and "
+            "--env-file win over it.",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Log debug detail.")] = False,
     version: Annotated[
         bool,
@@ -86,7 +96,7 @@ def _root(
     ] = False,
 ) -> None:
     setup_logging(verbose)
-    ctx.obj = Options(env_file=env_file)
+    ctx.obj = Options(env_file=env_file, config=config)
 
 
 def _options(ctx: typer.Context) -> Options:
@@ -127,7 +137,7 @@ def backup(
 
     Then apply retention (RESTIC_FORGET_AFTER_BACKUP) and, if RESTIC_CHECK_AFTER_BACKUP, check.
     """
-    from kamal_backup.services.backup import run_backup
+    from kamal_backup.services.backup import describe_snapshots, run_backup
 
     settings = _options(ctx).settings()
     with live_progress() as on_status:
@@ -135,12 +145,9 @@ def backup(
     if as_json:
         _print_json(run.model_dump(mode="json"))
         return
-    db = run.database_snapshot.short_id if run.database_snapshot else "-"
-    files = run.files_snapshot.short_id if run.files_snapshot else "-"
-    stdout.print(
-        f"backup {run.run} saved: database snapshot {db}, file snapshot {files} "
-        f"({run.duration_seconds:.1f}s)"
-    )
+    stdout.print(f"backup {run.run} saved: {describe_snapshots(run)} ({run.duration_seconds:.1f}s)")
+    for warning in run.warnings:
+        stderr.print(f"warning: {warning}", markup=False, highlight=False)
 
 
 @app.command("restore-db")
@@ -150,6 +157,10 @@ def restore_db(
     snapshot: Annotated[
         str, typer.Argument(help="'latest' or a database snapshot id of this app.")
     ] = "latest",
+    database: Annotated[
+        str | None,
+        typer.Option("--database", help="Restore only this database (by name, e.g. primary)."),
+    ] = None,
     in_place: Annotated[
         bool,
         typer.Option(
@@ -160,43 +171,69 @@ def restore_db(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Restore a database dump into the restore target.
+    """Restore database dumps into their restore targets.
 
-    Needs KAMAL_BACKUP_ALLOW_RESTORE=true and RESTORE_DATABASE_URL (postgres, mysql) or
-    RESTORE_SQLITE_DATABASE_PATH (sqlite). Production-like targets also need
-    KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE=true. When the target is the source database (or with
-    --in-place), a safety snapshot of it is taken first (tagged pre-restore); if that fails,
-    nothing is restored. On a terminal, the app name must be typed to confirm.
+    With several databases and no --database, every database of the run is restored, and the
+    command refuses first if any of them has no restore target. Needs
+    KAMAL_BACKUP_ALLOW_RESTORE=true and RESTORE_DATABASE_URL (postgres, mysql) or
+    RESTORE_SQLITE_DATABASE_PATH (sqlite) for primary, restore_url or restore_path for the
+    others. Production-like targets also need KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE=true. When
+    the target is the source database (or with --in-place), a safety snapshot of it is taken
+    first (tagged pre-restore); if that fails, nothing is restored. On a terminal, the app name
+    must be typed to confirm.
     """
     from kamal_backup.services import gates
-    from kamal_backup.services.restore import restore_database, targeting_source
+    from kamal_backup.services.restore import (
+        restore_all_databases,
+        restore_database,
+        targeting_source,
+    )
 
     settings = _options(ctx).settings()
+    several = database is None and len(settings.database_list) > 1
     chosen = targeting_source(settings) if in_place else settings
-    gates.enforce(gates.database_restore_verdicts(chosen))
-    if gates.production_database_restore(chosen) and sys.stdin.isatty():
+    for name in [database] if database else [d.name for d in chosen.database_list]:
+        gates.enforce(gates.database_restore_verdicts(chosen, name))
+    if gates.production_database_restore(chosen, database) and sys.stdin.isatty():
         _confirm_production(chosen, "the production database")
 
+    settings = _options(ctx).settings()
+    several = database is None and len(settings.database_list) > 1
     with live_progress() as on_status:
-        result = restore_database(
-            settings,
-            snapshot,
-            on_status=on_status,
-            into_source=in_place,
-            on_safety_snapshot=_print_safety_snapshot,
-        )
+        if several:
+            results = restore_all_databases(
+                settings,
+                snapshot,
+                on_status=on_status,
+                into_source=in_place,
+                on_safety_snapshot=_print_safety_snapshot,
+            )
+        else:
+            results = [
+                restore_database(
+                    settings,
+                    snapshot,
+                    on_status=on_status,
+                    database=database,
+                    into_source=in_place,
+                    on_safety_snapshot=_print_safety_snapshot,
+                )
+            ]
     if as_json:
-        _print_json(result.model_dump(mode="json"))
+        dumped = [result.model_dump(mode="json") for result in results]
+        _print_json(dumped if several else dumped[0])
         return
-    if result.safety_snapshot is not None:
+    for result in results:
+        if result.safety_snapshot is not None:
+            stdout.print(
+                f"safety snapshot {result.safety_snapshot.short_id} holds the database as it was "
+                "before this restore"
+            )
         stdout.print(
-            f"safety snapshot {result.safety_snapshot.short_id} holds the database as it was "
-            "before this restore"
+            f"restored database snapshot {result.snapshot.short_id} "
+            f"({result.snapshot.database or 'primary'}) into {result.target} "
+            f"({result.duration_seconds:.1f}s)"
         )
-    stdout.print(
-        f"restored database snapshot {result.snapshot.short_id} into {result.target} "
-        f"({result.duration_seconds:.1f}s)"
-    )
 
 
 def _confirm_production(settings: Settings, what: str) -> None:
@@ -361,8 +398,8 @@ def drill(
         str | None,
         typer.Option(
             "--database-target",
-            help="Scratch database URL (or SQLite path); default RESTORE_DATABASE_URL / "
-            "RESTORE_SQLITE_DATABASE_PATH.",
+            help="Scratch database URL (or SQLite path) of an app with one database; default "
+            "its restore target (RESTORE_DATABASE_URL / RESTORE_SQLITE_DATABASE_PATH).",
         ),
     ] = None,
     files_target: Annotated[
@@ -431,9 +468,12 @@ def render_drill(record: Any) -> None:
     from rich.markup import escape
 
     verification = record.verification
-    table = Table("table", "rows backed up", "rows restored", "verdict")
+    named = len(verification.databases) > 1
+    columns = ("database", "table") if named else ("table",)
+    table = Table(*columns, "rows backed up", "rows restored", "verdict")
     for check_row in verification.tables:
         table.add_row(
+            *((escape(check_row.database or "-"),) if named else ()),
             escape(check_row.table),
             "-" if check_row.rows_expected is None else str(check_row.rows_expected),
             "-" if check_row.rows_restored is None else str(check_row.rows_restored),
@@ -441,6 +481,8 @@ def render_drill(record: Any) -> None:
         )
     if verification.tables:
         stdout.print(table)
+    for name, target in record.database_targets.items():
+        stdout.print(f"database {escape(name)} restored into {escape(target)}")
     for mismatch in verification.file_mismatches:
         stdout.print(f"file mismatch: {escape(mismatch.path)}: {escape(mismatch.detail)}")
     if record.check is not None:
@@ -478,13 +520,14 @@ def list_command(
     if as_json:
         _print_json([SnapshotRecord.from_snapshot(s).model_dump(mode="json") for s in snapshots])
         return
-    table = Table("id", "time (UTC)", "type", "adapter", "run", "size", "paths")
+    table = Table("id", "time (UTC)", "type", "database", "adapter", "run", "size", "paths")
     for s in snapshots:
         size = s.summary.total_bytes_processed if s.summary else None
         table.add_row(
             s.short,
             s.time.strftime("%Y-%m-%d %H:%M:%S"),
             s.kind or "-",
+            s.database or "",
             s.adapter or "",
             s.run or "",
             human_bytes(size),
@@ -602,11 +645,81 @@ def notify(
 
 
 @app.command()
+@operation
+def validate(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+) -> None:
+    """Preflight that writes nothing: settings, tools, databases, repository, paths, targets.
+
+    Exit 0 when no check fails (warnings allowed), 1 when one fails, 2 for a configuration error.
+    """
+    from kamal_backup.services.validate import validate as run_validation
+
+    report = run_validation(_options(ctx).settings())
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+    else:
+        marks = {"ok": ("ok", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "bold red")}
+        table = Table(show_header=False, box=None, pad_edge=False)
+        for check in report.checks:
+            mark, style = marks[check.status]
+            table.add_row(Text(mark, style=style), Text(check.name), Text(check.detail))
+        stdout.print(table)
+    if report.failed:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+@app.command()
 def metrics(ctx: typer.Context) -> None:
     """Print the Prometheus metrics (the text KAMAL_BACKUP_METRICS_FILE holds) from the state directory."""
     from kamal_backup.notify import metrics as prometheus
 
     sys.stdout.write(prometheus.render(_options(ctx).settings()))
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    app_name: Annotated[str, typer.Option("--app", help="The app's name (APP_NAME).")],
+    adapter: Annotated[
+        str,
+        typer.Option(
+            "--adapter",
+            help="postgres, mysql, sqlite (Rails 8's four databases) or none (files only).",
+        ),
+    ],
+    paths: Annotated[
+        list[str] | None,
+        typer.Option("--path", help="A directory to back up (repeat; default /rails/storage)."),
+    ] = None,
+    no_paths: Annotated[
+        bool, typer.Option("--no-paths", help="A database-only app: no directories.")
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="The file to write (default config/kamal-backup.yml)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented YAML config for an app and print its Kamal accessory block and aliases.
+
+    Refuses to overwrite an existing file without --force. Nothing else is read or written.
+    """
+    from kamal_backup.services.init import (
+        DEFAULT_CONFIG,
+        AppDescription,
+        render_accessory,
+        render_config,
+        write_config,
+    )
+
+    chosen = [] if no_paths else (paths or ["/rails/storage"])
+    description = AppDescription(app=app_name, adapter=adapter, paths=chosen)
+    target = config or _options(ctx).config or DEFAULT_CONFIG
+    write_config(target, render_config(description), force=force)
+    stderr.print(f"wrote {target}", markup=False, highlight=False)
+    sys.stdout.write(render_accessory(description, target))
 
 
 @app.command()
@@ -646,10 +759,12 @@ def prune(
         _print_json(result.model_dump(mode="json"))
         return
     verb = "would remove" if result.dry_run else "removed"
+    several = sum(part.type == "database" for part in result.retention) > 1
     for part in result.retention:
         ids = " ".join(i[:8] for i in part.removed_ids)
+        label = f"{part.type} {part.database}" if several and part.database else part.type
         stdout.print(
-            f"{part.type}: kept {part.kept}, {verb} {part.removed}" + (f" ({ids})" if ids else "")
+            f"{label}: kept {part.kept}, {verb} {part.removed}" + (f" ({ids})" if ids else "")
         )
     if not result.retention:
         stdout.print("every RESTIC_KEEP_* is 0: nothing removed")

@@ -11,6 +11,16 @@ SnapshotType = Literal["database", "files"]
 SNAPSHOT_TYPES: tuple[SnapshotType, ...] = ("database", "files")
 # The tag of the safety snapshot a production database restore takes first: not a backup run.
 PRE_RESTORE_TAG = "pre-restore"
+# A database snapshot made before several databases existed has no database: tag: it is this one.
+LEGACY_DATABASE = "primary"
+FILES_PART = "files"
+
+
+def database_part(name: str) -> str:
+    """The name of a database's part of a run, as completeness counts it."""
+    return f"database:{name}"
+
+
 # Small documents stored beside the backups: never a backup type, never listed as one.
 RECORD_TYPES = ("manifest", "drill")
 
@@ -66,6 +76,20 @@ class Snapshot(BaseModel):
     @property
     def adapter(self) -> str | None:
         return self.tag_value("adapter")
+
+    @property
+    def database(self) -> str | None:
+        """The database a database snapshot holds (primary when untagged, as before names)."""
+        if self.kind != "database":
+            return None
+        return self.tag_value("database") or LEGACY_DATABASE
+
+    @property
+    def part(self) -> str | None:
+        """Which part of its run this snapshot is: database:<name> or files."""
+        if self.kind == "database":
+            return database_part(self.database or LEGACY_DATABASE)
+        return FILES_PART if self.kind == "files" else None
 
     @property
     def short(self) -> str:
@@ -126,6 +150,7 @@ class SnapshotRecord(BaseModel):
     time: datetime
     type: str | None
     adapter: str | None = None
+    database: str | None = None
     run: str | None = None
     paths: list[str]
     tags: list[str]
@@ -142,6 +167,7 @@ class SnapshotRecord(BaseModel):
             time=snapshot.time,
             type=snapshot.kind,
             adapter=snapshot.adapter,
+            database=snapshot.database,
             run=snapshot.run,
             paths=snapshot.paths,
             tags=snapshot.tags,
@@ -153,6 +179,7 @@ class SnapshotRecord(BaseModel):
 
 class RetentionResult(BaseModel):
     type: SnapshotType
+    database: str | None = None
     kept: int
     removed: int
     removed_ids: list[str] = Field(default_factory=list)
@@ -167,7 +194,11 @@ class PruneResult(BaseModel):
 
 
 class BackupRun(BaseModel):
-    """One run of `backup`: both snapshots, retention and the optional check."""
+    """One run of `backup`: its snapshots, retention and the optional check.
+
+    database_snapshot is the primary database's (else the first one's), as before several
+    databases; database_snapshots has every database's by name.
+    """
 
     run: str
     status: Literal["success", "failed", "interrupted", "running"]
@@ -175,7 +206,9 @@ class BackupRun(BaseModel):
     finished_at: datetime | None = None
     duration_seconds: float | None = None
     database_snapshot: SnapshotRecord | None = None
+    database_snapshots: dict[str, SnapshotRecord] = Field(default_factory=dict)
     files_snapshot: SnapshotRecord | None = None
+    warnings: list[str] = Field(default_factory=list)
     retention: list[RetentionResult] = Field(default_factory=list)
     retention_error: str | None = None
     check: CheckResult | None = None

@@ -31,7 +31,7 @@ def _default(field_name: str) -> str:
     if field.is_required():
         return "required"
     value = field.default
-    if value is None or value == ():
+    if value is None or value == () or value == {}:
         return "unset"
     if isinstance(value, bool):
         return "`true`" if value else "`false`"

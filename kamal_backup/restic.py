@@ -535,6 +535,15 @@ class Restic:
             args.append("--prune")
         self._run([*args, "--", *snapshot_ids], "forgetting snapshots")
 
+    def add_tags(self, snapshot_ids: Sequence[str], tags: Sequence[str]) -> None:
+        """Adds tags to snapshots (restic rewrites each one under a new id, keeping its time)."""
+        if not snapshot_ids:
+            return
+        self._run(
+            ["tag", *self._retry_lock(), "--add", ",".join(tags), *snapshot_ids],
+            "tagging snapshots",
+        )
+
     def check(self, read_data_subset: str | None) -> process.Completed:
         """Runs restic check; the caller judges the exit code (a failed check is a result)."""
         if not self.repository_exists():

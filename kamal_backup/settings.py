@@ -4,71 +4,48 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    YamlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from kamal_backup import redact
+from kamal_backup.config_file import ConfigFile, read_config_file
 from kamal_backup.errors import ConfigError
+from kamal_backup.paths import is_system_root, normalise, resolve_path, split_paths
 
-Adapter = Literal["postgres", "mysql", "sqlite"]
+if TYPE_CHECKING:
+    from kamal_backup.databases.base import DatabaseAdapter
 
-ADAPTER_ALIASES: dict[str, Adapter] = {
-    "postgres": "postgres",
-    "postgresql": "postgres",
-    "mysql": "mysql",
-    "mysql2": "mysql",
-    "mariadb": "mysql",
-    "sqlite": "sqlite",
-    "sqlite3": "sqlite",
-}
-URL_SCHEMES: dict[Adapter, tuple[str, ...]] = {
-    "postgres": ("postgres", "postgresql"),
-    "mysql": ("mysql", "mysql2", "mariadb"),
-    "sqlite": (),
-}
+__all__ = ["Database", "DatabaseConfig", "Settings", "load_settings", "resolve_path", "split_paths"]
 
-# Directories that are never a sensible backup source or restore target on their own.
-SYSTEM_ROOTS = frozenset(
-    {
-        "/",
-        "/bin",
-        "/boot",
-        "/dev",
-        "/etc",
-        "/home",
-        "/lib",
-        "/lib32",
-        "/lib64",
-        "/libx32",
-        "/media",
-        "/mnt",
-        "/opt",
-        "/proc",
-        "/root",
-        "/run",
-        "/sbin",
-        "/snap",
-        "/srv",
-        "/sys",
-        "/tmp",
-        "/usr",
-        "/usr/bin",
-        "/usr/lib",
-        "/usr/local",
-        "/usr/sbin",
-        "/var",
-        "/var/lib",
-        "/var/log",
-        "/var/run",
-        "/var/tmp",
-    }
-)
+PRIMARY = "primary"
+NO_DATABASE = "none"
 
 APP_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
@@ -119,32 +96,130 @@ def default_state_dir(environ: Mapping[str, str]) -> Path:
     return Path(base) / "kamal-backup"
 
 
-def resolve_path(path: Path) -> Path:
-    """The absolute, normalised, symlink-resolved form of a path (it need not exist)."""
-    # PurePosixPath keeps a leading "//"; collapse it so "//etc" is seen as "/etc".
-    text = re.sub(r"^/+", "/", str(path))
-    return Path(os.path.realpath(text))
+def adapter_class(raw: str) -> type[DatabaseAdapter] | None:
+    """The registered adapter a name or alias means (case-insensitive), or None."""
+    from kamal_backup.databases.registry import lookup
+
+    return lookup(raw)
 
 
-def is_system_root(path: Path) -> bool:
-    return str(resolve_path(path)) in SYSTEM_ROOTS
+def _registered(name: str, setting: str) -> type[DatabaseAdapter]:
+    found = adapter_class(name)
+    if found is None:
+        raise ConfigError(setting, f"unknown adapter {name!r}")
+    return found
 
 
-def split_paths(raw: str) -> list[str]:
-    return [part.strip() for part in re.split(r"[:\n]", raw) if part.strip()]
+def _adapter_name(value: Any) -> Any:
+    if isinstance(value, str):
+        from kamal_backup.databases.registry import describe_names
+
+        found = adapter_class(value.strip())
+        if found is None:
+            raise ValueError(f"must be {describe_names()}")
+        return found.name
+    return value
+
+
+class DatabaseConfig(BaseModel):
+    """One named database in the config file or DATABASES: its engine, source and restore target."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    adapter: str
+    url: SecretStr | None = None
+    path: Path | None = None
+    restore_url: SecretStr | None = None
+    restore_path: Path | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        if isinstance(value, str) and _CONTROL.search(value):
+            raise ValueError("contains a control character (newline, tab or NUL)")
+        return value
+
+    @field_validator("adapter", mode="before")
+    @classmethod
+    def _known_adapter(cls, value: Any) -> Any:
+        return _adapter_name(value)
+
+    @field_validator("path", "restore_path")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError(f"{value} is not an absolute path")
+        return value
+
+
+@dataclass(frozen=True)
+class Database:
+    """A configured database, whichever way it was configured; settings name its variables."""
+
+    name: str
+    adapter: str
+    url: SecretStr | None
+    path: Path | None
+    restore_url: SecretStr | None
+    restore_path: Path | None
+    source_setting: str  # what an error about the source names, e.g. DATABASE_URL
+    restore_setting: str  # what an error about the restore target names
+
+    @property
+    def is_primary(self) -> bool:
+        return self.name == PRIMARY
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    environ: Mapping[str, str]
+    env_file: Path | None
+    config: ConfigFile | None
+
+
+_INPUTS: ContextVar[_Inputs | None] = ContextVar("kamal_backup_settings_inputs", default=None)
+
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source reading a given mapping instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._given = dict(environ)
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._given, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+class _YamlFile(YamlConfigSettingsSource):
+    """pydantic-settings' YAML source over the already-checked config file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], config: ConfigFile) -> None:
+        self._config = config
+        super().__init__(settings_cls, yaml_file=config.path)
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        return dict(self._config.values)
 
 
 class Settings(BaseSettings):
     """kamal-backup's configuration. Field names are the environment variables, lower-cased."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     app_name: str = Field(
         description="Name of the app; used in tags, file names and the restic host.",
         examples=["shop"],
     )
-    database_adapter: Adapter = Field(
-        description="postgres, mysql or sqlite (aliases: postgresql, mariadb, mysql2, sqlite3).",
+    database_adapter: str | None = Field(
+        None,
+        description="The `primary` database's engine: postgres, mysql or sqlite (aliases: "
+        "postgresql, mariadb, mysql2, sqlite3), or none for a files-only app. Required unless "
+        "DATABASES or the config file names the databases.",
         examples=["postgres"],
     )
     database_url: SecretStr | None = Field(
@@ -155,17 +230,31 @@ class Settings(BaseSettings):
     sqlite_database_path: Path | None = Field(
         None, description="Source SQLite file (sqlite).", examples=["/data/db/production.sqlite3"]
     )
-    backup_paths: tuple[Path, ...] = Field(
+    backup_paths: Annotated[tuple[Path, ...], NoDecode] = Field(
         (),
-        description="Mounted directories to back up, colon- or newline-separated.",
+        description="Mounted directories to back up, colon- or newline-separated (never "
+        "comma); empty for a database-only app.",
         examples=["/data/storage"],
     )
-    backup_excludes: tuple[str, ...] = Field(
+    backup_excludes: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
         description="Glob patterns left out of the file snapshot (restic --exclude), "
         "colon- or newline-separated; a relative pattern (*.tmp, tmp/) matches at any depth "
         "inside BACKUP_PATHS, never in their parents.",
         examples=["*.tmp:/data/storage/cache"],
+    )
+    databases: dict[str, DatabaseConfig] = Field(
+        {},
+        description="More databases by name, as JSON (or `databases:` in the config file): "
+        '`{"cache": {"adapter": "sqlite", "path": "/data/cache.sqlite3"}}`; each has adapter, '
+        "url or path, and optionally restore_url or restore_path.",
+        examples=['{"cache": {"adapter": "sqlite", "path": "/data/storage/cache.sqlite3"}}'],
+    )
+    kamal_backup_config: Path | None = Field(
+        None,
+        description="YAML config file (same as --config); the environment and --env-file win "
+        "over it.",
+        examples=["/rails/config/kamal-backup.yml"],
     )
 
     restic_repository: str | None = Field(
@@ -387,6 +476,7 @@ class Settings(BaseSettings):
     )
 
     _environ: dict[str, str] = PrivateAttr(default_factory=dict)
+    _databases: tuple[Database, ...] = PrivateAttr(default=())
 
     @classmethod
     def settings_customise_sources(
@@ -397,9 +487,20 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # load_settings() hands over the merged environment explicitly, so --env-file and the
-        # tests see exactly one source of truth.
-        return (init_settings,)
+        # Highest first: the process environment, --env-file, the YAML file, then defaults.
+        # load_settings() names the environment, env file and config file for this one build.
+        inputs = _INPUTS.get()
+        if inputs is None:
+            return (init_settings,)
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            _Environment(settings_cls, inputs.environ),
+        ]
+        if inputs.env_file is not None:
+            sources.append(DotEnvSettingsSource(settings_cls, env_file=inputs.env_file))
+        if inputs.config is not None:
+            sources.append(_YamlFile(settings_cls, inputs.config))
+        return tuple(sources)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -433,15 +534,12 @@ class Settings(BaseSettings):
     @field_validator("database_adapter", mode="before")
     @classmethod
     def _adapter(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            normalized = ADAPTER_ALIASES.get(value.strip().lower())
-            if normalized is None:
-                raise ValueError(
-                    "must be postgres, mysql or sqlite "
-                    "(aliases: postgresql, mariadb, mysql2, sqlite3)"
-                )
-            return normalized
-        return value
+        if isinstance(value, str) and value.strip().lower() == NO_DATABASE:
+            return NO_DATABASE
+        try:
+            return _adapter_name(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}, or none for a files-only app") from None
 
     @field_validator("backup_paths", "backup_excludes", mode="before")
     @classmethod
@@ -456,7 +554,7 @@ class Settings(BaseSettings):
         for path in value:
             if not path.is_absolute():
                 raise ValueError(f"{path} is not an absolute path")
-        return tuple(Path(re.sub(r"^/+", "/", os.path.normpath(p))) for p in value)
+        return tuple(normalise(p) for p in value)
 
     @field_validator(
         "sqlite_database_path",
@@ -526,6 +624,45 @@ class Settings(BaseSettings):
         return self._environ
 
     @property
+    def database_list(self) -> tuple[Database, ...]:
+        """Every configured database, `primary` (from DATABASE_ADAPTER) first."""
+        return self._databases
+
+    def database(self, name: str) -> Database:
+        for database in self._databases:
+            if database.name == name:
+                return database
+        names = ", ".join(d.name for d in self._databases) or "none are configured"
+        raise ConfigError("--database", f"no database named {name!r} ({names})")
+
+    def with_restore_target(self, name: str, target: str, setting: str) -> Settings:
+        """A copy whose database `name` restores into `target` (a URL or an absolute path).
+
+        For one-off targets such as a drill's scratch database; `setting` names the option in
+        errors.
+        """
+        database = self.database(name)
+        value = target.strip()
+        cls = _registered(database.adapter, setting)
+        if cls.url_schemes:
+            check_url_scheme(setting, value, cls.name)
+            changed = replace(database, restore_url=SecretStr(value), restore_setting=setting)
+        else:
+            path = Path(value)
+            if not path.is_absolute():
+                raise ConfigError(setting, f"{value} is not an absolute path")
+            changed = replace(database, restore_path=path, restore_setting=setting)
+        copy = self.model_copy()
+        copy._environ = dict(self._environ)
+        copy._databases = tuple(changed if d.name == name else d for d in self._databases)
+        return copy
+
+    def secret_variable(self, name: str) -> str | None:
+        """The value of a secret setting an adapter declares, e.g. PGPASSWORD."""
+        value = getattr(self, name.lower(), None)
+        return value.get_secret_value() if isinstance(value, SecretStr) else None
+
+    @property
     def host(self) -> str:
         return self.restic_host or self.app_name
 
@@ -590,21 +727,40 @@ def env_names() -> list[str]:
     return [name.upper() for name in Settings.model_fields]
 
 
-def _validation_message(error: ValidationError) -> ConfigError:
+def _config_error(
+    location: tuple[Any, ...], message: str, environ: Mapping[str, str], config: ConfigFile | None
+) -> ConfigError:
+    """The error for a value at `location`, naming where that value came from."""
+    keys = tuple(str(part) for part in location) or ("settings",)
+    variable = keys[0].upper()
+    from_environment = variable in {name.upper() for name in environ}
+    if config is not None and not from_environment and keys[0] in config.values:
+        return config.error(keys, message)
+    if len(keys) > 1:
+        return ConfigError(variable, f"{'.'.join(keys[1:])}: {message}")
+    return ConfigError(variable, message)
+
+
+def _validation_message(
+    error: ValidationError, environ: Mapping[str, str], config: ConfigFile | None
+) -> ConfigError:
     first = error.errors(include_url=False)[0]
-    location = first.get("loc") or ("settings",)
-    setting = str(location[0]).upper()
-    message = str(first.get("msg", "is invalid"))
-    message = message.removeprefix("Value error, ")
+    message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
     if first.get("type") == "missing":
         message = "is required"
-    return ConfigError(setting, message)
+    elif first.get("type") == "extra_forbidden":
+        message = "is not a known key"
+    return _config_error(tuple(first.get("loc") or ()), message, environ, config)
 
 
 def read_environment(
     env_file: Path | None = None, base: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """The process environment laid over the --env-file values (real variables win)."""
+    """The process environment laid over the --env-file values (real variables win).
+
+    Settings are read by pydantic-settings' sources; this merged view is what restic's own
+    variables pass through from, what `{env: NAME}` looks up, and what the redactor learns.
+    """
     merged: dict[str, str] = {}
     if env_file is not None:
         if not env_file.is_file():
@@ -620,22 +776,52 @@ def read_environment(
     return merged
 
 
+@contextmanager
+def _sources(inputs: _Inputs) -> Iterator[None]:
+    token = _INPUTS.set(inputs)
+    try:
+        yield
+    finally:
+        _INPUTS.reset(token)
+
+
+def config_path(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """--config, else KAMAL_BACKUP_CONFIG (from the environment or --env-file), else none."""
+    if explicit is not None:
+        return explicit
+    named = environ.get("KAMAL_BACKUP_CONFIG", "").strip()
+    return Path(named) if named else None
+
+
 def load_settings(
-    env_file: Path | None = None, environ: Mapping[str, str] | None = None
+    env_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    config: Path | None = None,
 ) -> Settings:
-    """Builds and cross-checks the settings; raises ConfigError naming the variable at fault."""
+    """Builds and cross-checks the settings; raises ConfigError naming the variable at fault.
+
+    Precedence, highest first: the process environment (or `environ`), `env_file`, the YAML
+    file (`config` or KAMAL_BACKUP_CONFIG), the defaults.
+    """
     merged = read_environment(env_file, environ)
     redactor = redact.current()
     redactor.add_environment(merged)
+    base = dict(os.environ if environ is None else environ)
 
-    lowered = {name.lower(): value for name, value in merged.items()}
-    values = {
-        name: lowered[name] for name in Settings.model_fields if lowered.get(name, "").strip() != ""
-    }
+    path = config_path(config, merged)
+    known = set(Settings.model_fields)
+    config_file = read_config_file(path, merged, known) if path is not None else None
+    if config_file is not None:
+        _learn_secrets(config_file.values)
     try:
-        settings = Settings.model_validate(values)
+        with _sources(_Inputs(environ=base, env_file=env_file, config=config_file)):
+            settings = Settings()  # type: ignore[call-arg]  # values come from the sources
     except ValidationError as error:
-        raise _validation_message(error) from None
+        raise _validation_message(error, merged, config_file) from None
+    except SettingsError as error:
+        # The only values pydantic-settings decodes itself are JSON fields, i.e. DATABASES.
+        field = "databases" if "databases" in str(error) else "settings"
+        raise ConfigError(field.upper(), "is not valid JSON") from None
     settings._environ.update(merged)
     for url in (
         settings.kamal_backup_healthcheck_url,
@@ -646,10 +832,127 @@ def load_settings(
         if url is not None:
             # (Short paths such as /hook are common words, not secrets: masking them would garble
             # every log line that mentions a webhook.)
-            path = urlsplit(url.get_secret_value()).path.strip("/")
-            redactor.add(url.get_secret_value(), path if len(path) >= 8 else None)
+            url_path = urlsplit(url.get_secret_value()).path.strip("/")
+            redactor.add(url.get_secret_value(), url_path if len(url_path) >= 8 else None)
+    settings._databases = _resolve_databases(settings, merged, config_file)
     _cross_check(settings)
     return settings
+
+
+def _learn_secrets(values: Mapping[str, Any]) -> None:
+    """Teaches the redactor the secrets written into the config file, as for the environment."""
+    redact.current().add_environment(
+        {key.upper(): value for key, value in values.items() if isinstance(value, str)}
+    )
+    databases = values.get("databases")
+    if isinstance(databases, dict):
+        for entry in databases.values():
+            if isinstance(entry, dict):
+                for key in ("url", "restore_url"):
+                    if isinstance(entry.get(key), str):
+                        redact.current().add_environment({key.upper(): entry[key]})
+
+
+def _resolve_databases(
+    settings: Settings, environ: Mapping[str, str], config: ConfigFile | None
+) -> tuple[Database, ...]:
+    """The primary database (DATABASE_ADAPTER and friends) and every named one, checked."""
+    found: list[Database] = []
+    adapter = settings.database_adapter
+    if adapter is None and not settings.databases:
+        raise ConfigError(
+            "DATABASE_ADAPTER",
+            "is required (postgres, mysql or sqlite; none for a files-only app)",
+        )
+    if adapter is not None and adapter != NO_DATABASE:
+        found.append(_primary(settings, adapter))
+    for name, entry in settings.databases.items():
+
+        def fail(key: str, problem: str, name: str = name) -> ConfigError:
+            location = ("databases", name, key) if key else ("databases", name)
+            return _config_error(location, problem, environ, config)
+
+        if not APP_NAME_PATTERN.match(name):
+            raise fail("", "a database name must be letters, digits, '.', '_' or '-'")
+        if any(database.name == name for database in found):
+            raise fail("", f"duplicate database name {name!r} (DATABASE_ADAPTER defines primary)")
+        cls = _registered(entry.adapter, f"databases.{name}.adapter")
+        if entry.url is not None and entry.path is not None:
+            raise fail("path", "a database has either a url or a path, not both")
+        if entry.restore_url is not None and entry.restore_path is not None:
+            raise fail("restore_path", "a database has either a restore_url or a restore_path")
+        wants_url = bool(cls.url_schemes)
+        source = entry.url if wants_url else entry.path
+        if source is None:
+            raise fail("url" if wants_url else "path", f"is required for adapter {cls.name}")
+        if (entry.path if wants_url else entry.url) is not None:
+            raise fail(
+                "path" if wants_url else "url",
+                f"adapter {cls.name} takes a {'url' if wants_url else 'path'}",
+            )
+        setting_prefix = f"databases.{name}."
+        for key, value in (("url", entry.url), ("restore_url", entry.restore_url)):
+            if wants_url and value is not None:
+                problem = url_scheme_problem(
+                    secret(value) or "", f"adapter {cls.name}", cls.url_schemes
+                )
+                if problem:
+                    raise fail(key, problem)
+        found.append(
+            Database(
+                name=name,
+                adapter=cls.name,
+                url=entry.url if wants_url else None,
+                path=entry.path if not wants_url else None,
+                restore_url=entry.restore_url if wants_url else None,
+                restore_path=entry.restore_path if not wants_url else None,
+                source_setting=setting_prefix + ("url" if wants_url else "path"),
+                restore_setting=setting_prefix + ("restore_url" if wants_url else "restore_path"),
+            )
+        )
+    return tuple(found)
+
+
+def _primary(settings: Settings, adapter: str) -> Database:
+    """The seed's single database, named primary, from its original variables."""
+    cls = _registered(adapter, "DATABASE_ADAPTER")
+    if not cls.url_schemes:
+        if settings.sqlite_database_path is None:
+            raise ConfigError(
+                "SQLITE_DATABASE_PATH", f"is required when DATABASE_ADAPTER={adapter}"
+            )
+        return Database(
+            name=PRIMARY,
+            adapter=adapter,
+            url=None,
+            path=settings.sqlite_database_path,
+            restore_url=None,
+            restore_path=settings.restore_sqlite_database_path,
+            source_setting="SQLITE_DATABASE_PATH",
+            restore_setting="RESTORE_SQLITE_DATABASE_PATH",
+        )
+    if settings.database_url is None:
+        raise ConfigError("DATABASE_URL", f"is required when DATABASE_ADAPTER={adapter}")
+    for setting, value in (
+        ("DATABASE_URL", settings.database_url),
+        ("RESTORE_DATABASE_URL", settings.restore_database_url),
+    ):
+        if value is not None:
+            problem = url_scheme_problem(
+                secret(value) or "", f"DATABASE_ADAPTER={adapter}", cls.url_schemes
+            )
+            if problem:
+                raise ConfigError(setting, problem)
+    return Database(
+        name=PRIMARY,
+        adapter=adapter,
+        url=settings.database_url,
+        path=None,
+        restore_url=settings.restore_database_url,
+        restore_path=None,
+        source_setting="DATABASE_URL",
+        restore_setting="RESTORE_DATABASE_URL",
+    )
 
 
 def _cross_check(settings: Settings) -> None:
@@ -663,19 +966,12 @@ def _cross_check(settings: Settings) -> None:
         raise ConfigError(
             "RESTIC_PASSWORD", "is required (or RESTIC_PASSWORD_FILE / RESTIC_PASSWORD_COMMAND)"
         )
-
-    adapter = settings.database_adapter
-    if adapter == "sqlite":
-        if settings.sqlite_database_path is None:
-            raise ConfigError("SQLITE_DATABASE_PATH", "is required when DATABASE_ADAPTER=sqlite")
-    else:
-        if settings.database_url is None:
-            raise ConfigError("DATABASE_URL", f"is required when DATABASE_ADAPTER={adapter}")
-        check_url_scheme("DATABASE_URL", secret(settings.database_url) or "", adapter)
-        if settings.restore_database_url is not None:
-            check_url_scheme(
-                "RESTORE_DATABASE_URL", secret(settings.restore_database_url) or "", adapter
-            )
+    if not settings.database_list and not settings.backup_paths:
+        raise ConfigError(
+            "BACKUP_PATHS",
+            "is required when there is no database (DATABASE_ADAPTER=none): "
+            "a backup needs a database or files",
+        )
 
     if not settings.kamal_backup_allow_suspicious_paths:
         for path in settings.backup_paths:
@@ -689,21 +985,28 @@ def _cross_check(settings: Settings) -> None:
                 )
 
 
-def check_url_scheme(setting: str, url: str, adapter: Adapter) -> None:
+def url_scheme_problem(url: str, expected: str, schemes: tuple[str, ...]) -> str | None:
+    """What is wrong with a database URL for this adapter (a name or DATABASE_ADAPTER=x)."""
     try:
         parts = urlsplit(url)
     except ValueError:
-        raise ConfigError(setting, "is not a valid URL") from None
+        return "is not a valid URL"
     scheme = parts.scheme.lower()
     if not scheme or "://" not in url:
-        raise ConfigError(
-            setting, f"is not a URL; expected {URL_SCHEMES[adapter][0]}://user@host:port/database"
-        )
-    if scheme not in URL_SCHEMES[adapter]:
-        raise ConfigError(
-            setting,
-            f"scheme {scheme}:// does not match DATABASE_ADAPTER={adapter} "
-            f"(expected {' or '.join(s + '://' for s in URL_SCHEMES[adapter])})",
+        return f"is not a URL; expected {schemes[0]}://user@host:port/database"
+    if scheme not in schemes:
+        return (
+            f"scheme {scheme}:// does not match {expected} "
+            f"(expected {' or '.join(s + '://' for s in schemes)})"
         )
     if not parts.path.strip("/"):
-        raise ConfigError(setting, "names no database (expected .../database)")
+        return "names no database (expected .../database)"
+    return None
+
+
+def check_url_scheme(setting: str, url: str, adapter: str) -> None:
+    """Raises ConfigError naming `setting` when `url` is not a database URL for `adapter`."""
+    cls = _registered(adapter, setting)
+    problem = url_scheme_problem(url, f"adapter {cls.name}", cls.url_schemes)
+    if problem:
+        raise ConfigError(setting, problem)

@@ -6,12 +6,12 @@ import fnmatch
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from kamal_backup.errors import Interrupted
 from kamal_backup.process import cancelled
@@ -58,8 +58,20 @@ class Manifest(BaseModel):
     app_name: str
     run: str
     created_at: datetime
-    database: DatabaseFigures | None = None
+    # Keyed by database name. A manifest written before several databases existed holds one
+    # `database` entry: it is read as primary's.
+    databases: dict[str, DatabaseFigures] = Field(default_factory=dict)
     files: FilesFigures | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_database_is_primary(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "database" in data:
+            data = dict(data)
+            single = data.pop("database")
+            if single is not None:
+                data.setdefault("databases", {"primary": single})
+        return data
 
 
 # Files ------------------------------------------------------------------------------------------
@@ -169,6 +181,8 @@ Verdict = Literal["match", "mismatch", "not comparable", "not verified"]
 
 class TableCheck(BaseModel):
     table: str
+    # The database the table is in (None in records made before several databases existed).
+    database: str | None = None
     rows_expected: int | None
     rows_restored: int | None
     verdict: Verdict
@@ -197,8 +211,18 @@ class Verification(BaseModel):
     file_mismatches: list[FileCheck] = Field(default_factory=list)
 
     @property
+    def databases(self) -> list[str]:
+        return list(dict.fromkeys(check.database for check in self.tables if check.database))
+
+    @property
     def mismatched_tables(self) -> list[str]:
-        return [check.table for check in self.tables if check.verdict == "mismatch"]
+        """The mismatching tables, as `database.table` when the run has several databases."""
+        named = len(self.databases) > 1
+        return [
+            f"{check.database}.{check.table}" if named and check.database else check.table
+            for check in self.tables
+            if check.verdict == "mismatch"
+        ]
 
     def summary(self) -> str:
         if self.status == "not verified":
@@ -217,7 +241,9 @@ class Verification(BaseModel):
         return f"{self.status}: " + ", ".join(parts)
 
 
-def compare_tables(expected: DatabaseFigures, found: DatabaseFigures) -> list[TableCheck]:
+def compare_tables(
+    expected: DatabaseFigures, found: DatabaseFigures, database: str | None = None
+) -> list[TableCheck]:
     restored = {table.table: table for table in found.tables}
     checks: list[TableCheck] = []
     for table in expected.tables:
@@ -230,6 +256,7 @@ def compare_tables(expected: DatabaseFigures, found: DatabaseFigures) -> list[Ta
                     rows_restored=None,
                     verdict="mismatch",
                     detail="missing from the restored database",
+                    database=database,
                 )
             )
             continue
@@ -252,6 +279,7 @@ def compare_tables(expected: DatabaseFigures, found: DatabaseFigures) -> list[Ta
                 rows_restored=got.rows,
                 verdict=verdict,
                 detail=detail,
+                database=database,
             )
         )
     for table in restored.values():
@@ -262,6 +290,7 @@ def compare_tables(expected: DatabaseFigures, found: DatabaseFigures) -> list[Ta
                 rows_restored=table.rows,
                 verdict="mismatch",
                 detail="not in the backed-up database",
+                database=database,
             )
         )
     return checks
@@ -291,25 +320,36 @@ def compare_files(expected: FilesFigures, found: FilesFigures) -> list[FileCheck
     return sorted(mismatches, key=lambda check: check.path)
 
 
+DatabaseCheck = tuple[Manifest | None, Callable[[FigureMethod], DatabaseFigures]]
+
+
 def verify(
-    database: tuple[Manifest | None, Callable[[FigureMethod], DatabaseFigures]] | None,
+    database: DatabaseCheck | Mapping[str, DatabaseCheck] | None,
     files: tuple[Manifest | None, Callable[[], FilesFigures]] | None,
 ) -> Verification:
     """Recomputes the restored parts' figures and compares each with its run's manifest.
 
+    `database` is one database (primary) or a mapping from each database's name to its check.
     A part whose run has no manifest (a backup made before manifests existed) is "not verified",
     which is reported and is not a failure; any mismatch is.
     """
     result = Verification(status="verified")
     missing: list[str] = []
-    if database is not None:
-        manifest, compute = database
-        if manifest is None or manifest.database is None:
-            missing.append("database")
-        else:
-            result.method = manifest.database.method
-            result.consistency = manifest.database.consistency
-            result.tables = compare_tables(manifest.database, compute(manifest.database.method))
+    databases: Mapping[str, DatabaseCheck]
+    if database is None:
+        databases = {}
+    elif isinstance(database, tuple):
+        databases = {"primary": database}
+    else:
+        databases = database
+    for name, (manifest, compute) in databases.items():
+        expected = manifest.databases.get(name) if manifest is not None else None
+        if expected is None:
+            missing.append(f"database {name}" if len(databases) > 1 else "database")
+            continue
+        result.method = result.method or expected.method
+        result.consistency = result.consistency or expected.consistency
+        result.tables.extend(compare_tables(expected, compute(expected.method), name))
     if files is not None:
         manifest, compute_files = files
         if manifest is None or manifest.files is None:
@@ -328,10 +368,9 @@ def verify(
     elif missing:
         result.status = "not verified"
     if missing:
+        parts = len(databases) + (files is not None)
         result.reason = (
-            "no manifest"
-            if len(missing) == 2 or None in (database, files)
-            else (f"no manifest for the {missing[0]}")
+            "no manifest" if len(missing) == parts else "no manifest for the " + ", ".join(missing)
         )
     return result
 
@@ -354,6 +393,7 @@ class CheckCommandResult(BaseModel):
 
 class DrillPart(BaseModel):
     kind: Literal["database", "files"]
+    database: str | None = None
     snapshot_id: str
     snapshot_time: datetime
     run: str | None
@@ -372,7 +412,10 @@ class DrillRecord(BaseModel):
     finished_at: datetime | None = None
     run: str | None = None
     parts: list[DrillPart] = Field(default_factory=list)
+    # The primary's (or the only database's) target, as before several databases existed.
     database_target: str | None = None
+    # Every database's scratch target, by name.
+    database_targets: dict[str, str] = Field(default_factory=dict)
     files_target: str | None = None
     rto_seconds: float | None = None
     rpo_seconds: float | None = None

@@ -384,7 +384,8 @@ class KamalBackupApp(App[None]):
         except BaseException as exc:
             seconds = time.monotonic() - clock
             if scope.cancelled or isinstance(exc, KeyboardInterrupt):
-                text = cancelled_text(name, exc, self.backend.adapter.name)
+                adapters = self.backend.adapters
+                text = cancelled_text(name, exc, adapters[0].name if adapters else "")
                 logging.getLogger("kamal_backup.tui").warning("%s %s", name, text)
                 target.post_message(OperationDone(name, None, text, seconds, cancelled=True))
                 return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kamal_backup import notify, state
-from kamal_backup.databases import adapter_for
+from kamal_backup.databases import adapters_for
 from kamal_backup.models import (
     BackupRun,
     CheckResult,
@@ -20,7 +20,7 @@ from kamal_backup.services.backup import StatusCallback, run_backup
 from kamal_backup.services.check import run_check
 from kamal_backup.services.drill import drill_history, run_drill
 from kamal_backup.services.evidence import Evidence, build_evidence, write_evidence
-from kamal_backup.services.restore import restore_database, restore_files
+from kamal_backup.services.restore import restore_all_databases, restore_database, restore_files
 from kamal_backup.services.snapshots import list_snapshots
 from kamal_backup.settings import Settings
 from kamal_backup.verification import DrillRecord, DrillSummary
@@ -35,7 +35,8 @@ class Backend:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.adapter = adapter_for(settings)  # names, source and restore target, for display
+        # Every database's name, source and restore target, for display (none: files only).
+        self.adapters = adapters_for(settings)
 
     # Facts that need no repository --------------------------------------------------------
 
@@ -52,7 +53,23 @@ class Backend:
         return notify.channel_status(self.settings)
 
     def database_verdicts(self) -> list[GateVerdict]:
-        return gates.database_restore_verdicts(self.settings)
+        """Every database's gate verdicts (restores enabled once), as restore-db enforces them."""
+        if not self.adapters:
+            return [
+                GateVerdict(
+                    gate="restore target",
+                    variable=None,
+                    allowed=False,
+                    reason="this app has no database (DATABASE_ADAPTER=none)",
+                )
+            ]
+        verdicts: list[GateVerdict] = []
+        for adapter in self.adapters:
+            for verdict in gates.database_restore_verdicts(self.settings, adapter.database_name):
+                if verdict.gate == "restores enabled" and verdicts:
+                    continue
+                verdicts.append(verdict)
+        return verdicts
 
     def file_verdicts(self, target: str) -> list[GateVerdict]:
         return gates.file_restore_verdicts(self.settings, target)
@@ -91,6 +108,14 @@ class Backend:
 
     def check(self) -> CheckResult:
         return run_check(self.settings)
+
+    def restore_databases(
+        self, snapshot: str, on_status: StatusCallback | None
+    ) -> list[RestoreResult]:
+        """Every database of the run (one database: the snapshot itself), as restore-db does."""
+        if len(self.adapters) > 1:
+            return restore_all_databases(self.settings, snapshot, on_status=on_status)
+        return [restore_database(self.settings, snapshot, on_status=on_status)]
 
     def drill_history(self) -> tuple[DrillRecord | None, list[DrillSummary]]:
         """This machine's drills and the repository's (a laptop sees the container's)."""

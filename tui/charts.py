@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from rich.text import Text
 
-from kamal_backup.models import BackupRun, Snapshot
+from kamal_backup.models import FILES_PART, LEGACY_DATABASE, BackupRun, Snapshot, database_part
 from kamal_backup.services.snapshots import complete_runs
 
 RUNS = 30
@@ -54,7 +54,10 @@ def run_started(run: str) -> datetime | None:
 
 
 def run_history(
-    snapshots: Iterable[Snapshot], last: BackupRun | None, drilled: set[str]
+    snapshots: Iterable[Snapshot],
+    last: BackupRun | None,
+    drilled: set[str],
+    expected: Collection[str] = (database_part(LEGACY_DATABASE), FILES_PART),
 ) -> RunHistory:
     """The last RUNS backup runs from the snapshot listing, plus the state directory's last run
     when it failed before leaving any snapshot.
@@ -64,7 +67,7 @@ def run_history(
     drill restored one of its snapshots.
     """
     listed = list(snapshots)
-    complete = complete_runs(listed)
+    complete = complete_runs(listed, expected)  # expected: the app's parts (one database, files)
     by_run: dict[str, list[Snapshot]] = {}
     for snapshot in listed:
         if snapshot.run:

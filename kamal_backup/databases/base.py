@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,10 +13,25 @@ from kamal_backup.databases.urls import DatabaseUrl, parse_database_url
 from kamal_backup.errors import ConfigError, OperationFailed
 from kamal_backup.models import Snapshot
 from kamal_backup.restic import Restic
-from kamal_backup.settings import Settings, secret
+from kamal_backup.settings import Database, Settings, secret
 from kamal_backup.verification import DatabaseFigures, FigureMethod
 
 ByteCounter = Callable[[int], None]
+
+_PRODUCTION_WORD = re.compile(r"(?:^|[/_.:-])(prod|live)(?:$|[/_.:-])", re.IGNORECASE)
+
+
+def production_like_reason(words: list[str], *, is_source: bool) -> str | None:
+    """Why a target looks like production, or None."""
+    if is_source:
+        return "it is the configured backup source"
+    for word in words:
+        if "production" in word.lower():
+            return f"{word!r} contains 'production'"
+        match = _PRODUCTION_WORD.search(word)
+        if match:
+            return f"{word!r} contains the word '{match.group(1)}'"
+    return None
 
 
 @dataclass(frozen=True)
@@ -29,18 +45,45 @@ class DumpCommand:
 
 
 class DatabaseAdapter(abc.ABC):
-    """One database engine: how to dump it, restore it, and describe its targets."""
+    """One database engine: how to dump it, restore it, and describe its targets.
+
+    Each engine declares, in its class: its name and aliases, the URL schemes it accepts (none
+    for a file such as SQLite), its secret variables (source, restore target), the client
+    programs it runs, and the dump's file extension. The registry reads these declarations.
+    """
 
     name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    url_schemes: ClassVar[tuple[str, ...]] = ()
+    secret_variables: ClassVar[tuple[str, ...]] = ()
+    tools: ClassVar[tuple[str, ...]] = ()
     extension: ClassVar[str]
-    restore_setting: ClassVar[str]
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, database: Database) -> None:
         self.settings = settings
+        self.database = database
+        self.restore_setting = database.restore_setting
+
+    @property
+    def database_name(self) -> str:
+        return self.database.name
 
     def dump_filename(self, run: str) -> str:
-        """The flat stdin file name of the dump inside its snapshot."""
-        return f"databases-{self.settings.app_name}-{self.name}-{run}.{self.extension}"
+        """The flat stdin file name of the dump inside its snapshot (primary keeps the seed's)."""
+        app = self.settings.app_name
+        if self.database.is_primary:
+            return f"databases-{app}-{self.name}-{run}.{self.extension}"
+        return f"databases-{app}-{self.database.name}-{self.name}-{run}.{self.extension}"
+
+    def production_like_reason(self) -> str | None:
+        """Why the restore target looks like production (or is the source), or None."""
+        return production_like_reason(
+            self.restore_target_words(), is_source=self.restore_target_is_source()
+        )
+
+    def describe_database(self) -> str:
+        """'primary (postgres)' for messages."""
+        return f"{self.database.name} ({self.name})"
 
     def excluded_paths(self) -> list[str]:
         """Files under BACKUP_PATHS the file snapshot must leave out (they are in the dump)."""
@@ -98,6 +141,10 @@ class DatabaseAdapter(abc.ABC):
     def client_versions(self) -> dict[str, str | None]:
         """Versions of the client programs this adapter uses (None where absent)."""
 
+    @abc.abstractmethod
+    def probe(self) -> str:
+        """Reaches the source with a read-only query; returns what it found, raises if it cannot."""
+
 
 def dump_path(snapshot: Snapshot) -> str:
     """The path of the dump file inside a database snapshot."""
@@ -109,40 +156,39 @@ def dump_path(snapshot: Snapshot) -> str:
 class ServerAdapter(DatabaseAdapter):
     """A database server reached through DATABASE_URL and restored into RESTORE_DATABASE_URL."""
 
-    restore_setting = "RESTORE_DATABASE_URL"
     default_port: ClassVar[int]
-    secret_field: ClassVar[str]  # e.g. "pgpassword" (PGPASSWORD)
-    restore_secret_field: ClassVar[str]  # e.g. "restore_pgpassword" (RESTORE_PGPASSWORD)
 
     @property
     def source(self) -> DatabaseUrl:
-        raw = secret(self.settings.database_url)
+        raw = secret(self.database.url)
         if raw is None:
-            raise ConfigError("DATABASE_URL", f"is required when DATABASE_ADAPTER={self.name}")
-        return parse_database_url("DATABASE_URL", raw)
+            raise ConfigError(self.database.source_setting, f"is required for adapter {self.name}")
+        return parse_database_url(self.database.source_setting, raw)
 
     @property
     def target(self) -> DatabaseUrl | None:
-        raw = secret(self.settings.restore_database_url)
-        return parse_database_url("RESTORE_DATABASE_URL", raw) if raw else None
+        raw = secret(self.database.restore_url)
+        return parse_database_url(self.restore_setting, raw) if raw else None
 
     def require_target(self) -> DatabaseUrl:
         target = self.target
         if target is None:
             raise ConfigError(
                 self.restore_setting,
-                f"is required for restore-db with DATABASE_ADAPTER={self.name}",
+                f"is required for restore-db of database {self.describe_database()}",
             )
         return target
 
     def source_password(self) -> str | None:
         # As with libpq, a password written in the URL wins over the environment variable.
-        return self.source.password or secret(getattr(self.settings, self.secret_field))
+        source_secret = self.secret_variables[0]
+        return self.source.password or self.settings.secret_variable(source_secret)
 
     def target_password(self, target: DatabaseUrl) -> str | None:
+        restore_secret = self.secret_variables[1]
         return (
             target.password
-            or secret(getattr(self.settings, self.restore_secret_field))
+            or self.settings.secret_variable(restore_secret)
             or self.source_password()
         )
 

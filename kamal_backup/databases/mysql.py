@@ -198,10 +198,12 @@ def client_env(password: str | None, environ: Mapping[str, str]) -> dict[str, st
 
 class MysqlAdapter(ServerAdapter):
     name = "mysql"
+    aliases = ("mysql2", "mariadb")
+    url_schemes = ("mysql", "mysql2", "mariadb")
+    secret_variables = ("MYSQL_PWD", "RESTORE_MYSQL_PWD")
+    tools = ("mariadb-dump", "mariadb")
     extension = "sql"
     default_port = DEFAULT_PORT
-    secret_field = "mysql_pwd"  # noqa: S105 (a settings field name)
-    restore_secret_field = "restore_mysql_pwd"  # noqa: S105
 
     def dumper(self) -> str:
         return find_client("mariadb-dump", "mysqldump", self.settings.environ)
@@ -439,6 +441,22 @@ class MysqlAdapter(ServerAdapter):
             "created_database": created,
             "dropped_objects": dropped,
         }
+
+    def probe(self) -> str:
+        source = self.source
+        argv = [
+            self.client(),
+            *connection_args(source),
+            "--batch",
+            "--skip-column-names",
+            "-e",
+            "SELECT VERSION()",
+            source.database,
+        ]
+        result = process.run(argv, env=client_env(self.source_password(), self.settings.environ))
+        if result.returncode != 0:
+            raise OperationFailed(f"cannot connect to MySQL: {redact(error_line(result.stderr))}")
+        return f"MySQL/MariaDB {result.stdout.strip()} reachable"
 
     def client_versions(self) -> dict[str, str | None]:
         from kamal_backup.tools import tool_version, version_number

@@ -24,6 +24,7 @@ from kamal_backup.errors import ConfigError, OperationFailed, ToolMissing
 from kamal_backup.models import Snapshot
 from kamal_backup.redact import redact
 from kamal_backup.restic import Restic
+from kamal_backup.settings import Database, Settings
 from kamal_backup.verification import DatabaseFigures, FigureMethod, TableFigures
 
 log = logging.getLogger(__name__)
@@ -320,13 +321,15 @@ def snapshot_session(
 
 class PostgresAdapter(ServerAdapter):
     name = "postgres"
+    aliases = ("postgresql",)
+    url_schemes = ("postgres", "postgresql")
+    secret_variables = ("PGPASSWORD", "RESTORE_PGPASSWORD")
+    tools = ("pg_dump", "pg_restore", "psql")
     extension = "pgdump"
     default_port = DEFAULT_PORT
-    secret_field = "pgpassword"  # noqa: S105 (a settings field name)
-    restore_secret_field = "restore_pgpassword"  # noqa: S105
 
-    def __init__(self, settings: Any) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: Settings, database: Database) -> None:
+        super().__init__(settings, database)
         self._clients: list[PgClient] | None = None
 
     # URLs and passwords -----------------------------------------------------------------
@@ -458,6 +461,12 @@ class PostgresAdapter(ServerAdapter):
             "created_database": created,
             "client_major": client.major,
         }
+
+    def probe(self) -> str:
+        env = client_env(self.source, self.source_password(), self.settings.environ)
+        server = self.server_major(env)  # SHOW server_version_num: reads nothing of the app's
+        client = choose_client(server, self.clients())
+        return f"PostgreSQL {server} reachable; pg_dump {client.major} ({client.bindir}) matches"
 
     def client_versions(self) -> dict[str, str | None]:
         try:

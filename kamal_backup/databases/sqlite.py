@@ -18,10 +18,10 @@ from urllib.parse import quote
 from kamal_backup.databases.base import ByteCounter, DatabaseAdapter, DumpCommand, dump_path
 from kamal_backup.errors import ConfigError, Interrupted, OperationFailed
 from kamal_backup.models import Snapshot
+from kamal_backup.paths import resolve_path
 from kamal_backup.process import StderrTail, cancelled, find_tool
 from kamal_backup.redact import redact
 from kamal_backup.restic import Restic, error_for
-from kamal_backup.settings import resolve_path
 from kamal_backup.verification import DatabaseFigures, FigureMethod, TableFigures
 
 SIDECARS = ("-wal", "-shm", "-journal")
@@ -84,6 +84,28 @@ def integrity_check(path: Path) -> str:
     return str(row[0]) if row else "no result"
 
 
+LIVE_SUFFIXES = (".sqlite3", ".sqlite", ".db")
+
+
+def unconfigured_live_databases(paths: list[Path], excluded: list[str]) -> list[Path]:
+    """SQLite files with a -wal beside them under `paths` that no configured database covers.
+
+    Copied raw with the files, such a database (and its WAL) may be torn: backup and validate
+    warn about each by name.
+    """
+    skip = set(excluded)
+    found: list[Path] = []
+    for root in paths:
+        for directory, _, files in os.walk(root):
+            names = set(files)
+            for name in sorted(files):
+                if name.endswith(LIVE_SUFFIXES) and f"{name}-wal" in names:
+                    path = Path(directory) / name
+                    if str(resolve_path(path)) not in skip:
+                        found.append(path)
+    return found
+
+
 def sqlite_figures(path: Path, method: FigureMethod) -> DatabaseFigures:
     """Row counts and order-independent checksums (sum of 64-bit BLAKE2 hashes of each row)."""
     tables: list[TableFigures] = []
@@ -125,32 +147,34 @@ def sqlite_figures(path: Path, method: FigureMethod) -> DatabaseFigures:
 
 class SqliteAdapter(DatabaseAdapter):
     name = "sqlite"
+    aliases = ("sqlite3",)
+    tools = ("sqlite3",)
     extension = "sqlite3"
-    restore_setting = "RESTORE_SQLITE_DATABASE_PATH"
 
     @property
     def source(self) -> Path:
-        if self.settings.sqlite_database_path is None:
-            raise ConfigError("SQLITE_DATABASE_PATH", "is required when DATABASE_ADAPTER=sqlite")
-        return self.settings.sqlite_database_path
+        if self.database.path is None:
+            raise ConfigError(self.database.source_setting, "is required for adapter sqlite")
+        return self.database.path
+
+    @property
+    def target(self) -> Path | None:
+        return self.database.restore_path
 
     def source_missing(self) -> bool:
         return not self.source.exists() and not self.source.is_symlink()
 
     def check_source(self) -> None:
+        setting = self.database.source_setting
         if not self.source.is_file():
-            raise ConfigError(
-                "SQLITE_DATABASE_PATH", f"{self.source} does not exist or is not a file"
-            )
+            raise ConfigError(setting, f"{self.source} does not exist or is not a file")
         try:
             with self.source.open("rb") as handle:
                 header = handle.read(len(_HEADER))
         except OSError as exc:
-            raise ConfigError(
-                "SQLITE_DATABASE_PATH", f"cannot read {self.source}: {exc.strerror}"
-            ) from None
+            raise ConfigError(setting, f"cannot read {self.source}: {exc.strerror}") from None
         if header != _HEADER:
-            raise ConfigError("SQLITE_DATABASE_PATH", f"{self.source} is not a SQLite database")
+            raise ConfigError(setting, f"{self.source} is not a SQLite database")
 
     def excluded_paths(self) -> list[str]:
         source = resolve_path(self.source)
@@ -177,7 +201,7 @@ class SqliteAdapter(DatabaseAdapter):
             shutil.rmtree(workdir, ignore_errors=True)
 
     def restored_figures(self, method: FigureMethod) -> DatabaseFigures:
-        target = self.settings.restore_sqlite_database_path
+        target = self.database.restore_path
         if target is None:
             raise ConfigError(self.restore_setting, "is required for a drill with sqlite")
         return sqlite_figures(target, method)
@@ -186,24 +210,25 @@ class SqliteAdapter(DatabaseAdapter):
         return str(self.source)
 
     def restore_target_label(self) -> str | None:
-        target = self.settings.restore_sqlite_database_path
+        target = self.target
         return str(target) if target else None
 
     def restore_target_words(self) -> list[str]:
-        target = self.settings.restore_sqlite_database_path
+        target = self.target
         return [str(target)] if target else []
 
     def restore_target_is_source(self) -> bool:
-        target = self.settings.restore_sqlite_database_path
+        target = self.target
         return target is not None and resolve_path(target) == resolve_path(self.source)
 
     def restore(
         self, restic: Restic, snapshot: Snapshot, on_bytes: ByteCounter | None = None
     ) -> dict[str, Any]:
-        target = self.settings.restore_sqlite_database_path
+        target = self.target
         if target is None:
             raise ConfigError(
-                self.restore_setting, "is required for restore-db with DATABASE_ADAPTER=sqlite"
+                self.restore_setting,
+                f"is required for restore-db of database {self.describe_database()}",
             )
         if target.is_dir():
             raise ConfigError(self.restore_setting, f"{target} is a directory")
@@ -261,6 +286,16 @@ class SqliteAdapter(DatabaseAdapter):
                 ) from None
             raise
         return {"bytes": size, "integrity_check": "ok"}
+
+    def probe(self) -> str:
+        self.check_source()
+        uri = f"file:{quote(str(self.source))}?mode=ro"
+        try:
+            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+                tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise OperationFailed(f"cannot read {self.source}: {redact(str(exc))}") from None
+        return f"{self.source} readable ({tables} schema entries)"
 
     def client_versions(self) -> dict[str, str | None]:
         return {"sqlite3": sqlite3.sqlite_version}

@@ -1,4 +1,4 @@
-"""One backup run: a database snapshot, a file snapshot, verification, retention, check."""
+"""One backup run: a snapshot per database, a file snapshot, verification, retention, check."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from kamal_backup import process, state
-from kamal_backup.databases import DatabaseAdapter, adapter_for
+from kamal_backup.databases import DatabaseAdapter, adapters_for
+from kamal_backup.databases.sqlite import unconfigured_live_databases
 from kamal_backup.errors import ConfigError, Interrupted, KamalBackupError, OperationFailed
 from kamal_backup.locking import operation_lock
 from kamal_backup.models import BackupRun, BackupSummary, ResticStatus, SnapshotRecord
@@ -32,10 +33,7 @@ def run_timestamp(moment: datetime) -> str:
 
 
 def check_backup_paths(settings: Settings) -> None:
-    if not settings.backup_paths:
-        raise ConfigError(
-            "BACKUP_PATHS", "is required for a backup (one or more mounted directories)"
-        )
+    """Every backup path exists and is a directory (none at all: a database-only app)."""
     for path in settings.backup_paths:
         if not path.exists():
             raise ConfigError("BACKUP_PATHS", f"{path} does not exist")
@@ -51,12 +49,12 @@ def run_backup(
     lock_wait_seconds: float = 0.0,
     manifest: bool = True,
 ) -> BackupRun:
-    """Backs up the database and the files; raises on any failure after recording it.
+    """Backs up every database and the files; raises on any failure after recording it.
 
     With `manifest` (the default; off only to measure its cost), the run also stores the
     figures a drill verifies against: see kamal_backup/verification.py.
     """
-    adapter = adapter_for(settings)
+    adapters = adapters_for(settings)
     restic = restic_for(settings)
 
     with operation_lock(settings.state_dir, "backup", lock_wait_seconds):
@@ -67,8 +65,9 @@ def run_backup(
             # Inside the recorded run: a backup that cannot even start (a path gone, the database
             # file missing) must show as failed in evidence, not leave the last success standing.
             check_backup_paths(settings)
-            adapter.check_source()
-            _perform(settings, run, restic, adapter, on_status, manifest)
+            for adapter in adapters:
+                adapter.check_source()
+            _perform(settings, run, restic, adapters, on_status, manifest)
         except BaseException as exc:
             run.status = (
                 "interrupted" if isinstance(exc, Interrupted | KeyboardInterrupt) else "failed"
@@ -84,9 +83,7 @@ def run_backup(
         _finish(settings, run, clock)
     if run.retention_error:
         raise OperationFailed(
-            f"backup saved (database {run.database_snapshot.short_id if run.database_snapshot else '?'}, "
-            f"files {run.files_snapshot.short_id if run.files_snapshot else '?'}) but retention failed: "
-            f"{run.retention_error}"
+            f"backup saved ({describe_snapshots(run)}) but retention failed: {run.retention_error}"
         )
     if run.check and run.check.status == "failed":
         raise OperationFailed(
@@ -115,6 +112,16 @@ def retention_failure(exc: KamalBackupError) -> str:
             "and run `kamal-backup prune` from a trusted machine that may delete"
         )
     return text
+
+
+def describe_snapshots(run: BackupRun) -> str:
+    """'database primary 1a2b3c4d, files 5e6f7a8b' for messages."""
+    parts = [
+        f"database {name} {record.short_id}" for name, record in run.database_snapshots.items()
+    ]
+    if run.files_snapshot:
+        parts.append(f"files {run.files_snapshot.short_id}")
+    return ", ".join(parts) or "no snapshots"
 
 
 def manifest_filename(settings: Settings, run: str) -> str:
@@ -159,14 +166,26 @@ def snapshot_database(
     gets their computation while the dump command is still open.
     """
     filename = adapter.dump_filename(run)
-    log.info("backing up %s database %s as %s", adapter.name, adapter.source_label(), filename)
+    name = adapter.database_name
+    log.info(
+        "backing up %s database %s (%s) as %s",
+        adapter.name,
+        name,
+        adapter.source_label(),
+        filename,
+    )
     with adapter.dump_command(figures=on_figures is not None) as command:
         summary = restic.backup_command(
             command.argv,
             filename=filename,
             extra_env=command.env,
             tags=app_tags(
-                settings, "type:database", f"adapter:{adapter.name}", f"run:{run}", *extra_tags
+                settings,
+                "type:database",
+                f"adapter:{adapter.name}",
+                f"database:{name}",
+                f"run:{run}",
+                *extra_tags,
             ),
             on_status=(lambda status: on_status("database", status)) if on_status else None,
             host=host,
@@ -174,8 +193,9 @@ def snapshot_database(
         if on_figures is not None and command.figures is not None:
             on_figures(command.figures)
     log.info(
-        "database snapshot %s saved (%d bytes, %d new)",
+        "database snapshot %s (%s) saved (%d bytes, %d new)",
         summary.snapshot_id[:8],
+        name,
         summary.total_bytes_processed,
         summary.data_added,
     )
@@ -186,7 +206,7 @@ def _perform(
     settings: Settings,
     run: BackupRun,
     restic: Restic,
-    adapter: DatabaseAdapter,
+    adapters: list[DatabaseAdapter],
     on_status: StatusCallback | None,
     manifest: bool = True,
 ) -> None:
@@ -194,49 +214,73 @@ def _perform(
         log.info("initialised restic repository %s", settings.repository_display)
 
     run_tag = f"run:{run.run}"
-    db_figures: DatabaseFigures | None = None
+    made: dict[str, str] = {}  # part label -> snapshot id
+    database_ids: dict[str, str] = {}
+    db_figures: dict[str, DatabaseFigures] = {}
+    for adapter in adapters:
 
-    def keep_figures(compute: Callable[[], DatabaseFigures]) -> None:
-        nonlocal db_figures
-        db_figures = _figures_or_none(run, compute)
+        def keep_figures(
+            compute: Callable[[], DatabaseFigures], name: str = adapter.database_name
+        ) -> None:
+            figures = _figures_or_none(run, compute)
+            if figures is not None:
+                db_figures[name] = figures
 
-    db_summary = snapshot_database(
-        settings,
-        restic,
-        adapter,
-        run.run,
-        on_status=on_status,
-        on_figures=keep_figures if manifest else None,
-    )
-    process.raise_if_cancelled()
-
-    paths = list(settings.backup_paths)
-    log.info("backing up files: %s", ", ".join(str(p) for p in paths))
-    if on_status is not None:
-        on_status("files", ResticStatus())  # the phase starts before restic's first status line
-    # The files are hashed beside restic (page cache shared): a file changed while restic reads
-    # it may then show as a mismatch in a drill, never as a false match.
-    patterns = [*settings.backup_excludes, *RESTORE_WORK_PATTERNS]
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        hashing = (
-            pool.submit(source_files, paths, adapter.excluded_paths(), patterns)
-            if manifest
-            else None
+        summary = snapshot_database(
+            settings,
+            restic,
+            adapter,
+            run.run,
+            on_status=on_status,
+            on_figures=keep_figures if manifest else None,
         )
-        file_summary = restic.backup_paths(
-            paths,
-            tags=app_tags(settings, "type:files", run_tag),
-            excludes=adapter.excluded_paths(),
-            exclude_patterns=patterns,
-            on_status=(lambda status: on_status("files", status)) if on_status else None,
+        made[f"database {adapter.database_name}"] = summary.snapshot_id
+        database_ids[adapter.database_name] = summary.snapshot_id
+        process.raise_if_cancelled()
+
+    file_id: str | None = None
+    file_figures: FilesFigures | None = None
+    excludes = [path for adapter in adapters for path in adapter.excluded_paths()]
+    if settings.backup_paths:
+        paths = list(settings.backup_paths)
+        for live in unconfigured_live_databases(paths, excludes):
+            warning = (
+                f"{live} is a live SQLite database (it has a -wal file) that is not configured: "
+                "it is copied raw with the files and may be torn; add it to databases"
+            )
+            log.warning("%s", warning)
+            run.warnings.append(warning)
+        log.info("backing up files: %s", ", ".join(str(p) for p in paths))
+        if on_status is not None:
+            on_status("files", ResticStatus())  # the phase starts before restic's first status line
+        # The files are hashed beside restic (page cache shared): a file changed while restic
+        # reads it may then show as a mismatch in a drill, never as a false match.
+        patterns = [*settings.backup_excludes, *RESTORE_WORK_PATTERNS]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            hashing = pool.submit(source_files, paths, excludes, patterns) if manifest else None
+            file_summary = restic.backup_paths(
+                paths,
+                tags=app_tags(settings, "type:files", run_tag),
+                excludes=excludes,
+                exclude_patterns=patterns,
+                on_status=(lambda status: on_status("files", status)) if on_status else None,
+            )
+            file_figures = _figures_or_none(run, hashing.result) if hashing else None
+        log.info(
+            "file snapshot %s saved (%d files, %d bytes)",
+            file_summary.snapshot_id[:8],
+            file_summary.total_files_processed,
+            file_summary.total_bytes_processed,
         )
-        file_figures = _figures_or_none(run, hashing.result) if hashing else None
-    if manifest and (db_figures is not None or file_figures is not None):
+        file_id = made["files"] = file_summary.snapshot_id
+    else:
+        log.info("no BACKUP_PATHS: this run has no file snapshot")
+    if manifest and (db_figures or file_figures is not None):
         document = Manifest(
             app_name=settings.app_name,
             run=run.run,
             created_at=datetime.now(UTC),
-            database=db_figures,
+            databases=db_figures,
             files=file_figures,
         )
         saved = restic.backup_bytes(
@@ -246,30 +290,25 @@ def _perform(
         )
         run.manifest_snapshot = saved.snapshot_id[:8]
         log.info("manifest %s saved", saved.snapshot_id[:8])
-    log.info(
-        "file snapshot %s saved (%d files, %d bytes)",
-        file_summary.snapshot_id[:8],
-        file_summary.total_files_processed,
-        file_summary.total_bytes_processed,
-    )
 
-    # Trust the repository, not restic's summary line: both snapshots must be listed.
+    # Trust the repository, not restic's summary line: every snapshot must be listed.
     found = {s.id: s for s in restic.snapshots(app_tags(settings, run_tag))}
-    for label, snapshot_id in (
-        ("database", db_summary.snapshot_id),
-        ("file", file_summary.snapshot_id),
-    ):
+    for label, snapshot_id in made.items():
         if snapshot_id not in found:
             raise OperationFailed(
                 f"the {label} snapshot {snapshot_id[:8]} is not in the repository after backup"
             )
-    run.database_snapshot = SnapshotRecord.from_snapshot(found[db_summary.snapshot_id])
-    run.files_snapshot = SnapshotRecord.from_snapshot(found[file_summary.snapshot_id])
-    log.info(
-        "verified snapshots %s and %s in the repository",
-        db_summary.snapshot_id[:8],
-        file_summary.snapshot_id[:8],
-    )
+    run.database_snapshots = {
+        name: SnapshotRecord.from_snapshot(found[snapshot_id])
+        for name, snapshot_id in database_ids.items()
+    }
+    if run.database_snapshots:
+        run.database_snapshot = run.database_snapshots.get(
+            "primary", next(iter(run.database_snapshots.values()))
+        )
+    if file_id is not None:
+        run.files_snapshot = SnapshotRecord.from_snapshot(found[file_id])
+    log.info("verified snapshots %s in the repository", ", ".join(i[:8] for i in made.values()))
 
     if settings.restic_forget_after_backup:
         try:

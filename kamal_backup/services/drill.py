@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from kamal_backup import process, redact, state
-from kamal_backup.databases import adapter_for
+from kamal_backup.databases import adapter_for, adapters_for
 from kamal_backup.errors import (
     ConfigError,
     Interrupted,
@@ -29,19 +29,28 @@ from kamal_backup.errors import (
     ToolMissing,
 )
 from kamal_backup.locking import operation_lock
-from kamal_backup.models import RECORD_TYPES, ResticStatus, Snapshot, SnapshotType
+from kamal_backup.models import (
+    FILES_PART,
+    RECORD_TYPES,
+    ResticStatus,
+    Snapshot,
+    SnapshotType,
+    database_part,
+)
 from kamal_backup.notify import notified
 from kamal_backup.restic import Restic
 from kamal_backup.services import app_tags, gates, restic_for
 from kamal_backup.services.restore import restore_database, restore_files
 from kamal_backup.services.snapshots import (
+    expected_parts,
     latest_complete,
     list_records,
     validate_snapshot_argument,
 )
-from kamal_backup.settings import Settings, check_url_scheme, secret
+from kamal_backup.settings import Settings, secret
 from kamal_backup.verification import (
     CheckCommandResult,
+    DatabaseCheck,
     DrillPart,
     DrillRecord,
     DrillSummary,
@@ -73,18 +82,21 @@ def who_runs() -> str:
 
 
 def drill_settings(settings: Settings, database_target: str | None) -> Settings:
-    """The settings with --database-target in place of the configured restore target."""
+    """The settings with --database-target in place of the only database's restore target."""
     if not database_target:
         return settings
+    databases = settings.database_list
+    if len(databases) != 1:
+        names = ", ".join(d.name for d in databases) or "none"
+        raise ConfigError(
+            "--database-target",
+            f"applies only to an app with one database; this app has {len(databases)} "
+            f"({names}): set each database's restore target instead",
+        )
     value = database_target.strip()
-    if settings.database_adapter == "sqlite":
-        path = Path(value)
-        if not path.is_absolute():
-            raise ConfigError("--database-target", f"{value} is not an absolute path")
-        return settings.model_copy(update={"restore_sqlite_database_path": path})
-    check_url_scheme("--database-target", value, settings.database_adapter)
-    redact.current().add_environment({"RESTORE_DATABASE_URL": value})
-    return settings.model_copy(update={"restore_database_url": SecretStr(value)})
+    if "://" in value:
+        redact.current().add_environment({"RESTORE_DATABASE_URL": value})
+    return settings.with_restore_target(databases[0].name, value, "--database-target")
 
 
 def split_check(command: str | None, setting: str) -> list[str] | None:
@@ -98,19 +110,30 @@ def split_check(command: str | None, setting: str) -> list[str] | None:
 
 
 def resolve_part(
-    backups: Sequence[Snapshot], argument: str, kind: SnapshotType, app_name: str
+    backups: Sequence[Snapshot],
+    argument: str,
+    kind: SnapshotType,
+    app_name: str,
+    expected: frozenset[str] = frozenset(),
+    database: str | None = None,
 ) -> Snapshot:
-    """The snapshot of `kind` a drill argument names: latest, a run, or any snapshot of a run."""
+    """The snapshot of `kind` (and database) a drill argument names: latest, a run, or any
+    snapshot of a run."""
     value = argument.strip()
+    what = f"database {database}" if database and kind == "database" else kind
+
+    def fits(snapshot: Snapshot) -> bool:
+        return snapshot.kind == kind and (database is None or snapshot.database == database)
+
     if value == "latest":
-        found = latest_complete(backups, kind)
+        found = latest_complete(backups, kind, expected, database)
         if found is None:
             raise ConfigError("SNAPSHOT", f"no backup run of app {app_name} has completed yet")
         return found
     if _RUN.match(value):
-        matches = [s for s in backups if s.run == value and s.kind == kind]
+        matches = [s for s in backups if s.run == value and fits(s)]
         if not matches:
-            raise ConfigError("SNAPSHOT", f"run {value} has no {kind} snapshot of app {app_name}")
+            raise ConfigError("SNAPSHOT", f"run {value} has no {what} snapshot of app {app_name}")
         return max(matches, key=lambda s: s.time)
     value = validate_snapshot_argument(value)
     named = [s for s in backups if s.id.startswith(value)]
@@ -118,11 +141,11 @@ def resolve_part(
         raise ConfigError("SNAPSHOT", f"{value} matches {len(named)} snapshots; give more digits")
     if not named:
         raise ConfigError("SNAPSHOT", f"{value} is not a snapshot of app {app_name}")
-    if named[0].kind == kind:
+    if fits(named[0]):
         return named[0]
-    same_run = [s for s in backups if s.run and s.run == named[0].run and s.kind == kind]
+    same_run = [s for s in backups if s.run and s.run == named[0].run and fits(s)]
     if not same_run:
-        raise ConfigError("SNAPSHOT", f"the run of {value} has no {kind} snapshot")
+        raise ConfigError("SNAPSHOT", f"the run of {value} has no {what} snapshot")
     return max(same_run, key=lambda s: s.time)
 
 
@@ -166,8 +189,12 @@ def run_drill(
     """
     started = now()
     clock = time.monotonic()
-    wanted = tuple(kind for kind in PARTS if kind in parts)
     settings = drill_settings(settings, database_target)
+    has = {"database": bool(settings.database_list), "files": bool(settings.backup_paths)}
+    wanted = tuple(kind for kind in PARTS if kind in parts and has[kind])
+    if not wanted:
+        setting = "DATABASE_ADAPTER" if "database" in parts else "BACKUP_PATHS"
+        raise ConfigError(setting, f"this app has no {' or '.join(parts)} to drill")
     files_target = (files_target or str(settings.restore_files_path)).strip()
     verdicts = gates.drill_verdicts(settings, files_target, wanted)
     gates.enforce([verdict for _, verdict in verdicts])
@@ -175,15 +202,24 @@ def run_drill(
     check_argv = split_check(
         check if check is not None else settings.kamal_backup_drill_check_command, check_setting
     )
-    adapter = adapter_for(settings)
+    adapters = adapters_for(settings) if "database" in wanted else []
     restic = restic_for(settings)
     restic.require_supported_version()
     every = restic.snapshots(app_tags(settings))
     backups = [s for s in every if s.kind not in RECORD_TYPES]
-    chosen: dict[SnapshotType, Snapshot] = {}
-    for kind in wanted:
-        argument = files_snapshot if kind == "files" and files_snapshot else snapshot
-        chosen[kind] = resolve_part(backups, argument, kind, settings.app_name)
+    expected = expected_parts(settings)
+    # By part: database:<name> for each database, files.
+    chosen: dict[str, Snapshot] = {}
+    for adapter in adapters:
+        name = adapter.database_name
+        chosen[database_part(name)] = resolve_part(
+            backups, snapshot, "database", settings.app_name, expected, name
+        )
+    if "files" in wanted:
+        chosen[FILES_PART] = resolve_part(
+            backups, files_snapshot or snapshot, "files", settings.app_name, expected
+        )
+    targets = {adapter.database_name: adapter.restore_target_label() or "" for adapter in adapters}
 
     record = DrillRecord(
         id=f"{started.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
@@ -191,8 +227,9 @@ def run_drill(
         ran_by=ran_by or who_runs(),
         started_at=started,
         run=next((s.run for s in chosen.values() if s.run), None),
-        database_target=adapter.restore_target_label() if "database" in chosen else None,
-        files_target=files_target if "files" in chosen else None,
+        database_target=next(iter(targets.values()), None),
+        database_targets=targets,
+        files_target=files_target if FILES_PART in chosen else None,
         rpo_seconds=round(max((started - s.time).total_seconds() for s in chosen.values()), 1),
     )
     with operation_lock(settings.state_dir, "drill"):
@@ -216,14 +253,13 @@ def _perform(
     settings: Settings,
     restic: Restic,
     every: Sequence[Snapshot],
-    chosen: Mapping[SnapshotType, Snapshot],
+    chosen: Mapping[str, Snapshot],
     record: DrillRecord,
     check_argv: list[str] | None,
     on_status: StatusCallback | None,
     before_verify: BeforeVerify | None,
     clock: float,
 ) -> None:
-    adapter = adapter_for(settings)
     manifests = [s for s in every if s.kind == "manifest"]
     backups = [s for s in every if s.kind not in RECORD_TYPES]
     read: dict[str | None, Manifest | None] = {}
@@ -231,13 +267,15 @@ def _perform(
         if snapshot.run not in read:
             read[snapshot.run] = read_manifest(restic, manifests, snapshot.run)
 
-    def restore(kind: SnapshotType, snapshot: Snapshot) -> DrillPart:
-        log.info("drill: restoring %s snapshot %s", kind, snapshot.short)
+    def restore(part: str, snapshot: Snapshot) -> DrillPart:
+        log.info("drill: restoring %s snapshot %s", part, snapshot.short)
+        kind: SnapshotType = "files" if part == FILES_PART else "database"
         if kind == "database":
             result = restore_database(
                 settings,
                 snapshot.id,
                 on_status=on_status,
+                database=snapshot.database,
                 locked_by_caller=True,
                 snapshots=backups,
             )
@@ -252,6 +290,7 @@ def _perform(
             )
         return DrillPart(
             kind=kind,
+            database=snapshot.database,
             snapshot_id=snapshot.id,
             snapshot_time=snapshot.time,
             run=snapshot.run,
@@ -260,50 +299,65 @@ def _perform(
             bytes_restored=result.bytes_restored,
         )
 
-    # The parts restore side by side (the database loads on the server while restic writes the
+    # The parts restore side by side (each database loads on its server while restic writes the
     # files), and are then verified side by side: a drill costs about its slowest part.
     restored = _side_by_side(
-        {kind: functools.partial(restore, kind, s) for kind, s in chosen.items()}
+        {part: functools.partial(restore, part, s) for part, s in chosen.items()}
     )
     record.parts = [part for part in restored.values() if isinstance(part, DrillPart)]
-    failures = {kind: exc for kind, exc in restored.items() if isinstance(exc, BaseException)}
+    failures = {part: exc for part, exc in restored.items() if isinstance(exc, BaseException)}
     for exc in failures.values():
         if isinstance(exc, Interrupted | KeyboardInterrupt):
             raise exc
     if failures:
-        kind, exc = next(iter(failures.items()))
+        part, exc = next(iter(failures.items()))
         if record.parts:
-            # Say what did happen: the other part is restored and stays restored.
-            done = record.parts[0]
-            raise OperationFailed(
-                f"{done.kind} snapshot {done.snapshot_id[:8]} was restored into {done.target}, "
-                f"but the {'file' if kind == 'files' else 'database'} restore failed: {exc}"
-            ) from None
+            # Say what did happen: the other parts are restored and stay restored.
+            several = len([p for p in record.parts if p.kind == "database"]) > 1
+            done = ", ".join(
+                f"{_label(p) if several else p.kind} snapshot {p.snapshot_id[:8]} was restored "
+                f"into {p.target}"
+                for p in record.parts
+            )
+            failed = "file" if part == FILES_PART else part.replace(":", " ")
+            raise OperationFailed(f"{done}, but the {failed} restore failed: {exc}") from None
         raise exc
     process.raise_if_cancelled()
     if before_verify is not None:
         before_verify(record)
 
-    database = chosen.get("database")
-    files = chosen.get("files")
-    files_target = Path(record.files_target or "/")
-    method = {
-        run: manifest.database.method
-        for run, manifest in read.items()
-        if manifest is not None and manifest.database is not None
+    databases = {
+        snapshot.database: snapshot
+        for part, snapshot in chosen.items()
+        if part != FILES_PART and snapshot.database
     }
+    files = chosen.get(FILES_PART)
+    files_target = Path(record.files_target or "/")
     computations: dict[str, Callable[[], object]] = {}
-    if database is not None and database.run in method:
-        computations["database"] = functools.partial(adapter.restored_figures, method[database.run])
+    for name, snapshot in databases.items():
+        manifest = read.get(snapshot.run)
+        figures = manifest.databases.get(name) if manifest is not None else None
+        if figures is not None:
+            computations[database_part(name)] = functools.partial(
+                adapter_for(settings, name).restored_figures, figures.method
+            )
     if files is not None:
-        computations["files"] = functools.partial(restored_files, files_target, files.paths)
+        computations[FILES_PART] = functools.partial(restored_files, files_target, files.paths)
     computed = _side_by_side(computations)
     for value in computed.values():
         if isinstance(value, BaseException):
             raise value
+
+    def figures_of(key: str) -> Callable[[Any], Any]:
+        return lambda _method: computed[key]
+
+    checks: dict[str, DatabaseCheck] = {
+        name: (read[snapshot.run], figures_of(database_part(name)))
+        for name, snapshot in databases.items()
+    }
     record.verification = verify(
-        (read[database.run], lambda _method: computed["database"]) if database else None,
-        (read[files.run], lambda: computed["files"]) if files else None,
+        checks or None,
+        (read[files.run], lambda: computed[FILES_PART]) if files else None,
     )
     process.raise_if_cancelled()
     record.rto_seconds = round(time.monotonic() - clock, 3)
@@ -314,6 +368,10 @@ def _perform(
     record.status = (
         "failed" if record.verification.status == "mismatch" or failed_check else "passed"
     )
+
+
+def _label(part: DrillPart) -> str:
+    return f"database {part.database}" if part.kind == "database" and part.database else part.kind
 
 
 def _side_by_side(calls: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:
@@ -341,11 +399,17 @@ def check_environment(settings: Settings, record: DrillRecord) -> dict[str, str]
         for name, value in settings.environ.items()
         if not name.startswith(_WITHHELD) and name not in _WITHHELD_NAMES
     }
-    if settings.database_adapter == "sqlite":
-        target = settings.restore_sqlite_database_path
-        env["KAMAL_BACKUP_DRILL_DATABASE_TARGET"] = str(target) if target else ""
-    else:
-        env["KAMAL_BACKUP_DRILL_DATABASE_TARGET"] = secret(settings.restore_database_url) or ""
+    # The first database's (primary's) target, and each database's by name.
+    targets: dict[str, str] = {}
+    for database in settings.database_list:
+        target = secret(database.restore_url) or (
+            str(database.restore_path) if database.restore_path else ""
+        )
+        targets.setdefault("KAMAL_BACKUP_DRILL_DATABASE_TARGET", target)
+        suffix = re.sub(r"[^A-Z0-9]", "_", database.name.upper())
+        targets[f"KAMAL_BACKUP_DRILL_DATABASE_TARGET_{suffix}"] = target
+    env["KAMAL_BACKUP_DRILL_DATABASE_TARGET"] = ""
+    env.update(targets)
     env["KAMAL_BACKUP_DRILL_FILES_TARGET"] = record.files_target or ""
     return env
 

@@ -10,7 +10,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from kamal_backup import __version__, redact, state
-from kamal_backup.databases import adapter_for
+from kamal_backup.databases import adapters_for
+from kamal_backup.databases.registry import client_tools
 from kamal_backup.errors import KamalBackupError
 from kamal_backup.models import (
     SNAPSHOT_TYPES,
@@ -21,13 +22,18 @@ from kamal_backup.models import (
 )
 from kamal_backup.notify import ChannelStatus, channel_status
 from kamal_backup.services.drill import drill_history
-from kamal_backup.services.snapshots import complete_runs, latest_complete, list_snapshots
+from kamal_backup.services.snapshots import (
+    complete_runs,
+    expected_parts,
+    latest_complete,
+    list_snapshots,
+)
 from kamal_backup.settings import Settings
 from kamal_backup.tools import FALLBACK_TOOLS, tool_version, version_number
 from kamal_backup.verification import DrillRecord, DrillSummary
 
 SCHEMA_VERSION = 1
-OTHER_CLIENTS = ("sqlite3", "pg_dump", "pg_restore", "psql", "mariadb-dump", "mariadb")
+OTHER_CLIENTS = client_tools()  # every client some registered adapter declares
 _FALLBACKS = {preferred: older for older, preferred in FALLBACK_TOOLS.items()}
 
 
@@ -40,7 +46,8 @@ def tool_versions(settings: Settings) -> dict[str, str | None]:
     for name in OTHER_CLIENTS:
         found = tool_version(name, env) or tool_version(_FALLBACKS.get(name), env)
         versions[name] = version_number(found)
-    versions.update(adapter_for(settings).client_versions())
+    for adapter in adapters_for(settings):
+        versions.update(adapter.client_versions())
     return versions
 
 
@@ -66,6 +73,14 @@ class DrillEvidence(BaseModel):
     history: list[DrillSummary] = Field(default_factory=list)
 
 
+class DatabaseEvidence(BaseModel):
+    name: str
+    adapter: str
+    source: str
+    restore_target: str | None
+    latest_snapshot: SnapshotRecord | None
+
+
 class Evidence(BaseModel):
     """The evidence document (field names are the JSON keys reviewers already read)."""
 
@@ -73,8 +88,10 @@ class Evidence(BaseModel):
     generated_at: datetime
     app_name: str
     kamal_backup_version: str
-    database_adapter: str
-    database_source: str
+    # The first database's (primary's), as before several databases existed; None: files only.
+    database_adapter: str | None
+    database_source: str | None
+    databases: list[DatabaseEvidence]
     restic_repository: str
     restic_host: str
     backup_paths: list[str]
@@ -115,8 +132,11 @@ def build_evidence(
     `snapshots`, `drills` and `tools` stand in for the repository's and the machine's answers
     (the TUI's fixed screenshots); everything else is read as usual.
     """
-    adapter = adapter_for(settings)
+    adapters = adapters_for(settings)
+    primary = adapters[0] if adapters else None
+    expected = expected_parts(settings)
     latest: dict[str, SnapshotRecord | None] = {"database": None, "files": None}
+    latest_by_database: dict[str, SnapshotRecord | None] = {a.database_name: None for a in adapters}
     incomplete: list[str] = []
     repository_error: str | None = None
     try:
@@ -125,10 +145,14 @@ def build_evidence(
     except KamalBackupError as exc:
         repository_error = str(exc)
     else:
-        for kind in SNAPSHOT_TYPES:
-            found = latest_complete(snapshots, kind)
-            latest[kind] = SnapshotRecord.from_snapshot(found) if found else None
-        complete = complete_runs(snapshots)
+        for name in latest_by_database:
+            found = latest_complete(snapshots, "database", expected, name)
+            latest_by_database[name] = SnapshotRecord.from_snapshot(found) if found else None
+        if primary is not None:
+            latest["database"] = latest_by_database[primary.database_name]
+        found = latest_complete(snapshots, "files", expected)
+        latest["files"] = SnapshotRecord.from_snapshot(found) if found else None
+        complete = complete_runs(snapshots, expected)
         incomplete = sorted(
             {s.run for s in snapshots if s.run and not s.pre_restore and s.run not in complete},
             reverse=True,
@@ -147,8 +171,18 @@ def build_evidence(
         generated_at=now or datetime.now(UTC),
         app_name=settings.app_name,
         kamal_backup_version=__version__,
-        database_adapter=adapter.name,
-        database_source=adapter.source_label(),
+        database_adapter=primary.name if primary else None,
+        database_source=primary.source_label() if primary else None,
+        databases=[
+            DatabaseEvidence(
+                name=adapter.database_name,
+                adapter=adapter.name,
+                source=adapter.source_label(),
+                restore_target=adapter.restore_target_label(),
+                latest_snapshot=latest_by_database.get(adapter.database_name),
+            )
+            for adapter in adapters
+        ],
         restic_repository=settings.repository_display,
         restic_host=settings.host,
         backup_paths=[str(path) for path in settings.backup_paths],

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from kamal_backup.databases import adapter_for
+from kamal_backup import paths
+from kamal_backup.databases import DatabaseAdapter, adapter_for, adapters_for
+from kamal_backup.databases.base import production_like_reason
 from kamal_backup.errors import ConfigError, GateRefused
 from kamal_backup.models import GateVerdict
-from kamal_backup.settings import Settings, is_system_root, resolve_path
+from kamal_backup.paths import is_system_root, resolve_path
+from kamal_backup.settings import Settings
+
+__all__ = ["production_like_reason"]
 
 ALLOW_RESTORE = "KAMAL_BACKUP_ALLOW_RESTORE"
 ALLOW_PRODUCTION = "KAMAL_BACKUP_ALLOW_PRODUCTION_RESTORE"
 ALLOW_IN_PLACE = "KAMAL_BACKUP_ALLOW_IN_PLACE_FILE_RESTORE"
-
-_PRODUCTION_WORD = re.compile(r"(?:^|[/_.:-])(prod|live)(?:$|[/_.:-])", re.IGNORECASE)
-
-
-def production_like_reason(words: list[str], *, is_source: bool) -> str | None:
-    """Why a target looks like production, or None."""
-    if is_source:
-        return "it is the configured backup source"
-    for word in words:
-        if "production" in word.lower():
-            return f"{word!r} contains 'production'"
-        match = _PRODUCTION_WORD.search(word)
-        if match:
-            return f"{word!r} contains the word '{match.group(1)}'"
-    return None
 
 
 def safety_flags(settings: Settings) -> list[tuple[str, bool]]:
@@ -73,9 +62,9 @@ def _production_verdict(settings: Settings, reason: str | None) -> GateVerdict:
     )
 
 
-def database_restore_verdicts(settings: Settings) -> list[GateVerdict]:
-    """Every gate's verdict for restore-db into the configured restore target."""
-    adapter = adapter_for(settings)
+def database_restore_verdicts(settings: Settings, database: str | None = None) -> list[GateVerdict]:
+    """Every gate's verdict for restore-db into a database's configured restore target."""
+    adapter = adapter_for(settings, database)
     verdicts = [restore_allowed(settings)]
     target = adapter.restore_target_label()
     if target is None:
@@ -96,21 +85,8 @@ def database_restore_verdicts(settings: Settings) -> list[GateVerdict]:
             reason=f"restoring into {target}",
         )
     )
-    reason = production_like_reason(
-        adapter.restore_target_words(), is_source=adapter.restore_target_is_source()
-    )
-    verdicts.append(_production_verdict(settings, reason))
+    verdicts.append(_production_verdict(settings, adapter.production_like_reason()))
     return verdicts
-
-
-def _overlap(target: Path, source: Path) -> str | None:
-    if target == source:
-        return f"it is the backup path {source}"
-    if target.is_relative_to(source):
-        return f"it is inside the backup path {source}"
-    if source.is_relative_to(target):
-        return f"it contains the backup path {source}"
-    return None
 
 
 def file_restore_verdicts(settings: Settings, target: str) -> list[GateVerdict]:
@@ -156,7 +132,7 @@ def file_restore_verdicts(settings: Settings, target: str) -> list[GateVerdict]:
         (
             found
             for path in settings.backup_paths
-            if (found := _overlap(resolved, resolve_path(path)))
+            if (found := paths.overlap(resolved, resolve_path(path)))
         ),
         None,
     )
@@ -231,9 +207,10 @@ def in_place_file_restore_verdicts(
     return verdicts
 
 
-def production_database_restore(settings: Settings) -> bool:
-    """True when restore-db would write into the source database itself."""
-    return adapter_for(settings).restore_target_is_source()
+def production_database_restore(settings: Settings, database: str | None = None) -> bool:
+    """True when restore-db would write into a source database itself (any, or `database`)."""
+    names = [database] if database else [d.name for d in settings.database_list]
+    return any(adapter_for(settings, name).restore_target_is_source() for name in names)
 
 
 def confirm_app_name(settings: Settings, typed: str) -> None:
@@ -269,18 +246,26 @@ def drill_verdicts(
     """
     found: list[tuple[str, GateVerdict]] = []
     if "database" in parts:
-        adapter = adapter_for(settings)
-        into_source = _database_target_is_source(settings)
-        for verdict in database_restore_verdicts(settings):
-            if into_source and verdict.gate == "production-like target":
-                verdict = GateVerdict(
-                    gate="drill target",
-                    variable=None,
-                    allowed=False,
-                    reason=f"a drill never writes to the backup source: "
-                    f"{adapter.restore_setting} {adapter.restore_target_label()} {into_source}",
-                )
-            found.append(("database", verdict))
+        adapters = adapters_for(settings)
+        several = len(adapters) > 1
+        for adapter in adapters:
+            name = adapter.database_name
+            into_source = _database_target_is_source(settings, adapter)
+            for verdict in database_restore_verdicts(settings, name):
+                if into_source and verdict.gate == "production-like target":
+                    verdict = GateVerdict(
+                        gate="drill target",
+                        variable=None,
+                        allowed=False,
+                        reason=f"a drill never writes to the backup source: "
+                        f"{adapter.restore_setting} {adapter.restore_target_label()} {into_source}",
+                    )
+                if several and not verdict.allowed:
+                    # Several databases: say which one is refused.
+                    verdict = verdict.model_copy(
+                        update={"reason": f"database {name}: {verdict.reason}"}
+                    )
+                found.append(("database", verdict))
     if "files" in parts:
         text = files_target.strip()
         overlap = None
@@ -290,7 +275,7 @@ def drill_verdicts(
                 (
                     hit
                     for path in settings.backup_paths
-                    if (hit := _overlap(resolved, resolve_path(path)))
+                    if (hit := paths.overlap(resolved, resolve_path(path)))
                 ),
                 None,
             )
@@ -307,15 +292,14 @@ def drill_verdicts(
     return found
 
 
-def _database_target_is_source(settings: Settings) -> str | None:
-    """How the database restore target would write to the source, or None."""
-    adapter = adapter_for(settings)
+def _database_target_is_source(settings: Settings, adapter: DatabaseAdapter) -> str | None:
+    """How a database's restore target would write to its source or a backup path, or None."""
     if adapter.restore_target_label() is None:
         return None
     if adapter.restore_target_is_source():
         return "is the backup source"
-    target = settings.restore_sqlite_database_path
-    if settings.database_adapter == "sqlite" and target is not None:
+    target = settings.database(adapter.database_name).restore_path
+    if target is not None:
         resolved = resolve_path(target)
         for path in settings.backup_paths:
             if resolved.is_relative_to(resolve_path(path)):

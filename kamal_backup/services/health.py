@@ -7,8 +7,8 @@ from typing import Literal
 
 from kamal_backup import state
 from kamal_backup.humanize import describe_age
-from kamal_backup.models import SNAPSHOT_TYPES, HealthReport
-from kamal_backup.services.snapshots import latest_complete, list_snapshots
+from kamal_backup.models import HealthReport
+from kamal_backup.services.snapshots import expected_parts, latest_complete_run, list_snapshots
 from kamal_backup.settings import Settings
 
 Freshness = Literal["fresh", "stale", "missing"]
@@ -39,8 +39,8 @@ def check_health(
     limit = STALE_AFTER_SCHEDULES * settings.backup_schedule_seconds
     if from_repository:
         snapshots = list_snapshots(settings)
-        latest = [latest_complete(snapshots, kind) for kind in SNAPSHOT_TYPES]
-        last = min(s.time for s in latest if s) if all(latest) else None
+        newest_run = latest_complete_run(snapshots, expected_parts(settings))
+        last = min(s.time for s in newest_run) if newest_run else None
         where = f"repository {settings.repository_display}"
     else:
         run = state.last_success(settings.state_dir)

@@ -42,7 +42,21 @@ def sections(evidence: Evidence) -> list[tuple[str, list[str], list[Row]]]:
     retention = ", ".join(f"{k.removeprefix('keep_')} {v}" for k, v in evidence.retention.items())
     facts: list[Row] = [
         ("App", evidence.app_name),
-        ("Database", f"{evidence.database_adapter} {evidence.database_source}"),
+        *(
+            [
+                (f"Database {database.name}", f"{database.adapter} {database.source}")
+                for database in evidence.databases
+            ]
+            if len(evidence.databases) > 1
+            else [
+                (
+                    "Database",
+                    f"{evidence.database_adapter} {evidence.database_source}"
+                    if evidence.database_adapter
+                    else "(none)",
+                )
+            ]
+        ),
         ("Backup paths", ", ".join(evidence.backup_paths) or "(none)"),
         ("Repository", evidence.restic_repository),
         ("Schedule", f"every {describe_age(evidence.schedule_seconds)}"),
@@ -57,7 +71,14 @@ def sections(evidence: Evidence) -> list[tuple[str, list[str], list[Row]]]:
     if evidence.repository_error:
         facts.append(("Repository error", evidence.repository_error))
     backups: list[Row] = [
-        ("Latest database snapshot", _snapshot(evidence.latest_database_snapshot)),
+        *(
+            [
+                (f"Latest snapshot of database {d.name}", _snapshot(d.latest_snapshot))
+                for d in evidence.databases
+            ]
+            if len(evidence.databases) > 1
+            else [("Latest database snapshot", _snapshot(evidence.latest_database_snapshot))]
+        ),
         ("Latest file snapshot", _snapshot(evidence.latest_files_snapshot)),
         ("Incomplete runs", ", ".join(evidence.incomplete_runs) or "none"),
     ]
@@ -111,7 +132,9 @@ def sections(evidence: Evidence) -> list[tuple[str, list[str], list[Row]]]:
                 ["table", "rows backed up", "rows restored", "verdict"],
                 [
                     (
-                        check_row.table,
+                        f"{check_row.database}.{check_row.table}"
+                        if len(last_drill.verification.databases) > 1 and check_row.database
+                        else check_row.table,
                         "-" if check_row.rows_expected is None else str(check_row.rows_expected),
                         "-" if check_row.rows_restored is None else str(check_row.rows_restored),
                         check_row.verdict + (f": {check_row.detail}" if check_row.detail else ""),

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from kamal_backup import state
-from kamal_backup.databases import DatabaseAdapter, adapter_for
+from kamal_backup.databases import DatabaseAdapter, adapter_for, adapters_for
 from kamal_backup.databases.base import ByteCounter
 from kamal_backup.errors import ConfigError, Interrupted, KamalBackupError, OperationFailed
 from kamal_backup.locking import operation_lock
 from kamal_backup.models import (
+    FILES_PART,
     PRE_RESTORE_TAG,
     ResticStatus,
     RestoreResult,
@@ -44,11 +45,13 @@ from kamal_backup.services.backup import run_timestamp, snapshot_database
 from kamal_backup.services.retention import safety_snapshot_host
 from kamal_backup.services.snapshots import (
     complete_runs,
+    expected_parts,
+    latest_complete_run,
     list_snapshots,
     resolve_snapshot,
     validate_snapshot_argument,
 )
-from kamal_backup.settings import Settings, resolve_path
+from kamal_backup.settings import Settings, resolve_path, secret
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +64,11 @@ SafetyCallback = Callable[[SnapshotRecord], None]
 
 
 def targeting_source(settings: Settings) -> Settings:
-    """The settings with the restore target set to the source database (restore-db --in-place)."""
-    if settings.database_adapter == "sqlite":
-        update: dict[str, Any] = {"restore_sqlite_database_path": settings.sqlite_database_path}
-    else:
-        update = {"restore_database_url": settings.database_url}
-    return settings.model_copy(update=update)
+    """The settings with every database's restore target set to its source (--in-place)."""
+    for database in settings.database_list:
+        source = secret(database.url) or str(database.path)
+        settings = settings.with_restore_target(database.name, source, database.source_setting)
+    return settings
 
 
 @notified("restore-db")
@@ -75,26 +77,38 @@ def restore_database(
     snapshot: str = "latest",
     on_status: StatusCallback | None = None,
     lock_wait_seconds: float = 0.0,
+    database: str | None = None,
     *,
     into_source: bool = False,
     on_safety_snapshot: SafetyCallback | None = None,
     locked_by_caller: bool = False,
     snapshots: Sequence[Snapshot] | None = None,
 ) -> RestoreResult:
-    """Restores a database snapshot into RESTORE_DATABASE_URL / RESTORE_SQLITE_DATABASE_PATH.
+    """Restores one database snapshot into that database's restore target.
 
-    With `into_source` the target is the source database itself. Whenever the target is the
-    source, a safety snapshot of the current database (the backup's own dump, tagged pre-restore)
-    is taken first; if it fails, nothing is restored.
+    Without `database`: the database a snapshot id holds, or primary for 'latest'. With
+    `into_source` the target is the source database itself. Whenever the target is the source,
+    a safety snapshot of the current database (the backup's own dump, tagged pre-restore) is
+    taken first; if it fails, nothing is restored.
     """
     if into_source:
         settings = targeting_source(settings)
-    gates.enforce(gates.database_restore_verdicts(settings))
+    gates.enforce(gates.database_restore_verdicts(settings, database))
     validate_snapshot_argument(snapshot)
-    adapter = adapter_for(settings)
     restic = restic_for(settings)
     restic.require_supported_version()
-    chosen = resolve_snapshot(settings, restic, snapshot, "database", snapshots)
+    if database is None and snapshot != "latest":
+        database = resolve_snapshot(settings, restic, snapshot, "database", snapshots).database
+        if database is not None and database not in {d.name for d in settings.database_list}:
+            raise ConfigError(
+                "SNAPSHOT",
+                f"{snapshot} is a snapshot of database {database}, which is not configured",
+            )
+        gates.enforce(gates.database_restore_verdicts(settings, database))
+    adapter = adapter_for(settings, database)
+    chosen = resolve_snapshot(
+        settings, restic, snapshot, "database", snapshots, database=adapter.database_name
+    )
     if chosen.adapter and chosen.adapter != adapter.name:
         raise OperationFailed(
             f"snapshot {chosen.short} is a {chosen.adapter} dump; "
@@ -137,6 +151,62 @@ def restore_database(
             safety_snapshot=safety,
         ),
     )
+
+
+def restore_all_databases(
+    settings: Settings,
+    snapshot: str = "latest",
+    on_status: StatusCallback | None = None,
+    lock_wait_seconds: float = 0.0,
+    *,
+    into_source: bool = False,
+    on_safety_snapshot: SafetyCallback | None = None,
+) -> list[RestoreResult]:
+    """Restores every database of a run (the newest complete one, or the run of a snapshot id).
+
+    Refuses before restoring anything when any database has no restore target or a gate refuses.
+    """
+    targets = targeting_source(settings) if into_source else settings
+    adapters = adapters_for(targets)
+    if not adapters:
+        raise ConfigError("DATABASE_ADAPTER", "is none: this app has no database to restore")
+    for adapter in adapters:
+        if adapter.restore_target_label() is None:
+            raise ConfigError(
+                adapter.restore_setting,
+                f"is required: restore-db restores every database of the run and database "
+                f"{adapter.database_name} has no restore target (or name one with --database)",
+            )
+        gates.enforce(gates.database_restore_verdicts(targets, adapter.database_name))
+    validate_snapshot_argument(snapshot)
+    restic = restic_for(settings)
+    restic.require_supported_version()
+    every = list_snapshots(settings, restic=restic)
+    if snapshot == "latest":
+        members = [s for s in latest_complete_run(every, expected_parts(settings))]
+        if not members:
+            raise ConfigError(
+                "SNAPSHOT", f"no backup run of app {settings.app_name} has completed yet"
+            )
+    else:
+        run = resolve_snapshot(settings, restic, snapshot, "database", every).run
+        members = [s for s in every if run is not None and s.run == run]
+    by_database = {s.database: s for s in members if s.kind == "database"}
+    missing = [a.database_name for a in adapters if a.database_name not in by_database]
+    if missing:
+        raise ConfigError("SNAPSHOT", f"the run has no snapshot of database {', '.join(missing)}")
+    return [
+        restore_database(
+            settings,
+            by_database[adapter.database_name].id,
+            on_status=on_status,
+            lock_wait_seconds=lock_wait_seconds,
+            database=adapter.database_name,
+            into_source=into_source,
+            on_safety_snapshot=on_safety_snapshot,
+        )
+        for adapter in adapters
+    ]
 
 
 def take_safety_snapshot(
@@ -214,26 +284,29 @@ def _byte_progress(snapshot: Snapshot, on_status: StatusCallback | None) -> Byte
 _RUN = re.compile(r"^\d{8}T\d{6}Z$")
 
 
-def find_run(snapshots: Sequence[Snapshot], argument: str, app_name: str) -> dict[str, Snapshot]:
-    """The database and file snapshots of run `argument` ('latest': the newest complete run)."""
+def find_run(
+    snapshots: Sequence[Snapshot], argument: str, app_name: str, expected: frozenset[str]
+) -> dict[str, Snapshot]:
+    """The snapshots of run `argument` ('latest': the newest complete run) by part
+    (database:<name>, files)."""
     value = argument.strip()
-    complete = complete_runs(snapshots)
+    complete = complete_runs(snapshots, expected)
     if value == "latest":
         if not complete:
             raise ConfigError("RUN", f"no backup run of app {app_name} has completed yet")
         value = max(complete)
     elif not _RUN.match(value):
         raise ConfigError("RUN", f"{argument!r} is not 'latest' or a run such as 20260101T030000Z")
-    members = {s.kind: s for s in snapshots if s.run == value and s.kind and not s.pre_restore}
+    members = {s.part: s for s in snapshots if s.run == value and s.part and not s.pre_restore}
     if not members:
         raise ConfigError("RUN", f"{value} is not a backup run of app {app_name}")
     if value not in complete:
         raise ConfigError(
             "RUN",
-            f"run {value} is not complete (it has only its {', '.join(members)} snapshot); "
-            "restore that snapshot by id with restore-db or restore-files",
+            f"run {value} is not complete (it has only its {', '.join(sorted(members))} "
+            "snapshots); restore a snapshot by id with restore-db or restore-files",
         )
-    return members
+    return {part: members[part] for part in sorted(expected, key=lambda p: p == FILES_PART)}
 
 
 @notified("restore")
@@ -246,47 +319,62 @@ def restore_run(
     on_status: StatusCallback | None = None,
     on_safety_snapshot: SafetyCallback | None = None,
 ) -> RunRestoreResult:
-    """Restores the database and the files of one backup run, into scratch targets or in place.
+    """Restores every database and the files of one backup run, into scratch targets or in place.
 
-    Every gate of both parts is checked before anything is restored. A failure part-way raises
+    Every gate of every part is checked before anything is restored. A failure part-way raises
     an error that says exactly which parts were restored.
     """
     database_settings = targeting_source(settings) if in_place else settings
-    gates.enforce(gates.database_restore_verdicts(database_settings))
-    if in_place:
-        gates.enforce(gates.in_place_file_restore_verdicts(settings))
-    else:
-        gates.enforce(gates.file_restore_verdicts(settings, files_target))
+    for database in settings.database_list:
+        gates.enforce(gates.database_restore_verdicts(database_settings, database.name))
+    if settings.backup_paths:
+        if in_place:
+            gates.enforce(gates.in_place_file_restore_verdicts(settings))
+        else:
+            gates.enforce(gates.file_restore_verdicts(settings, files_target))
     restic = restic_for(settings)
     restic.require_supported_version()
-    members = find_run(list_snapshots(settings, restic=restic), run, settings.app_name)
-    chosen = members["database"].run or run
+    members = find_run(
+        list_snapshots(settings, restic=restic), run, settings.app_name, expected_parts(settings)
+    )
+    chosen = next(iter(members.values())).run or run
     log.info("restoring run %s %s", chosen, "in place" if in_place else "into scratch targets")
     parts: list[RestoreResult] = []
+    several = len(settings.database_list) > 1
+
+    def label(part: str) -> str:
+        return part.replace(":", " ") if several else part.split(":")[0]
+
+    order = list(members)
+    current = order[0]
     try:
-        parts.append(
-            restore_database(
-                settings,
-                members["database"].id,
-                on_status,
-                into_source=in_place,
-                on_safety_snapshot=on_safety_snapshot,
+        for current, snapshot in members.items():
+            if current == FILES_PART:
+                parts.append(
+                    restore_files(
+                        settings,
+                        snapshot.id,
+                        None if in_place else files_target,
+                        on_status,
+                        in_place=in_place,
+                    )
+                )
+                continue
+            parts.append(
+                restore_database(
+                    settings,
+                    snapshot.id,
+                    on_status,
+                    database=snapshot.database,
+                    into_source=in_place,
+                    on_safety_snapshot=on_safety_snapshot,
+                )
             )
-        )
-        parts.append(
-            restore_files(
-                settings,
-                members["files"].id,
-                None if in_place else files_target,
-                on_status,
-                in_place=in_place,
-            )
-        )
     except KamalBackupError as exc:
+        rest = [label(part) for part in order[order.index(current) + 1 :]]
         if not parts:
-            failed = OperationFailed(
-                f"run {chosen}: the database part failed, so the files were not restored: {exc}"
-            )
+            left = f", so the {', '.join(rest)} were not restored" if rest else ""
+            failed = OperationFailed(f"run {chosen}: the {label(current)} part failed{left}: {exc}")
             failed.exit_code = exc.exit_code  # a configuration error stays exit 2
             raise failed from None
         done = "; ".join(
@@ -294,7 +382,9 @@ def restore_run(
             for p in parts
         )
         raise OperationFailed(
-            f"run {chosen}: {done}, but the files part failed and was not restored: {exc}"
+            f"run {chosen}: {done}, but the {label(current)} part failed and was not restored"
+            + (f" (nor the {', '.join(rest)})" if rest else "")
+            + f": {exc}"
         ) from None
     return RunRestoreResult(run=chosen, in_place=in_place, parts=parts)
 

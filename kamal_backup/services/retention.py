@@ -11,7 +11,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kamal_backup.models import PRE_RESTORE_TAG, SNAPSHOT_TYPES, RetentionResult
+from kamal_backup.models import (
+    LEGACY_DATABASE,
+    PRE_RESTORE_TAG,
+    SNAPSHOT_TYPES,
+    RetentionResult,
+    SnapshotType,
+)
 from kamal_backup.restic import Restic
 from kamal_backup.services import app_tags
 from kamal_backup.settings import Settings
@@ -26,6 +32,28 @@ def safety_snapshot_host(settings: Settings) -> str:
     return f"{settings.host}-{PRE_RESTORE_TAG}"
 
 
+def database_groups(settings: Settings, restic: Restic, *, dry_run: bool) -> list[str | None]:
+    """The database: tag each configured database's retention group filters on.
+
+    None means every database snapshot: the app has only ever had `primary` (snapshots made
+    before databases had names carry no database: tag and belong to it). Once other databases
+    exist, each group filters on its own tag, and untagged older snapshots are first tagged
+    database:primary (restic rewrites them; skipped by a dry run, which then leaves them out).
+    """
+    names = [database.name for database in settings.database_list]
+    snapshots = restic.snapshots(app_tags(settings, "type:database"))
+    named = {s.tag_value("database") for s in snapshots} - {None, LEGACY_DATABASE}
+    if names == [LEGACY_DATABASE] and not named:
+        return [None]
+    untagged = [s.id for s in snapshots if s.tag_value("database") is None]
+    if untagged and LEGACY_DATABASE in names and not dry_run:
+        restic.add_tags(untagged, [f"database:{LEGACY_DATABASE}"])
+        log.info(
+            "tagged %d older database snapshots as database:%s", len(untagged), LEGACY_DATABASE
+        )
+    return list(names)
+
+
 def apply_retention(
     settings: Settings,
     restic: Restic,
@@ -33,11 +61,12 @@ def apply_retention(
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> list[RetentionResult]:
-    """Applies RESTIC_KEEP_* to this app's database and file snapshots separately.
+    """Applies RESTIC_KEEP_* to each database's snapshots and to the file snapshots separately.
 
-    Tags are ANDed (kamal-backup, app:<name>, type:<type>) and snapshots are grouped by host only:
-    each dump has its own path, so restic's default grouping by paths would keep every one.
-    With `dry_run`, restic only says what it would remove.
+    Tags are ANDed (kamal-backup, app:<name>, type:<type>[, database:<name>]) and snapshots are
+    grouped by host only: each dump has its own path, so restic's default grouping by paths
+    would keep every one. A database no longer configured keeps all its snapshots. With
+    `dry_run`, restic only says what it would remove.
     """
     if not any(settings.retention.values()):
         log.warning("every RESTIC_KEEP_* is 0; retention skipped so nothing is deleted")
@@ -50,36 +79,54 @@ def apply_retention(
         restic.unlock()
     cutoff = (now or datetime.now(UTC)) - timedelta(days=SAFETY_SNAPSHOT_DAYS)
     expired = [
-        s.id
+        s
         for s in restic.snapshots(app_tags(settings, "type:database", PRE_RESTORE_TAG))
         if s.time < cutoff
     ]
+    expired_ids = [s.id for s in expired]
     if expired and not dry_run:
-        restic.forget_ids(expired, prune=False)  # the policy's forget below prunes their data
+        restic.forget_ids(expired_ids, prune=False)  # the policy's forget below prunes their data
+    groups: list[tuple[SnapshotType, str | None]] = (
+        [("database", name) for name in database_groups(settings, restic, dry_run=dry_run)]
+        if settings.database_list
+        else []
+    )
+    groups.append(("files", None))
     results = []
-    for kind in SNAPSHOT_TYPES:
-        keep_tags = [PRE_RESTORE_TAG] if kind == "database" else []
-        groups: list[Any] = restic.forget(
-            app_tags(settings, f"type:{kind}"),
+    for index, (kind, database) in enumerate(groups):
+        tags = app_tags(settings, f"type:{kind}")
+        if database is not None:
+            tags.append(f"database:{database}")
+        found: list[Any] = restic.forget(
+            tags,
             settings.retention,
-            keep_tags=keep_tags,
+            # One prune, with the last forget: pruning reads the whole index each time.
+            prune=index == len(groups) - 1,
+            keep_tags=[PRE_RESTORE_TAG] if kind == "database" else [],
             dry_run=dry_run,
         )
-        kept_ids = _ids(groups, "keep")
-        removed_ids = _ids(groups, "remove")
-        if kind == "database":
-            kept_ids = [i for i in kept_ids if i not in expired]
-            removed_ids += expired
+        kept_ids = [i for i in _ids(found, "keep") if i not in expired_ids]
+        removed_ids = _ids(found, "remove")
+        if database is not None:
+            removed_ids += [s.id for s in expired if s.database == database]
+        if kind == "database" and database is None:
+            database = LEGACY_DATABASE  # the one database, with its untagged older snapshots
+            removed_ids += [s.id for s in expired if s.id not in removed_ids]
+        label = f"database {database}" if database else kind
         log.info(
             "retention for %s snapshots: kept %d, %s %d",
-            kind,
+            label,
             len(kept_ids),
             "would remove" if dry_run else "removed",
             len(removed_ids),
         )
         results.append(
             RetentionResult(
-                type=kind, kept=len(kept_ids), removed=len(removed_ids), removed_ids=removed_ids
+                type=kind,
+                database=database,
+                kept=len(kept_ids),
+                removed=len(removed_ids),
+                removed_ids=removed_ids,
             )
         )
     if not dry_run:

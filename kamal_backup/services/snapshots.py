@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from kamal_backup.errors import ConfigError
-from kamal_backup.models import RECORD_TYPES, Snapshot, SnapshotType
+from kamal_backup.models import (
+    FILES_PART,
+    RECORD_TYPES,
+    Snapshot,
+    SnapshotType,
+    database_part,
+)
 from kamal_backup.restic import Restic
 from kamal_backup.services import app_tags, restic_for
 from kamal_backup.settings import Settings
@@ -47,24 +53,59 @@ def validate_snapshot_argument(argument: str) -> str:
     )
 
 
-def complete_runs(snapshots: Sequence[Snapshot]) -> set[str]:
-    """Runs that have both their database and their file snapshot: only these count as backups.
+def expected_parts(settings: Settings) -> frozenset[str]:
+    """What a complete run of this app holds: each configured database, and the files if any."""
+    parts = {database_part(database.name) for database in settings.database_list}
+    if settings.backup_paths:
+        parts.add(FILES_PART)
+    return frozenset(parts)
 
-    A run interrupted after its database snapshot (killed, or a file backup that failed) leaves
-    that snapshot behind; it is a valid dump, restorable by id, but not a backup run. Neither is
+
+def complete_runs(snapshots: Sequence[Snapshot], expected: Collection[str]) -> set[str]:
+    """Runs that have every expected part (each database's snapshot, the files'): only these
+    count as backups. Snapshots made before databases had names count as `primary`.
+
+    A run interrupted after its first database snapshot (killed, or a file backup that failed)
+    leaves snapshots behind; they are valid, restorable by id, but not a backup run. Neither is
     the safety snapshot a production restore takes (tagged pre-restore).
     """
-    kinds: dict[str, set[str]] = {}
+    parts: dict[str, set[str]] = {}
     for snapshot in snapshots:
-        if snapshot.run and snapshot.kind and not snapshot.pre_restore:
-            kinds.setdefault(snapshot.run, set()).add(snapshot.kind)
-    return {run for run, found in kinds.items() if {"database", "files"} <= found}
+        if snapshot.run and snapshot.part and not snapshot.pre_restore:
+            parts.setdefault(snapshot.run, set()).add(snapshot.part)
+    wanted = set(expected)
+    return {run for run, found in parts.items() if wanted and wanted <= found}
 
 
-def latest_complete(snapshots: Sequence[Snapshot], kind: SnapshotType) -> Snapshot | None:
-    complete = complete_runs(snapshots)
-    candidates = [s for s in snapshots if s.kind == kind and s.run in complete]
+def latest_complete(
+    snapshots: Sequence[Snapshot],
+    kind: SnapshotType,
+    expected: Collection[str],
+    database: str | None = None,
+) -> Snapshot | None:
+    """The newest snapshot of this type (and database) in a complete run."""
+    complete = complete_runs(snapshots, expected)
+    candidates = [
+        s
+        for s in snapshots
+        if s.kind == kind
+        and s.run in complete
+        and not s.pre_restore
+        and (database is None or s.database == database)
+    ]
     return max(candidates, key=lambda snapshot: snapshot.time) if candidates else None
+
+
+def latest_complete_run(snapshots: Sequence[Snapshot], expected: Collection[str]) -> list[Snapshot]:
+    """Every snapshot of the newest complete run, databases first."""
+    complete = complete_runs(snapshots, expected)
+    runs = [s for s in snapshots if s.run in complete and s.part and not s.pre_restore]
+    if not runs:
+        return []
+    newest = max(runs, key=lambda snapshot: snapshot.time).run
+    return sorted(
+        (s for s in runs if s.run == newest), key=lambda s: (s.kind != "database", s.database or "")
+    )
 
 
 def resolve_snapshot(
@@ -73,20 +114,23 @@ def resolve_snapshot(
     argument: str,
     kind: SnapshotType,
     snapshots: Sequence[Snapshot] | None = None,
+    database: str | None = None,
 ) -> Snapshot:
     """The snapshot an argument names, if it is one of this app's snapshots of this type.
 
     'latest' is the newest snapshot of a complete run; an id may name any snapshot of the type.
+    With `database`, only that database's snapshots are candidates.
     """
     value = validate_snapshot_argument(argument)
     every = list(snapshots) if snapshots is not None else list_snapshots(settings, restic=restic)
-    candidates = [s for s in every if s.kind == kind]
+    candidates = [
+        s for s in every if s.kind == kind and (database is None or s.database == database)
+    ]
+    what = f"{kind} snapshots of database {database}" if database else f"{kind} snapshots"
     if not candidates:
-        raise ConfigError(
-            "SNAPSHOT", f"there are no {kind} snapshots for app {settings.app_name} yet"
-        )
+        raise ConfigError("SNAPSHOT", f"there are no {what} for app {settings.app_name} yet")
     if value == "latest":
-        latest = latest_complete(every, kind)
+        latest = latest_complete(every, kind, expected_parts(settings), database)
         if latest is None:
             raise ConfigError(
                 "SNAPSHOT",
@@ -99,4 +143,7 @@ def resolve_snapshot(
         return matches[0]
     if len(matches) > 1:
         raise ConfigError("SNAPSHOT", f"{value} matches {len(matches)} snapshots; give more digits")
-    raise ConfigError("SNAPSHOT", f"{value} is not a {kind} snapshot of app {settings.app_name}")
+    of = f" of database {database}" if database else ""
+    raise ConfigError(
+        "SNAPSHOT", f"{value} is not a {kind} snapshot{of} of app {settings.app_name}"
+    )

@@ -61,6 +61,7 @@ def test_backup_creates_one_database_and_one_file_snapshot_per_run(app: App) -> 
         "app:shop",
         "type:database",
         "adapter:sqlite",
+        "database:primary",
         f"run:{run['run']}",
     ]
     assert files["tags"] == ["kamal-backup", "app:shop", "type:files", f"run:{run['run']}"]

@@ -364,3 +364,64 @@ def test_an_append_only_repository_accepts_manifests_and_drill_records(
         listed = json.loads(app.cli("drill", "--json", extra=scratch(app), check=True).stdout)
         assert listed["status"] == "passed"
         assert all(r.stored_in_repository for r in state.drills(app.root / "state" / "shop"))
+
+
+def test_a_drill_restores_and_verifies_every_database_and_names_the_changed_one(
+    app: App,
+) -> None:
+    from tests.conftest import make_sqlite
+
+    cache = app.root / "app" / "storage" / "cache.sqlite3"
+    make_sqlite(cache, rows=7)
+    scratch_cache = app.root / "scratch" / "cache.sqlite3"
+    app.env["DATABASES"] = json.dumps(
+        {"cache": {"adapter": "sqlite", "path": str(cache), "restore_path": str(scratch_cache)}}
+    )
+    app.cli("backup", check=True)
+
+    record = run_drill(settings_of(app))
+    assert record.status == "passed", (record.error, record.verification.tables)
+    assert record.verification.status == "verified"
+    assert record.verification.databases == ["primary", "cache"]
+    assert {(check.database, check.verdict) for check in record.verification.tables} == {
+        ("primary", "match"),
+        ("cache", "match"),
+    }
+    assert record.database_targets == {
+        "primary": str(app.root / "scratch" / "db.sqlite3"),
+        "cache": str(scratch_cache),
+    }
+    assert sorted((p.kind, p.database or "") for p in record.parts) == [
+        ("database", "cache"),
+        ("database", "primary"),
+        ("files", ""),
+    ]
+    assert sqlite_rows(scratch_cache) == sqlite_rows(cache)
+    assert record.verification.files_mismatched == 0
+
+    def tamper(_record: DrillRecord) -> None:
+        with sqlite3.connect(scratch_cache) as db:
+            db.execute("DELETE FROM notes WHERE id = 3")
+        db.close()
+
+    failed = run_drill(settings_of(app), before_verify=tamper)
+    assert failed.status == "failed"
+    assert failed.verification.mismatched_tables == ["cache.notes"]
+    assert cli.drill_failure(failed) == "verification found mismatches: tables cache.notes"
+
+
+def test_database_target_is_a_usage_error_with_several_databases(app: App) -> None:
+    from tests.conftest import make_sqlite
+
+    cache = app.root / "app" / "storage" / "cache.sqlite3"
+    make_sqlite(cache, rows=3)
+    app.env["DATABASES"] = json.dumps({"cache": {"adapter": "sqlite", "path": str(cache)}})
+    app.cli("backup", check=True)
+    result = app.cli("drill", "--database-target", str(app.root / "x.sqlite3"), extra=scratch(app))
+    assert result.returncode == 2
+    assert "--database-target: applies only to an app with one database" in result.stderr
+    # Without --database-target, the cache has no restore target: refused, naming it.
+    refused = app.cli("drill", extra=scratch(app))
+    assert refused.returncode == 2, refused.stderr
+    assert "databases.cache.restore_path: is required" in refused.stderr
+    assert not (app.root / "scratch").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from datetime import UTC
 from pathlib import Path
@@ -12,7 +13,7 @@ from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, Input, RadioButton, RichLog, Tree
 
 from kamal_backup.settings import load_settings
-from tests.conftest import RESTIC_PASSWORD, App, add_bulk, sqlite_rows
+from tests.conftest import RESTIC_PASSWORD, App, add_bulk, make_sqlite, sqlite_rows
 from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
 from tui import KamalBackupApp, make_app
 
@@ -347,3 +348,44 @@ async def test_overview_shows_each_channel_and_its_last_delivery(app: App) -> No
         assert f"webhook 127.0.0.1:{server.port} ok" in text
         assert f"ntfy 127.0.0.1:{server.port} -" in text  # nothing sent to it yet
         assert "planted" not in text
+
+
+async def test_overview_and_snapshots_show_databases_by_name(app: App) -> None:
+    cache = app.root / "app" / "storage" / "cache.sqlite3"
+    make_sqlite(cache, rows=5)
+    app.env["DATABASES"] = json.dumps({"cache": {"adapter": "sqlite", "path": str(cache)}})
+    app.cli("backup", check=True)
+    cache_id = app.snapshot_ids("database:cache")[0][:8]
+    tui = tui_for(app)
+    async with tui.run_test(size=(120, 36)) as pilot:
+        text = await wait_for_text(pilot, "FRESH")
+        assert "Database cache" in text and "Database primary" in text
+        # the run has both databases: complete, so its database snapshot counts as fresh
+        assert re.search(r"Latest database +FRESH", text), text
+        await pilot.press("s")
+        text = await wait_for_text(pilot, cache_id)
+        assert "sqlite cache" in text
+
+
+async def test_drill_restores_every_database_of_the_run(app: App, tmp_path: Path) -> None:
+    cache = app.root / "app" / "storage" / "cache.sqlite3"
+    make_sqlite(cache, rows=7)
+    restore_cache = tmp_path / "scratch" / "cache.sqlite3"
+    app.env["DATABASES"] = json.dumps(
+        {"cache": {"adapter": "sqlite", "path": str(cache), "restore_path": str(restore_cache)}}
+    )
+    app.cli("backup", check=True)
+    restore_db = tmp_path / "scratch" / "restored.sqlite3"
+    tui = drill_app(app, restore_db)
+    async with tui.run_test(size=(220, 60)) as pilot:
+        await pilot.press("d")
+        text = await wait_for_text(pilot, "every gate allows this drill")
+        assert "database primary" in text and "database cache" in text
+        assert str(restore_db) in text and str(restore_cache) in text
+        tui.query_one("#drill-confirm", Input).value = "shop"
+        await pilot.pause(0.1)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: tui.operation is None, what="the drill to finish")
+        await wait_for_text(pilot, "drill finished in")
+    assert sqlite_rows(restore_db) == sqlite_rows(app.db)
+    assert sqlite_rows(restore_cache) == sqlite_rows(cache)

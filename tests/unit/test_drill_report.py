@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -190,3 +191,42 @@ def test_a_failing_scheduled_drill_never_stops_the_backups(tmp_path: Path) -> No
     failures = run_schedule(settings, Stop(), backup=backup, drill=drill, max_runs=3)
     assert failures == 0  # drills are not backups: their failures are logged, never counted
     assert len(backups) == 3 and len(drills) == 3  # none recorded, so each run's drill was due
+
+
+def test_a_manifest_from_before_several_databases_reads_as_primary() -> None:
+    old = {
+        "version": 1,
+        "app_name": "shop",
+        "run": "20261126T030000Z",
+        "created_at": "2026-11-26T03:00:05Z",
+        "database": figures(TableFigures(table="a", rows=3, checksum="10")).model_dump(),
+        "files": None,
+    }
+    read = Manifest.model_validate_json(json.dumps(old))
+    assert list(read.databases) == ["primary"]
+    assert read.databases["primary"].tables[0].table == "a"
+    assert Manifest.model_validate({**old, "database": None}).databases == {}
+
+
+def test_verification_names_the_database_of_a_mismatch_when_there_are_several() -> None:
+    one = figures(TableFigures(table="t", rows=1, checksum="1"))
+    two = figures(TableFigures(table="t", rows=1, checksum="2"))
+    stored = Manifest(
+        app_name="shop",
+        run="20261126T030000Z",
+        created_at=datetime.now(UTC),
+        databases={"primary": one, "cache": one},
+    )
+    result = verify(
+        {"primary": (stored, lambda method: one), "cache": (stored, lambda method: two)}, None
+    )
+    assert result.status == "mismatch"
+    assert result.mismatched_tables == ["cache.t"]
+    assert [(c.database, c.verdict) for c in result.tables] == [
+        ("primary", "match"),
+        ("cache", "mismatch"),
+    ]
+    # A database the manifest does not know is not verified, naming it.
+    partial = verify({"primary": (stored, lambda m: one), "queue": (stored, lambda m: one)}, None)
+    assert partial.status == "not verified"
+    assert partial.reason == "no manifest for the database queue"

@@ -10,13 +10,21 @@ import yaml
 from typer.main import get_command
 
 from kamal_backup.cli import app
-from kamal_backup.settings import env_names, load_settings
+from kamal_backup.settings import env_names, load_settings, split_paths
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DOCKERFILE = EXAMPLES.parent / "Dockerfile"
 # restic's backend variables the examples use; kamal-backup passes them through to restic.
 BACKEND = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
-ALIASES = {"backup", "backup-list", "backup-check", "backup-evidence", "backup-logs", "backup-tui"}
+ALIASES = {
+    "backup",
+    "backup-validate",
+    "backup-list",
+    "backup-check",
+    "backup-evidence",
+    "backup-logs",
+    "backup-tui",
+}
 
 
 def unknown(names: set[str]) -> set[str]:
@@ -93,3 +101,27 @@ def test_publish_workflow_builds_multi_arch_on_tags_and_the_wheel() -> None:
     assert build["with"]["push"] is True
     assert jobs["wheel"]["permissions"]["id-token"] == "write"
     assert any("pypi-publish" in s.get("uses", "") for s in jobs["wheel"]["steps"])
+
+
+def test_env_example_describes_backup_paths_as_the_parser_splits_them() -> None:
+    text = (EXAMPLES / "env.example").read_text()
+    comment = text[: text.index("\nBACKUP_PATHS=")].rsplit("\n\n", 1)[-1]
+    assert "separated by ':' or newlines" in comment and "never ','" in comment
+    assert split_paths("/a:/b\n/c") == ["/a", "/b", "/c"]
+    assert split_paths("/a,b") == ["/a,b"]  # a comma is part of the name, as the comment says
+
+
+def test_rails_8_example_config_has_four_sqlite_databases_in_storage() -> None:
+    settings = load_settings(
+        environ={"RESTIC_REPOSITORY": "/tmp/repo", "RESTIC_PASSWORD": "example-secret"},
+        config=EXAMPLES / "rails8-sqlite.yml",
+    )
+    assert [(d.name, d.adapter, str(d.path)) for d in settings.database_list] == [
+        ("primary", "sqlite", "/rails/storage/production.sqlite3"),
+        ("cache", "sqlite", "/rails/storage/production_cache.sqlite3"),
+        ("queue", "sqlite", "/rails/storage/production_queue.sqlite3"),
+        ("cable", "sqlite", "/rails/storage/production_cable.sqlite3"),
+    ]
+    assert settings.backup_paths == (Path("/rails/storage"),)
+    assert all(d.restore_path and str(d.restore_path).startswith("/restore/db/")
+               for d in settings.database_list)  # fmt: skip

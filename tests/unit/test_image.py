@@ -93,3 +93,18 @@ def test_hadolint_passes() -> None:
         pytest.fail("hadolint is not installed: run bin/test (it comes from requirements.lock)")
     result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_documented_restore_targets_exist_and_belong_to_uid_1000() -> None:
+    """`restore-files latest /restore/files` (the default) and /restore/db need writable dirs."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    user = re.search(r"useradd [^&]*--uid (\d+)[^&]* (\S+)\s*&&", text)
+    assert user and user.group(1) == "1000", "the image's user is uid 1000"
+    name = user.group(2)
+    made: set[str] = set()
+    for options, paths in re.findall(r"install -d ((?:-[ogm] \S+ )+)((?:/\S+ ?)+)", text):
+        if f"-o {name}" in options and f"-g {name}" in options:
+            made |= set(paths.split())
+    assert {"/restore", "/restore/files", "/restore/db"} <= made, made
+    # The directories are made before USER switches to uid 1000 (root can chown).
+    assert text.index("/restore/files") < text.index("USER 1000:1000")

@@ -26,7 +26,7 @@ from textual.widgets import (
 from kamal_backup.humanize import describe_age, human_bytes
 from kamal_backup.models import SNAPSHOT_TYPES, GateVerdict, ResticStatus, Snapshot, SnapshotType
 from kamal_backup.services.restore import DEFAULT_FILES_TARGET
-from kamal_backup.services.snapshots import complete_runs, latest_complete
+from kamal_backup.services.snapshots import complete_runs, expected_parts, latest_complete
 from kamal_backup.verification import DrillRecord
 from tui.messages import OperationDone, OperationProgress
 from tui.screens import View
@@ -98,11 +98,11 @@ class DrillView(VerticalScroll, View):
             )
             return
         self.snapshots = snapshots
-        complete = complete_runs(self.snapshots)
+        complete = complete_runs(self.snapshots, expected_parts(self.tui.settings))
         for kind, select_id in zip(
             SNAPSHOT_TYPES, ("#drill-db-snapshot", "#drill-files-snapshot"), strict=True
         ):
-            latest = latest_complete(self.snapshots, kind)
+            latest = latest_complete(self.snapshots, kind, expected_parts(self.tui.settings))
             latest_label = (
                 f"latest ({latest.short}, {self.tui.local(latest.time):%Y-%m-%d %H:%M})"
                 if latest
@@ -172,12 +172,20 @@ class DrillView(VerticalScroll, View):
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
         if "database" in self.kinds:
-            target = backend.adapter.restore_target_label()
-            table.add_row(
-                "target",
-                "database",
-                target or Text(f"{backend.adapter.restore_setting} is not set", "bold red"),
-            )
+            for adapter in backend.adapters:
+                target = adapter.restore_target_label()
+                part = (
+                    "database"
+                    if len(backend.adapters) == 1
+                    else f"database {adapter.database_name}"
+                )
+                table.add_row(
+                    "target",
+                    Text(part),
+                    Text(target)
+                    if target
+                    else Text(f"{adapter.restore_setting} is not set", "bold red"),
+                )
         if "files" in self.kinds:
             value = self.query_one("#drill-target", Input).value.strip()
             table.add_row("target", "files", f"{value or '(empty)'}/<original path>")
@@ -272,9 +280,10 @@ class DrillView(VerticalScroll, View):
         restored.add_column("into")
         restored.add_column("time", justify="right")
         restored.add_column("size", justify="right")
+        several = sum(part.kind == "database" for part in record.parts) > 1
         for part in record.parts:
             restored.add_row(
-                part.kind,
+                Text(f"database {part.database}" if several and part.database else part.kind),
                 Text(f"{part.snapshot_id[:8]} {self.tui.local(part.snapshot_time):%Y-%m-%d %H:%M}"),
                 Text(part.target),
                 f"{part.duration_seconds or 0:.1f}s",
@@ -286,9 +295,10 @@ class DrillView(VerticalScroll, View):
         checks.add_column("rows expected", justify="right")
         checks.add_column("rows restored", justify="right")
         checks.add_column("match")
+        named = len(verification.databases) > 1
         for row in verification.tables:
             checks.add_row(
-                Text(row.table),
+                Text(f"{row.database}.{row.table}" if named and row.database else row.table),
                 "-" if row.rows_expected is None else str(row.rows_expected),
                 "-" if row.rows_restored is None else str(row.rows_restored),
                 Text(

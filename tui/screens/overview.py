@@ -11,9 +11,10 @@ from textual.widgets import ProgressBar, Sparkline, Static
 
 from kamal_backup.humanize import check_word, describe_age, human_bytes
 from kamal_backup.models import SNAPSHOT_TYPES, BackupRun, CheckResult, Snapshot, SnapshotType
+from kamal_backup.services.backup import describe_snapshots
 from kamal_backup.services.gates import safety_flags
 from kamal_backup.services.health import STALE_AFTER_SCHEDULES, freshness
-from kamal_backup.services.snapshots import latest_complete
+from kamal_backup.services.snapshots import expected_parts, latest_complete
 from kamal_backup.verification import DrillSummary
 from tui.charts import RunHistory, run_history
 from tui.messages import OperationDone, OperationProgress
@@ -127,11 +128,9 @@ class OverviewView(VerticalScroll, View):
             line.update(Text(f"{message.operation} failed: {message.error}", style="bold red"))
         elif isinstance(message.result, BackupRun):
             run = message.result
-            db = run.database_snapshot.short_id if run.database_snapshot else "-"
-            files = run.files_snapshot.short_id if run.files_snapshot else "-"
             line.update(
                 Text(
-                    f"backup {run.run} saved: database {db}, files {files} "
+                    f"backup {run.run} saved: {describe_snapshots(run)} "
                     f"in {message.duration_seconds:.1f}s",
                     style="bold green",
                 ).append(f"  ·  {HINT}", style="not bold")
@@ -169,8 +168,14 @@ class OverviewView(VerticalScroll, View):
             f"{settings.app_name}  ·  every {describe_age(settings.backup_schedule_seconds)}",
         )
         table.add_row("Repository", shorten_middle(settings.repository_display, width))
-        source = f"{backend.adapter.name}  {backend.adapter.source_label()}"
-        table.add_row("Database", shorten_middle(source, width))
+        for adapter in backend.adapters:
+            label = (
+                "Database" if len(backend.adapters) == 1 else f"Database {adapter.database_name}"
+            )
+            source = f"{adapter.name}  {adapter.source_label()}"
+            table.add_row(label, Text(shorten_middle(source, width)))
+        if not backend.adapters:
+            table.add_row("Database", "(none: a files-only app)")
         paths = ", ".join(str(p) for p in settings.backup_paths) or "(none)"
         table.add_row("Backup paths", shorten_middle(paths, width))
         for kind in SNAPSHOT_TYPES:
@@ -191,7 +196,10 @@ class OverviewView(VerticalScroll, View):
 
     def render_charts(self) -> None:
         history = run_history(
-            self.snapshots or [], self.tui.backend.last_backup(), self.drilled_snapshots()
+            self.snapshots or [],
+            self.tui.backend.last_backup(),
+            self.drilled_snapshots(),
+            expected_parts(self.tui.settings),
         )
         self.query_one("#overview-charts").display = bool(history.runs)
         if not history.runs:
@@ -234,7 +242,7 @@ class OverviewView(VerticalScroll, View):
             return Text(f"unknown: {self.repository_error}", style="bold red")
         if self.snapshots is None:
             return Text("loading…" if self.loading_snapshots else "-", style="dim")
-        found = latest_complete(self.snapshots, kind)
+        found = latest_complete(self.snapshots, kind, expected_parts(self.tui.settings))
         now = self.tui.clock()
         status = freshness(
             found.time if found else None, self.tui.settings.backup_schedule_seconds, now

@@ -18,7 +18,7 @@ from textual.widgets.tree import TreeNode, UnknownNodeID
 from kamal_backup.humanize import describe_age, human_bytes
 from kamal_backup.models import FileEntry, Snapshot
 from kamal_backup.process import CancelScope
-from kamal_backup.services.snapshots import complete_runs
+from kamal_backup.services.snapshots import complete_runs, expected_parts
 from tui.messages import describe_error
 from tui.screens import View
 from tui.screens.restore_file import RestoreFileScreen
@@ -97,7 +97,7 @@ class SnapshotsView(Container, View):
             return
         self.snapshots = snapshots
         self.by_id = {s.id: s for s in snapshots}
-        self.complete = complete_runs(snapshots)
+        self.complete = complete_runs(snapshots, expected_parts(self.tui.settings))
         self.shown = None
         self.fill_table()
 
@@ -175,7 +175,7 @@ class SnapshotsView(Container, View):
                     snapshot.kind or "-",
                     snapshot.short,
                     human_bytes(size),
-                    snapshot.adapter or "",
+                    Text(describe_database(snapshot)),
                     key=snapshot.id,
                 )
         total = len(self.snapshots)
@@ -240,6 +240,8 @@ class SnapshotsView(Container, View):
             else:
                 complete = "partial: not a backup"
             table.add_row("run", f"{snapshot.run} ({complete})")
+        if snapshot.database:
+            table.add_row("database", Text(snapshot.database))
         if snapshot.adapter:
             table.add_row("adapter", snapshot.adapter)
         table.add_row("host", snapshot.hostname)
@@ -313,3 +315,10 @@ class SnapshotsView(Container, View):
                 node.add(entry.name + "/", data=entry.path, allow_expand=True)
             else:
                 node.add_leaf(f"{entry.name}  {human_bytes(entry.size)}", data=entry.path)
+
+
+def describe_database(snapshot: Snapshot) -> str:
+    """The adapter column: the engine, and the database's name unless it is the only primary."""
+    if snapshot.database in (None, "primary"):
+        return snapshot.adapter or ""
+    return f"{snapshot.adapter or '?'} {snapshot.database}"
