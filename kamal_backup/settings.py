@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -808,6 +809,7 @@ def load_settings(
     redactor.add_environment(merged)
     base = dict(os.environ if environ is None else environ)
 
+    _reject_duplicate_database_names(merged)
     path = config_path(config, merged)
     known = set(Settings.model_fields)
     config_file = read_config_file(path, merged, known) if path is not None else None
@@ -837,6 +839,24 @@ def load_settings(
     settings._databases = _resolve_databases(settings, merged, config_file)
     _cross_check(settings)
     return settings
+
+
+def _reject_duplicate_database_names(environ: Mapping[str, str]) -> None:
+    """DATABASES naming a database twice is an error: JSON decoding would keep the last silently."""
+    text = next((v for k, v in environ.items() if k.upper() == "DATABASES" and v.strip()), None)
+    if text is None:
+        return
+    try:
+        # Every object decodes to its raw pairs; the outermost one holds the database names.
+        top = json.loads(text, object_pairs_hook=lambda pairs: pairs)
+    except ValueError:
+        return  # pydantic-settings reports invalid JSON itself, naming DATABASES
+    if not isinstance(top, list):
+        return
+    names = [name for name, _ in top]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError("DATABASES", f"names the database {name!r} twice")
 
 
 def _learn_secrets(values: Mapping[str, Any]) -> None:

@@ -221,3 +221,19 @@ def test_a_one_off_restore_target_replaces_only_that_database(tmp_path: Path) ->
     assert settings.database("cache").restore_path is None  # the original is untouched
     with pytest.raises(ConfigError, match="--target"):
         settings.with_restore_target("cache", "relative.sqlite3", "--target")
+
+
+def test_databases_json_naming_a_database_twice_is_one_line_with_exit_2(tmp_path: Path) -> None:
+    environ = {
+        "HOME": str(tmp_path),
+        "RESTIC_REPOSITORY": str(tmp_path / "repo"),
+        "RESTIC_PASSWORD": "pw-123456",
+        "BACKUP_PATHS": str(tmp_path),
+        "DATABASE_ADAPTER": "none",
+        "DATABASES": '{"cache": {"adapter": "sqlite", "path": "/a.sqlite3"},'
+        ' "cache": {"adapter": "sqlite", "path": "/b.sqlite3"}}',
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ=environ)
+    assert caught.value.exit_code == ExitCode.CONFIG
+    assert str(caught.value) == "DATABASES: names the database 'cache' twice"
