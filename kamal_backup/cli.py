@@ -18,7 +18,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from kamal_backup import __version__, process
@@ -520,19 +520,34 @@ def list_command(
     if as_json:
         _print_json([SnapshotRecord.from_snapshot(s).model_dump(mode="json") for s in snapshots])
         return
-    table = Table("id", "time (UTC)", "type", "database", "adapter", "run", "size", "paths")
+    # Ids, times and runs are what an operator copies into restore commands: never cut them
+    # (at 80 columns the paths wrap instead). Every cell is Text, so a path is never markup.
+    table = Table(
+        Column("id", no_wrap=True, min_width=8),
+        Column("time (UTC)", no_wrap=True, min_width=19),
+        Column("type", no_wrap=True),
+        "database",
+        "adapter",
+        Column("run", no_wrap=True, min_width=16),
+        Column("size", no_wrap=True),
+        Column("paths", overflow="fold"),
+    )
     for s in snapshots:
         size = s.summary.total_bytes_processed if s.summary else None
-        table.add_row(
+        label = s.kind or "-"
+        if s.pre_restore:
+            label += " (pre-restore safety)"
+        cells = (
             s.short,
             s.time.strftime("%Y-%m-%d %H:%M:%S"),
-            s.kind or "-",
+            label,
             s.database or "",
             s.adapter or "",
             s.run or "",
             human_bytes(size),
             ", ".join(s.paths),
         )
+        table.add_row(*(Text(cell) for cell in cells))
     stdout.print(table)
     if not snapshots:
         stderr.print("no snapshots yet")

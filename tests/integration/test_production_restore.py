@@ -140,6 +140,9 @@ def test_production_restore_takes_a_safety_snapshot_first(engine: Engine) -> Non
     ]
     assert {"type:database", "pre-restore", f"run:{safety['run']}"} <= set(safety["tags"])
     assert safety["run"] != backup["run"]
+    # `list` marks it, so nobody restores it by mistake for a backup.
+    [row] = [line for line in app.cli("list", check=True).stdout.splitlines() if safety_id in line]
+    assert "(pre-restore safety)" in row
 
     # The safety snapshot holds the database as it was just before the restore.
     app.cli("restore-db", safety["id"], extra={**PRODUCTION, **engine.scratch_env}, check=True)
