@@ -313,3 +313,25 @@ async def test_a_cancelled_drill_says_cancelled_and_leaves_the_target_as_it_was(
         assert "drill failed" not in text
     assert restore_db.read_bytes() == before
     assert [p.name for p in restore_db.parent.iterdir()] == ["restored.sqlite3"]
+
+
+async def test_the_drill_kind_follows_the_arrow_keys(tmp_path: Path) -> None:
+    tui = fixed_app(tmp_path)
+    async with tui.run_test(size=(100, 30)) as pilot:
+        await idle(pilot)
+        await pilot.press("d")
+        assert isinstance(tui.focused, RadioSet)
+        view = tui.query_one("#drill-view")
+        await pilot.press("down")
+        await idle(pilot)
+        assert tui.query_one("#kind-files", RadioButton).value
+        assert view.kinds == ("files",)  # type: ignore[attr-defined]
+        await pilot.press("down")
+        await idle(pilot)
+        assert view.kinds == ("database", "files")  # type: ignore[attr-defined]
+        await pilot.press("up")
+        await pilot.press("up")
+        await idle(pilot)
+        await pilot.pause(0.1)
+        assert tui.query_one("#kind-database", RadioButton).value
+        assert view.kinds == ("database",)  # type: ignore[attr-defined]

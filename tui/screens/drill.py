@@ -41,6 +41,31 @@ KINDS: dict[str, tuple[SnapshotType, ...]] = {
 VERDICT_STYLE = {"match": "green", "mismatch": "bold red", "not comparable": "yellow"}
 
 
+class ArrowRadioSet(RadioSet):
+    """A radio row whose arrows select, not only highlight (issue 16: keyboard-only drills)."""
+
+    def action_next_button(self) -> None:
+        super().action_next_button()
+        self._press_highlighted()
+
+    def action_previous_button(self) -> None:
+        super().action_previous_button()
+        self._press_highlighted()
+
+    def _press_highlighted(self) -> None:
+        if self._selected is None:
+            return
+        button = self.query(RadioButton)[self._selected]
+        if self.pressed_button is button:
+            return
+        # A button pressed at compose time is not known as pressed yet: clear every other quietly,
+        # then press this one so that RadioSet.Changed is posted as for a click.
+        with self.prevent(RadioButton.Changed):
+            for other in self.query(RadioButton):
+                other.value = False
+        button.value = True
+
+
 class DrillView(VerticalScroll, View):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+r", "start", "Start drill"),
@@ -55,7 +80,7 @@ class DrillView(VerticalScroll, View):
 
     def compose(self) -> ComposeResult:
         yield Label("1. What to restore", classes="step")
-        with RadioSet(id="drill-kind"):
+        with ArrowRadioSet(id="drill-kind"):
             yield RadioButton("database", id="kind-database", value=True)
             yield RadioButton("files", id="kind-files")
             yield RadioButton("database and files", id="kind-both")
