@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.widgets import DataTable, Input, RadioButton, RadioSet, Tabs, Tree
@@ -12,8 +14,9 @@ from textual.widgets import DataTable, Input, RadioButton, RadioSet, Tabs, Tree
 from kamal_backup import process
 from kamal_backup.models import Snapshot
 from kamal_backup.settings import load_settings
+from kamal_backup.verification import DrillRecord
 from tests.conftest import App, add_bulk, make_sqlite
-from tests.tui.fixed import NOW, fixed_app
+from tests.tui.fixed import NOW, FixedBackend, fixed_app
 from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
 from tui import KamalBackupApp, make_app
 from tui.backend import Backend
@@ -335,3 +338,38 @@ async def test_the_drill_kind_follows_the_arrow_keys(tmp_path: Path) -> None:
         await pilot.pause(0.1)
         assert tui.query_one("#kind-database", RadioButton).value
         assert view.kinds == ("database",)  # type: ignore[attr-defined]
+
+
+class HeldDrill(FixedBackend):
+    """The fixed drill, held until the test releases it, so the footer can be read meanwhile."""
+
+    release = threading.Event()
+
+    def drill(self, *args: Any, **kwargs: Any) -> DrillRecord:
+        self.release.wait(10)
+        return super().drill(*args, **kwargs)
+
+
+async def test_during_a_drill_the_footer_offers_cancel_and_not_start(tmp_path: Path) -> None:
+    tui = fixed_app(
+        tmp_path,
+        HeldDrill,
+        KAMAL_BACKUP_ALLOW_RESTORE="true",
+        RESTORE_DATABASE_URL="postgres://drill:pw@127.0.0.1:5432/shop_drill",
+    )
+    HeldDrill.release.clear()
+    async with tui.run_test(size=(120, 30)) as pilot:
+        await idle(pilot)
+        await pilot.press("d")
+        await idle(pilot)
+        assert "Start drill" in screen_text(tui)
+        tui.query_one("#drill-confirm", Input).focus()
+        await pilot.press(*"shop", "enter")  # Enter in the confirm field starts the drill
+        await wait_for(pilot, lambda: tui.operation is not None, what="the drill")
+        await pilot.pause(0.2)
+        footer = screen_text(tui).splitlines()[-1]
+        assert "Cancel" in footer and "Start drill" not in footer, footer
+        HeldDrill.release.set()
+        await wait_for(pilot, lambda: tui.operation is None, what="the drill's end")
+        await pilot.pause(0.2)
+        assert "Start drill" in screen_text(tui).splitlines()[-1]

@@ -111,6 +111,12 @@ class DrillView(VerticalScroll, View):
         ).placeholder = f"type {self.tui.settings.app_name} to confirm"
         self.refresh_plan()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # During an operation the footer offers the app's Cancel (x), not Start (issue 16).
+        if action == "start":
+            return not self.running and self.tui.operation is None
+        return True
+
     # Snapshot choices --------------------------------------------------------------------
 
     def action_refresh(self) -> None:
