@@ -16,7 +16,7 @@ from kamal_backup.models import Snapshot
 from kamal_backup.settings import load_settings
 from kamal_backup.verification import DrillRecord
 from tests.conftest import App, add_bulk, make_sqlite
-from tests.tui.fixed import NOW, FixedBackend, fixed_app
+from tests.tui.fixed import NOW, FailingListing, FixedBackend, fixed_app
 from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
 from tui import KamalBackupApp, make_app
 from tui.backend import Backend
@@ -373,3 +373,18 @@ async def test_during_a_drill_the_footer_offers_cancel_and_not_start(tmp_path: P
         await wait_for(pilot, lambda: tui.operation is None, what="the drill's end")
         await pilot.pause(0.2)
         assert "Start drill" in screen_text(tui).splitlines()[-1]
+
+
+async def test_the_gates_cannot_judge_when_snapshots_could_not_be_listed(tmp_path: Path) -> None:
+    tui = fixed_app(
+        tmp_path,
+        FailingListing,
+        KAMAL_BACKUP_ALLOW_RESTORE="true",
+        RESTORE_DATABASE_URL="postgres://drill:pw@127.0.0.1:5432/shop_drill",
+    )
+    async with tui.run_test(size=(120, 40)) as pilot:
+        await idle(pilot)
+        await pilot.press("d")
+        text = " ".join((await wait_for_text(pilot, "cannot list snapshots")).split())
+        assert "cannot judge: snapshots could not be listed" in text
+        assert "every gate allows this drill" not in text

@@ -77,6 +77,7 @@ class DrillView(VerticalScroll, View):
         self.kinds: tuple[SnapshotType, ...] = ("database",)
         self.snapshots: list[Snapshot] = []
         self.running = False
+        self.listing_error: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Label("1. What to restore", classes="step")
@@ -127,7 +128,10 @@ class DrillView(VerticalScroll, View):
             self.query_one("#drill-status", Static).update(
                 Text(f"cannot list snapshots: {error}", style="bold red")
             )
+            self.listing_error = "snapshots could not be listed"
+            self.refresh_plan()
             return
+        self.listing_error = None
         self.snapshots = snapshots
         complete = complete_runs(self.snapshots, expected_parts(self.tui.settings))
         for kind, select_id in zip(
@@ -220,7 +224,7 @@ class DrillView(VerticalScroll, View):
         if "files" in self.kinds:
             value = self.query_one("#drill-target", Input).value.strip()
             table.add_row("target", "files", f"{value or '(empty)'}/<original path>")
-        add_gate_rows(table, verdicts, self.tui.settings, "drill")
+        add_gate_rows(table, verdicts, self.tui.settings, "drill", unjudged=self.listing_error)
         return table
 
     # Running -------------------------------------------------------------------------------

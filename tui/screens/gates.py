@@ -39,9 +39,11 @@ def add_gate_rows(
     what: str,
     *,
     flags: bool = True,
+    unjudged: str | None = None,
 ) -> None:
     """Each gate's verdict, the safety flags as set now (unless `flags` is False: the caller
-    shows `flags_text` where the names fit whole), and whether `what` may start."""
+    shows `flags_text` where the names fit whole), and whether `what` may start: "cannot
+    judge: <unjudged>" when something the verdict needs is not known (issue 16)."""
     for part, verdict in verdicts:
         if verdict.allowed:
             mark = Text("✔ allowed", style="bold green")
@@ -52,7 +54,9 @@ def add_gate_rows(
         table.add_row(mark, f"{part}: {verdict.gate}", reason)
     if flags:
         table.add_row("flags", "set now", flags_text(settings))
-    if all(verdict.allowed for _, verdict in verdicts):
+    if unjudged and all(verdict.allowed for _, verdict in verdicts):
+        table.add_row("", "", Text(f"cannot judge: {unjudged}", style="bold yellow"))
+    elif all(verdict.allowed for _, verdict in verdicts):
         table.add_row("", "", Text(f"every gate allows this {what}", style="green"))
     else:
         table.add_row("", "", Text(f"refused: this {what} cannot be started", style="bold red"))
