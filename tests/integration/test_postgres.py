@@ -402,7 +402,7 @@ async def test_tui_drill_restores_postgres_into_a_scratch_database(
         await pilot.press("d")
         text = await wait_for_text(pilot, "every gate allows this drill")
         assert f"postgresql://postgres@127.0.0.1/{target}" in text  # shown before anything runs
-        await wait_for_text(pilot, "latest (")
+        await wait_for_text(pilot, "latest: ")
         tui.query_one("#drill-confirm", Input).value = "shop"
         await pilot.pause(0.1)
         await pilot.press("ctrl+r")

@@ -33,7 +33,7 @@ def drill_app(fixture: App, restore_db: Path) -> KamalBackupApp:
 async def choose_both(pilot: Pilot[None], files_target: Path) -> None:
     """Opens the drill, waits for the snapshot choices, picks database and files."""
     await pilot.press("d")
-    await wait_for_text(pilot, "latest (")
+    await wait_for_text(pilot, "latest: ")
     await pilot.click("#kind-both")
     assert pilot.app.query_one("#kind-both", RadioButton).value
     pilot.app.query_one("#drill-target", Input).value = str(files_target)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import DataTable, Input, RadioButton, RadioSet, Tabs, Tree
+from textual.widgets import DataTable, Input, OptionList, RadioButton, RadioSet, Select, Tabs, Tree
 
 from kamal_backup import process
 from kamal_backup.models import Snapshot
@@ -297,7 +297,7 @@ async def test_a_cancelled_drill_says_cancelled_and_leaves_the_target_as_it_was(
     )
     async with tui.run_test(size=(220, 60)) as pilot:
         await pilot.press("d")
-        await wait_for_text(pilot, "latest (")
+        await wait_for_text(pilot, "latest: ")
         await pilot.click("#kind-database")
         confirm = tui.query_one("#drill-confirm", Input)
         confirm.value = "shop"
@@ -388,3 +388,59 @@ async def test_the_gates_cannot_judge_when_snapshots_could_not_be_listed(tmp_pat
         text = " ".join((await wait_for_text(pilot, "cannot list snapshots")).split())
         assert "cannot judge: snapshots could not be listed" in text
         assert "every gate allows this drill" not in text
+
+
+async def test_the_snapshot_dropdown_names_run_age_size_and_does_not_wrap(tmp_path: Path) -> None:
+    tui = fixed_app(tmp_path)
+    async with tui.run_test(size=(140, 40)) as pilot:
+        await idle(pilot)
+        await pilot.press("d")
+        await wait_for_text(pilot, "latest: ")
+        select = tui.query_one("#drill-db-snapshot", Select)
+        overlay = select.query_one(OptionList)
+        prompts = [str(overlay.get_option_at_index(i).prompt) for i in range(overlay.option_count)]
+        assert prompts[0].startswith("latest: a1a1a1a1  run 20261126T030000Z"), prompts[0]
+        assert "run 20261126T030000Z  11-26 03:00:04  8h 59m ago  175.5 MiB" in prompts[1]
+        assert len(set(prompts)) == len(prompts) == 6  # latest and five database snapshots
+        select.focus()
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert select.expanded
+        overlay.highlighted = 0
+        await pilot.press("up")
+        assert overlay.highlighted == 0  # stays at the newest, never wraps to the oldest
+        overlay.highlighted = overlay.option_count - 1
+        await pilot.press("down")
+        assert overlay.highlighted == overlay.option_count - 1
+
+
+async def test_after_a_drill_the_wizard_resets_for_the_next_one(tmp_path: Path) -> None:
+    tui = fixed_app(
+        tmp_path,
+        KAMAL_BACKUP_ALLOW_RESTORE="true",
+        RESTORE_DATABASE_URL="postgres://drill:pw@127.0.0.1:5432/shop_drill",
+    )
+    async with tui.run_test(size=(140, 50)) as pilot:
+        await idle(pilot)
+        await pilot.press("d")
+        await wait_for_text(pilot, "latest: ")
+        await pilot.press("down", "down")  # database and files
+        await idle(pilot)
+        db = tui.query_one("#drill-db-snapshot", Select)
+        files = tui.query_one("#drill-files-snapshot", Select)
+        db.value = "a3" * 32
+        files.value = "a4" * 32
+        tui.query_one("#drill-target", Input).value = "/tmp/elsewhere"
+        confirm = tui.query_one("#drill-confirm", Input)
+        confirm.focus()
+        await pilot.press(*"shop", "enter")
+        await wait_for_text(pilot, "drill finished in")
+        await idle(pilot)
+        view = tui.query_one("#drill-view")
+        assert view.kinds == ("database",)  # type: ignore[attr-defined]
+        assert tui.query_one("#kind-database", RadioButton).value
+        assert not tui.query_one("#kind-both", RadioButton).value
+        assert db.value == files.value == "latest"
+        assert tui.query_one("#drill-target", Input).value == "/restore/files"
+        assert confirm.value == ""
+        assert "verification" in screen_text(tui)  # this drill's result stays until the next

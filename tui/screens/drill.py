@@ -22,6 +22,7 @@ from textual.widgets import (
     Select,
     Static,
 )
+from textual.widgets._select import SelectCurrent, SelectOverlay
 
 from kamal_backup.humanize import describe_age, human_bytes
 from kamal_backup.models import SNAPSHOT_TYPES, GateVerdict, ResticStatus, Snapshot, SnapshotType
@@ -66,6 +67,27 @@ class ArrowRadioSet(RadioSet):
         button.value = True
 
 
+class NoWrapOverlay(SelectOverlay):
+    """The dropdown's list stops at its ends: a key held down never wraps from the newest run to
+    the oldest (issue 16: an old snapshot was restored by accident)."""
+
+    def action_cursor_down(self) -> None:
+        if self.highlighted is None or self.highlighted < self.option_count - 1:
+            super().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        if self.highlighted is None or self.highlighted > 0:
+            super().action_cursor_up()
+
+
+class RunSelect(Select[str]):
+    """A Select whose list does not wrap (Textual's OptionList wraps by default)."""
+
+    def compose(self) -> ComposeResult:
+        yield SelectCurrent(self.prompt)
+        yield NoWrapOverlay(type_to_search=self._type_to_search).data_bind(compact=Select.compact)
+
+
 class DrillView(VerticalScroll, View):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+r", "start", "Start drill"),
@@ -88,10 +110,10 @@ class DrillView(VerticalScroll, View):
         yield Label("2. Which snapshot", classes="step")
         with Horizontal(classes="row", id="drill-db-row"):
             yield Label("database", classes="field")
-            yield Select[str]([("latest", "latest")], id="drill-db-snapshot", allow_blank=False)
+            yield RunSelect([("latest", "latest")], id="drill-db-snapshot", allow_blank=False)
         with Horizontal(classes="row", id="drill-files-row"):
             yield Label("files", classes="field")
-            yield Select[str]([("latest", "latest")], id="drill-files-snapshot", allow_blank=False)
+            yield RunSelect([("latest", "latest")], id="drill-files-snapshot", allow_blank=False)
         with Horizontal(classes="row", id="drill-target-row"):
             yield Label("files into", classes="field")
             yield Input(DEFAULT_FILES_TARGET, id="drill-target")
@@ -139,21 +161,14 @@ class DrillView(VerticalScroll, View):
         ):
             latest = latest_complete(self.snapshots, kind, expected_parts(self.tui.settings))
             latest_label = (
-                f"latest ({latest.short}, {self.tui.local(latest.time):%Y-%m-%d %H:%M})"
-                if latest
-                else "latest (no complete run yet)"
+                f"latest: {self.choice_label(latest)}" if latest else "latest (no complete run yet)"
             )
             options: list[tuple[str, str]] = [(latest_label, "latest")]
             for snapshot in self.snapshots:
                 if snapshot.kind != kind:
                     continue
                 partial = "" if snapshot.run in complete else "  partial run"
-                options.append(
-                    (
-                        f"{snapshot.short}  {self.tui.local(snapshot.time):%Y-%m-%d %H:%M}{partial}",
-                        snapshot.id,
-                    )
-                )
+                options.append((f"{self.choice_label(snapshot)}{partial}", snapshot.id))
             select: Select[str] = self.query_one(select_id, Select)
             current = select.value
             select.set_options(options)
@@ -162,6 +177,18 @@ class DrillView(VerticalScroll, View):
             # The value may be unchanged ('latest') while its label is new: redraw it.
             select.mutate_reactive(Select.value)  # type: ignore[misc]
         self.refresh_plan()
+
+    def choice_label(self, snapshot: Snapshot) -> str:
+        """One dropdown entry: id, run, time to the second, age and size (issue 16: three
+        identical `22:39` entries could not be told apart)."""
+        age = describe_age(max(0.0, (self.tui.clock() - snapshot.time).total_seconds()))
+        size = (
+            f"  {human_bytes(snapshot.summary.total_bytes_processed)}" if snapshot.summary else ""
+        )
+        return (
+            f"{snapshot.short}  run {snapshot.run or '-'}  "
+            f"{self.tui.local(snapshot.time):%m-%d %H:%M:%S}  {age} ago{size}"
+        )
 
     # The plan: targets and each gate's verdict ---------------------------------------------
 
@@ -296,8 +323,21 @@ class DrillView(VerticalScroll, View):
                 line = Text(f"drill {record.status}: {self.failure(record)}", "bold red")
             status.update(line)
             self.query_one("#drill-result", Static).update(self.result_tables(record))
+            self.reset_choices()
             self.call_after_refresh(self.scroll_end, animate=False)
         self.call_after_refresh(self.refresh_plan)
+
+    def reset_choices(self) -> None:
+        """After a finished drill the next one starts from the defaults, not from the last
+        drill's choices (issue 16); its result stays in view until the next start clears it.
+        After a cancel or a failure the choices stay, so the same drill can be retried."""
+        self.kinds = ("database",)
+        kind = self.query_one("#kind-database", RadioButton)
+        if not kind.value:
+            kind.value = True
+        for select_id in ("#drill-db-snapshot", "#drill-files-snapshot"):
+            self.query_one(select_id, Select).value = "latest"
+        self.query_one("#drill-target", Input).value = DEFAULT_FILES_TARGET
 
     @staticmethod
     def failure(record: DrillRecord) -> str:
