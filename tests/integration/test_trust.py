@@ -243,7 +243,8 @@ def test_adopt_rewrites_the_original_tools_hosts_and_retention_then_applies(app:
 
     dry = json.loads(app.cli("adopt", "--dry-run", "--json", check=True).stdout)
     assert dry["dry_run"] is True and len(dry["snapshots"]) == 6
-    assert listing(app) == before  # --dry-run changes nothing
+    by_id = {s["id"]: s for s in before}
+    assert {s["id"]: s for s in listing(app)} == by_id  # --dry-run changes nothing
 
     done = app.cli("adopt", check=True)
     assert "rewrote 6 snapshots to host shop" in done.stdout
