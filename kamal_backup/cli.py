@@ -137,11 +137,21 @@ def backup(
 
     Then apply retention (RESTIC_FORGET_AFTER_BACKUP) and, if RESTIC_CHECK_AFTER_BACKUP, check.
     """
+    from kamal_backup.errors import SuspiciousRun
     from kamal_backup.services.backup import describe_snapshots, run_backup
 
     settings = _options(ctx).settings()
-    with live_progress() as on_status:
-        run = run_backup(settings, on_status=on_status)
+    try:
+        with live_progress() as on_status:
+            run = run_backup(settings, on_status=on_status)
+    except SuspiciousRun as exc:
+        # Exit 1 with one line per finding; the run is saved, kept and tagged suspicious.
+        if as_json and exc.run is not None:
+            _print_json(exc.run.model_dump(mode="json"))
+        _error_line(f"error: {exc.message}")
+        for finding in exc.findings:
+            _error_line(f"suspicious: {finding}")
+        raise typer.Exit(ExitCode.FAILED) from None
     if as_json:
         _print_json(run.model_dump(mode="json"))
         return
@@ -537,6 +547,8 @@ def list_command(
         label = s.kind or "-"
         if s.pre_restore:
             label += " (pre-restore safety)"
+        if s.suspicious:
+            label += " (suspicious)"
         cells = (
             s.short,
             s.time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -783,6 +795,67 @@ def prune(
         )
     if not result.retention:
         stdout.print("every RESTIC_KEEP_* is 0: nothing removed")
+
+
+@app.command()
+@operation
+def accept(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="The suspicious run, such as 20260101T030000Z.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Accept a suspicious run as intended (a big cleanup): it can become `latest`.
+
+    Removes its suspicious tag and records who accepted it and when (in tags, shown by
+    evidence); later backups compare against it.
+    """
+    from kamal_backup.services.baseline import accept_run
+
+    result = accept_run(_options(ctx).settings(), run)
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+    elif not result.changed:
+        stdout.print(Text(f"run {result.run} is not suspicious: nothing to accept"))
+    else:
+        when = f"{result.accepted_at:%Y-%m-%d %H:%M:%S} UTC" if result.accepted_at else ""
+        stdout.print(Text(f"run {result.run} accepted by {result.accepted_by} at {when}"))
+
+
+@app.command()
+@operation
+def adopt(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be rewritten; change nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Rewrite this app's snapshots made under other hosts to RESTIC_HOST.
+
+    For repositories of the original kamal-backup, whose containers backed up under random
+    host names: retention, `latest` and evidence then see one history. Uses restic rewrite
+    --new-host --forget, which deletes: run it from a trusted machine on append-only
+    repositories.
+    """
+    from kamal_backup.services.adopt import adopt as adopt_snapshots
+
+    result = adopt_snapshots(_options(ctx).settings(), dry_run=dry_run)
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+        return
+    verb = "would rewrite" if result.dry_run else "rewrote"
+    for snapshot in result.snapshots:
+        stdout.print(
+            Text(
+                f"{snapshot.id[:8]} {snapshot.time:%Y-%m-%d %H:%M:%S} {snapshot.type or '-'} "
+                f"{snapshot.run or '-'}: host {snapshot.hostname} -> {result.host}"
+            )
+        )
+    count = len(result.snapshots)
+    if count:
+        stdout.print(Text(f"{verb} {count} snapshots to host {result.host}"))
+    else:
+        stdout.print(Text(f"every snapshot of this app is already under host {result.host}"))
 
 
 @app.command()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kamal_backup.models import BackupRun
 
 
 class ExitCode(IntEnum):
@@ -52,6 +56,20 @@ class GateRefused(KamalBackupError):
 
 class OperationFailed(KamalBackupError):
     """A backup, restore or check did not complete (exit 1)."""
+
+
+class SuspiciousRun(OperationFailed):
+    """A backup saved a run that shrank against the last good run (exit 1): kept, tagged
+    suspicious, not `latest`. `findings` are the lines an operator reads, one per finding."""
+
+    def __init__(self, message: str, findings: list[str], run: BackupRun | None = None) -> None:
+        super().__init__(message)
+        self.findings = findings
+        self.run = run
+
+    def __str__(self) -> str:
+        # One line for logs and notifications; the CLI prints the findings a line each.
+        return f"{self.message}; shrank: " + "; ".join(self.findings)
 
 
 class Interrupted(KamalBackupError):

@@ -14,6 +14,8 @@ PRE_RESTORE_TAG = "pre-restore"
 # A database snapshot made before several databases existed has no database: tag: it is this one.
 LEGACY_DATABASE = "primary"
 FILES_PART = "files"
+# The tag of every snapshot of a run that shrank against the last good run: kept, never `latest`.
+SUSPICIOUS_TAG = "suspicious"
 
 
 def database_part(name: str) -> str:
@@ -57,6 +59,7 @@ class Snapshot(BaseModel):
     tags: list[str] = Field(default_factory=list)
     program_version: str | None = None
     summary: SnapshotSummary | None = None
+    tree: str | None = None
 
     def tag_value(self, key: str) -> str | None:
         prefix = f"{key}:"
@@ -98,6 +101,10 @@ class Snapshot(BaseModel):
     @property
     def pre_restore(self) -> bool:
         return PRE_RESTORE_TAG in self.tags
+
+    @property
+    def suspicious(self) -> bool:
+        return SUSPICIOUS_TAG in self.tags
 
 
 class FileEntry(BaseModel):
@@ -157,6 +164,7 @@ class SnapshotRecord(BaseModel):
     hostname: str
     total_bytes_processed: int | None = None
     data_added: int | None = None
+    suspicious: bool = False
 
     @classmethod
     def from_snapshot(cls, snapshot: Snapshot) -> SnapshotRecord:
@@ -174,6 +182,7 @@ class SnapshotRecord(BaseModel):
             hostname=snapshot.hostname,
             total_bytes_processed=summary.total_bytes_processed if summary else None,
             data_added=summary.data_added if summary else None,
+            suspicious=snapshot.suspicious,
         )
 
 
@@ -201,7 +210,7 @@ class BackupRun(BaseModel):
     """
 
     run: str
-    status: Literal["success", "failed", "interrupted", "running"]
+    status: Literal["success", "failed", "interrupted", "running", "suspicious"]
     started_at: datetime
     finished_at: datetime | None = None
     duration_seconds: float | None = None
@@ -215,6 +224,9 @@ class BackupRun(BaseModel):
     error: str | None = None
     manifest_snapshot: str | None = None
     manifest_error: str | None = None
+    # The last good run this one was compared with, and what shrank (empty: nothing did).
+    baseline_run: str | None = None
+    suspicious: list[str] = Field(default_factory=list)
 
 
 class CheckResult(BaseModel):
@@ -266,6 +278,32 @@ class HealthReport(BaseModel):
     last_drill_at: datetime | None = None
     last_drill_status: str | None = None
     drill_overdue: bool | None = None
+
+
+class AcceptResult(BaseModel):
+    """`accept RUN`: a suspicious run marked as intended, and who did it when."""
+
+    run: str
+    changed: bool
+    accepted_by: str | None = None
+    accepted_at: datetime | None = None
+    snapshot_ids: list[str] = Field(default_factory=list)
+
+
+class AdoptedSnapshot(BaseModel):
+    id: str
+    time: datetime
+    hostname: str
+    type: str | None
+    run: str | None = None
+
+
+class AdoptResult(BaseModel):
+    """`adopt`: this app's snapshots made under other hosts, rewritten to RESTIC_HOST."""
+
+    dry_run: bool
+    host: str
+    snapshots: list[AdoptedSnapshot] = Field(default_factory=list)
 
 
 class GateVerdict(BaseModel):

@@ -544,6 +544,37 @@ class Restic:
             "tagging snapshots",
         )
 
+    def change_tags(
+        self, snapshot_ids: Sequence[str], *, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> dict[str, str]:
+        """Adds and removes tags in one `restic tag`; each changed snapshot's old id -> new id
+        (restic rewrites a snapshot whose tags change)."""
+        if not snapshot_ids or not (add or remove):
+            return {}
+        args = ["tag", *self._retry_lock(), "--json"]
+        if add:
+            args += ["--add", ",".join(add)]
+        if remove:
+            args += ["--remove", ",".join(remove)]
+        result = self._run([*args, "--", *snapshot_ids], "tagging snapshots")
+        changed: dict[str, str] = {}
+        for line in result.stdout.splitlines():
+            message = _message(line)
+            old, new = message.get("old_snapshot_id"), message.get("new_snapshot_id")
+            if message.get("message_type") == "changed" and isinstance(old, str) and new:
+                changed[old] = str(new)
+        return changed
+
+    def rewrite_host(self, snapshot_ids: Sequence[str], host: str) -> None:
+        """Rewrites the snapshots under `host` and removes the originals (`rewrite --new-host
+        --forget`: same data, time and tags)."""
+        if not snapshot_ids:
+            return
+        self._run(
+            ["rewrite", *self._retry_lock(), "--new-host", host, "--forget", "--", *snapshot_ids],
+            "rewriting snapshots",
+        )
+
     def check(self, read_data_subset: str | None) -> process.Completed:
         """Runs restic check; the caller judges the exit code (a failed check is a result)."""
         if not self.repository_exists():

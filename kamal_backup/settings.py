@@ -122,6 +122,26 @@ def _adapter_name(value: Any) -> Any:
     return value
 
 
+def parse_shrink(value: Any) -> float:
+    """A KAMAL_BACKUP_MAX_SHRINK value as a fraction: `50%` or `0.5`; 100% turns the checks off."""
+    text = str(value).strip()
+    try:
+        fraction = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        fraction = -1.0
+    if not 0 <= fraction <= 1 or text.lower() in ("nan", "inf"):
+        raise ValueError("must be a percentage from 0% to 100% (such as 50%) or a fraction (0.5)")
+    return fraction
+
+
+def checked_shrink(value: Any) -> Any:
+    """A threshold as written (a YAML number becomes its text), once parse_shrink accepts it."""
+    if value is None:
+        return value
+    parse_shrink(value)
+    return str(value).strip()
+
+
 class DatabaseConfig(BaseModel):
     """One named database in the config file or DATABASES: its engine, source and restore target."""
 
@@ -132,6 +152,13 @@ class DatabaseConfig(BaseModel):
     path: Path | None = None
     restore_url: SecretStr | None = None
     restore_path: Path | None = None
+    # This database's KAMAL_BACKUP_MAX_SHRINK (unset: the global one).
+    max_shrink: str | None = None
+
+    @field_validator("max_shrink", mode="before")
+    @classmethod
+    def _shrink(cls, value: Any) -> Any:
+        return checked_shrink(value)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -165,6 +192,7 @@ class Database:
     restore_path: Path | None
     source_setting: str  # what an error about the source names, e.g. DATABASE_URL
     restore_setting: str  # what an error about the restore target names
+    max_shrink: float | None = None  # None: KAMAL_BACKUP_MAX_SHRINK
 
     @property
     def is_primary(self) -> bool:
@@ -392,6 +420,21 @@ class Settings(BaseSettings):
         "row counts only (for very large databases).",
         examples=["false"],
     )
+    kamal_backup_max_shrink: str = Field(
+        "50%",
+        description="A run whose rows, dump size, file count or file bytes fall by more than "
+        "this against the last good run (or with a table emptied) is suspicious: kept, tagged, "
+        "never `latest`, exit 1. Per database: `max_shrink` in its DATABASES entry. 100% turns "
+        "the comparison off.",
+        examples=["80%"],
+    )
+    kamal_backup_keep_good: int = Field(
+        3,
+        ge=0,
+        description="Retention never forgets the snapshots of the newest this many good runs "
+        "(complete, not suspicious), nor of as many drill-verified ones; 0 turns this off.",
+        examples=["5"],
+    )
     kamal_backup_drill_schedule_seconds: int = Field(
         0,
         ge=0,
@@ -598,6 +641,11 @@ class Settings(BaseSettings):
             raise ValueError("must be a duration such as 30s, 2m or 1h")
         return value
 
+    @field_validator("kamal_backup_max_shrink", mode="before")
+    @classmethod
+    def _max_shrink(cls, value: Any) -> Any:
+        return checked_shrink(value)
+
     @field_validator("restic_check_read_data_subset")
     @classmethod
     def _subset(cls, value: str) -> str:
@@ -657,6 +705,14 @@ class Settings(BaseSettings):
         copy._environ = dict(self._environ)
         copy._databases = tuple(changed if d.name == name else d for d in self._databases)
         return copy
+
+    def max_shrink(self, database: str | None = None) -> float:
+        """The fraction a figure may fall by before a run is suspicious (a database's own, else
+        KAMAL_BACKUP_MAX_SHRINK)."""
+        for found in self._databases:
+            if found.name == database and found.max_shrink is not None:
+                return found.max_shrink
+        return parse_shrink(self.kamal_backup_max_shrink)
 
     def secret_variable(self, name: str) -> str | None:
         """The value of a secret setting an adapter declares, e.g. PGPASSWORD."""
@@ -928,6 +984,7 @@ def _resolve_databases(
                 restore_path=entry.restore_path if not wants_url else None,
                 source_setting=setting_prefix + ("url" if wants_url else "path"),
                 restore_setting=setting_prefix + ("restore_url" if wants_url else "restore_path"),
+                max_shrink=parse_shrink(entry.max_shrink) if entry.max_shrink else None,
             )
         )
     return tuple(found)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from rich.text import Text
 
 from kamal_backup.models import FILES_PART, LEGACY_DATABASE, BackupRun, Snapshot, database_part
+from kamal_backup.services.baseline import ACCEPTED_BY
 from kamal_backup.services.snapshots import complete_runs
 
 RUNS = 30
@@ -45,6 +46,10 @@ class RunHistory:
         return text
 
 
+def _accepted(members: Iterable[Snapshot]) -> bool:
+    return any(s.tag_value(ACCEPTED_BY) for s in members)
+
+
 def run_started(run: str) -> datetime | None:
     """A run's start, from its tag (run:20261126T030000Z)."""
     try:
@@ -62,9 +67,10 @@ def run_history(
     """The last RUNS backup runs from the snapshot listing, plus the state directory's last run
     when it failed before leaving any snapshot.
 
-    A run is `failed` when a part is missing, `suspicious` when it processed less than half of
-    what the run before it did (tables or files may have gone missing), `drill` when a restore
-    drill restored one of its snapshots.
+    A run is `failed` when a part is missing, `suspicious` when the repository tags it so (it
+    shrank against the last good run; an accepted run is not), or, for runs older than that
+    comparison, when it processed less than half of what the run before it did; `drill` when a
+    restore drill restored one of its snapshots.
     """
     listed = list(snapshots)
     complete = complete_runs(listed, expected)  # expected: the app's parts (one database, files)
@@ -90,7 +96,9 @@ def run_history(
             outcome = "drill"
         elif run not in complete:
             outcome = "failed"
-        elif previous_size and size < previous_size / 2:
+        elif any(s.suspicious for s in members) or (
+            previous_size and size < previous_size / 2 and not _accepted(members)
+        ):
             outcome = "suspicious"
         else:
             outcome = "success"

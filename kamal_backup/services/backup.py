@@ -12,14 +12,21 @@ from typing import TypeVar
 from kamal_backup import process, state
 from kamal_backup.databases import DatabaseAdapter, adapters_for
 from kamal_backup.databases.sqlite import unconfigured_live_databases
-from kamal_backup.errors import ConfigError, Interrupted, KamalBackupError, OperationFailed
+from kamal_backup.errors import (
+    ConfigError,
+    Interrupted,
+    KamalBackupError,
+    OperationFailed,
+    SuspiciousRun,
+)
 from kamal_backup.locking import operation_lock
 from kamal_backup.models import BackupRun, BackupSummary, ResticStatus, SnapshotRecord
 from kamal_backup.notify import notified
 from kamal_backup.restic import Restic
 from kamal_backup.services import RESTORE_WORK_PATTERNS, app_tags, restic_for
+from kamal_backup.services.baseline import judge_run, suspicious_message
 from kamal_backup.services.check import run_check
-from kamal_backup.services.retention import apply_retention
+from kamal_backup.services.retention import apply_retention, refuses_deletes
 from kamal_backup.settings import Settings
 from kamal_backup.verification import DatabaseFigures, FilesFigures, Manifest, source_files
 
@@ -78,9 +85,13 @@ def run_backup(
         run.status = (
             "failed"
             if run.retention_error or (run.check and run.check.status == "failed")
+            else "suspicious"
+            if run.suspicious
             else "success"
         )
         _finish(settings, run, clock)
+    if run.suspicious:
+        raise SuspiciousRun(suspicious_message(run), run.suspicious, run)
     if run.retention_error:
         raise OperationFailed(
             f"backup saved ({describe_snapshots(run)}) but retention failed: {run.retention_error}"
@@ -92,21 +103,10 @@ def run_backup(
     return run
 
 
-_DENIED = (
-    "forbidden",
-    "403",
-    "permission denied",
-    "access denied",
-    "not allowed",
-    "append-only",
-    "accessdenied",
-)
-
-
 def retention_failure(exc: KamalBackupError) -> str:
     """The retention error, explaining append-only repositories when deleting was refused."""
     text = str(exc)
-    if any(word in text.lower() for word in _DENIED):
+    if refuses_deletes(text):
         text += (
             "; the repository refuses deletes (append-only?): set RESTIC_FORGET_AFTER_BACKUP=false "
             "and run `kamal-backup prune` from a trusted machine that may delete"
@@ -240,6 +240,7 @@ def _perform(
 
     file_id: str | None = None
     file_figures: FilesFigures | None = None
+    document: Manifest | None = None
     excludes = [path for adapter in adapters for path in adapter.excluded_paths()]
     if settings.backup_paths:
         paths = list(settings.backup_paths)
@@ -292,12 +293,15 @@ def _perform(
         log.info("manifest %s saved", saved.snapshot_id[:8])
 
     # Trust the repository, not restic's summary line: every snapshot must be listed.
-    found = {s.id: s for s in restic.snapshots(app_tags(settings, run_tag))}
+    # The app's whole listing: the comparison with the last good run reads it too.
+    every = restic.snapshots(app_tags(settings))
+    found = {s.id: s for s in every if s.run == run.run}
     for label, snapshot_id in made.items():
         if snapshot_id not in found:
             raise OperationFailed(
                 f"the {label} snapshot {snapshot_id[:8]} is not in the repository after backup"
             )
+    found.update(judge_run(settings, restic, run, every, document))
     run.database_snapshots = {
         name: SnapshotRecord.from_snapshot(found[snapshot_id])
         for name, snapshot_id in database_ids.items()

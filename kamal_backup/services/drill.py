@@ -45,6 +45,7 @@ from kamal_backup.services.snapshots import (
     expected_parts,
     latest_complete,
     list_records,
+    no_good_run,
     validate_snapshot_argument,
 )
 from kamal_backup.settings import Settings, secret
@@ -128,7 +129,7 @@ def resolve_part(
     if value == "latest":
         found = latest_complete(backups, kind, expected, database)
         if found is None:
-            raise ConfigError("SNAPSHOT", f"no backup run of app {app_name} has completed yet")
+            raise ConfigError("SNAPSHOT", no_good_run(backups, expected, app_name))
         return found
     if _RUN.match(value):
         matches = [s for s in backups if s.run == value and fits(s)]

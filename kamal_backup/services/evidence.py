@@ -21,12 +21,14 @@ from kamal_backup.models import (
     SnapshotRecord,
 )
 from kamal_backup.notify import ChannelStatus, channel_status
+from kamal_backup.services.baseline import accepted_runs, kept_good_runs
 from kamal_backup.services.drill import drill_history
 from kamal_backup.services.snapshots import (
     complete_runs,
     expected_parts,
     latest_complete,
     list_snapshots,
+    suspicious_runs,
 )
 from kamal_backup.settings import Settings
 from kamal_backup.tools import FALLBACK_TOOLS, tool_version, version_number
@@ -58,6 +60,16 @@ class LastBackup(BaseModel):
     finished_at: datetime | None
     duration_seconds: float | None
     error: str | None
+    baseline_run: str | None = None
+    suspicious: list[str] = Field(default_factory=list)
+
+
+class AcceptedRun(BaseModel):
+    """A run that shrank and was accepted as intended (`kamal-backup accept`)."""
+
+    run: str
+    accepted_by: str
+    accepted_at: datetime | None
 
 
 class RestoreSafety(BaseModel):
@@ -104,6 +116,9 @@ class Evidence(BaseModel):
     latest_database_snapshot: SnapshotRecord | None
     latest_files_snapshot: SnapshotRecord | None
     incomplete_runs: list[str]
+    suspicious_runs: list[str]
+    accepted_runs: list[AcceptedRun]
+    kept_good_runs: list[str]
     last_check: CheckResult | None
     last_backup: LastBackup | None
     last_restores: dict[str, RestoreResult | None]
@@ -138,6 +153,8 @@ def build_evidence(
     latest: dict[str, SnapshotRecord | None] = {"database": None, "files": None}
     latest_by_database: dict[str, SnapshotRecord | None] = {a.database_name: None for a in adapters}
     incomplete: list[str] = []
+    suspicious: list[str] = []
+    accepted: list[AcceptedRun] = []
     repository_error: str | None = None
     try:
         if snapshots is None:
@@ -157,6 +174,11 @@ def build_evidence(
             {s.run for s in snapshots if s.run and not s.pre_restore and s.run not in complete},
             reverse=True,
         )
+        suspicious = sorted(suspicious_runs(snapshots), reverse=True)
+        accepted = [
+            AcceptedRun(run=run, accepted_by=who, accepted_at=when)
+            for run, (who, when) in sorted(accepted_runs(snapshots).items(), reverse=True)
+        ]
     try:
         last_drill, history = drills or drill_history(
             settings, from_repository=repository_error is None
@@ -166,6 +188,14 @@ def build_evidence(
         last_drill, history = drill_history(settings, from_repository=False)
 
     last_backup = state.last_backup(settings.state_dir)
+    drilled = {
+        h.run for h in history if h.run and h.status == "passed" and h.verification == "verified"
+    }
+    kept = (
+        kept_good_runs(snapshots, expected, settings.kamal_backup_keep_good, drilled)
+        if snapshots is not None and repository_error is None
+        else []
+    )
     evidence = Evidence(
         schema_version=SCHEMA_VERSION,
         generated_at=now or datetime.now(UTC),
@@ -195,6 +225,9 @@ def build_evidence(
         latest_database_snapshot=latest["database"],
         latest_files_snapshot=latest["files"],
         incomplete_runs=incomplete,
+        suspicious_runs=suspicious,
+        accepted_runs=accepted,
+        kept_good_runs=kept,
         last_check=state.last_check(settings.state_dir),
         last_backup=None
         if last_backup is None

@@ -81,6 +81,12 @@ def sections(evidence: Evidence) -> list[tuple[str, list[str], list[Row]]]:
         ),
         ("Latest file snapshot", _snapshot(evidence.latest_files_snapshot)),
         ("Incomplete runs", ", ".join(evidence.incomplete_runs) or "none"),
+        ("Suspicious runs (not latest)", ", ".join(evidence.suspicious_runs) or "none"),
+        *(
+            (f"Accepted run {a.run}", f"by {a.accepted_by} at {_when(a.accepted_at)}")
+            for a in evidence.accepted_runs
+        ),
+        ("Good runs retention keeps", ", ".join(evidence.kept_good_runs) or "none"),
     ]
     if evidence.last_backup is not None:
         last = evidence.last_backup
@@ -91,6 +97,8 @@ def sections(evidence: Evidence) -> list[tuple[str, list[str], list[Row]]]:
                 + (f": {last.error}" if last.error else ""),
             )
         )
+        if last.suspicious:
+            backups.append((f"Shrank against run {last.baseline_run}", "; ".join(last.suspicious)))
     check = evidence.last_check
     checks: list[Row] = [
         (

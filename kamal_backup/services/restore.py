@@ -46,8 +46,10 @@ from kamal_backup.services.retention import safety_snapshot_host
 from kamal_backup.services.snapshots import (
     complete_runs,
     expected_parts,
+    good_runs,
     latest_complete_run,
     list_snapshots,
+    no_good_run,
     resolve_snapshot,
     validate_snapshot_argument,
 )
@@ -186,7 +188,7 @@ def restore_all_databases(
         members = [s for s in latest_complete_run(every, expected_parts(settings))]
         if not members:
             raise ConfigError(
-                "SNAPSHOT", f"no backup run of app {settings.app_name} has completed yet"
+                "SNAPSHOT", no_good_run(every, expected_parts(settings), settings.app_name)
             )
     else:
         run = resolve_snapshot(settings, restic, snapshot, "database", every).run
@@ -292,9 +294,10 @@ def find_run(
     value = argument.strip()
     complete = complete_runs(snapshots, expected)
     if value == "latest":
-        if not complete:
-            raise ConfigError("RUN", f"no backup run of app {app_name} has completed yet")
-        value = max(complete)
+        good = good_runs(snapshots, expected)
+        if not good:
+            raise ConfigError("RUN", no_good_run(snapshots, expected, app_name))
+        value = max(good)
     elif not _RUN.match(value):
         raise ConfigError("RUN", f"{argument!r} is not 'latest' or a run such as 20260101T030000Z")
     members = {s.part: s for s in snapshots if s.run == value and s.part and not s.pre_restore}

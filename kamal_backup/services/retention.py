@@ -8,6 +8,7 @@ the keep-last/daily/... counts. They are kept for SAFETY_SNAPSHOT_DAYS and forgo
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,11 +16,15 @@ from kamal_backup.models import (
     LEGACY_DATABASE,
     PRE_RESTORE_TAG,
     SNAPSHOT_TYPES,
+    SUSPICIOUS_TAG,
     RetentionResult,
+    Snapshot,
     SnapshotType,
 )
 from kamal_backup.restic import Restic
 from kamal_backup.services import app_tags
+from kamal_backup.services.baseline import kept_good_runs
+from kamal_backup.services.snapshots import expected_parts
 from kamal_backup.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,12 +32,35 @@ log = logging.getLogger(__name__)
 SAFETY_SNAPSHOT_DAYS = 30
 
 
+_DENIED = (
+    "forbidden",
+    "403",
+    "permission denied",
+    "access denied",
+    "not allowed",
+    "append-only",
+    "accessdenied",
+)
+
+
+def refuses_deletes(error: str) -> bool:
+    """Whether restic's error says the repository refused to delete (append-only, a
+    write-only key)."""
+    return any(word in error.lower() for word in _DENIED)
+
+
 def safety_snapshot_host(settings: Settings) -> str:
     """The restic host of safety snapshots: its own retention group."""
     return f"{settings.host}-{PRE_RESTORE_TAG}"
 
 
-def database_groups(settings: Settings, restic: Restic, *, dry_run: bool) -> list[str | None]:
+def database_groups(
+    settings: Settings,
+    restic: Restic,
+    *,
+    dry_run: bool,
+    snapshots: Sequence[Snapshot] | None = None,
+) -> list[str | None]:
     """The database: tag each configured database's retention group filters on.
 
     None means every database snapshot: the app has only ever had `primary` (snapshots made
@@ -41,7 +69,9 @@ def database_groups(settings: Settings, restic: Restic, *, dry_run: bool) -> lis
     database:primary (restic rewrites them; skipped by a dry run, which then leaves them out).
     """
     names = [database.name for database in settings.database_list]
-    snapshots = restic.snapshots(app_tags(settings, "type:database"))
+    if snapshots is None:
+        snapshots = restic.snapshots(app_tags(settings, "type:database"))
+    snapshots = [s for s in snapshots if s.kind == "database"]
     named = {s.tag_value("database") for s in snapshots} - {None, LEGACY_DATABASE}
     if names == [LEGACY_DATABASE] and not named:
         return [None]
@@ -78,16 +108,17 @@ def apply_retention(
         # backup's.
         restic.unlock()
     cutoff = (now or datetime.now(UTC)) - timedelta(days=SAFETY_SNAPSHOT_DAYS)
-    expired = [
-        s
-        for s in restic.snapshots(app_tags(settings, "type:database", PRE_RESTORE_TAG))
-        if s.time < cutoff
-    ]
+    every = restic.snapshots(app_tags(settings))
+    expired = [s for s in every if s.kind == "database" and s.pre_restore and s.time < cutoff]
+    protected = protected_tags(settings, every)
     expired_ids = [s.id for s in expired]
     if expired and not dry_run:
         restic.forget_ids(expired_ids, prune=False)  # the policy's forget below prunes their data
     groups: list[tuple[SnapshotType, str | None]] = (
-        [("database", name) for name in database_groups(settings, restic, dry_run=dry_run)]
+        [
+            ("database", name)
+            for name in database_groups(settings, restic, dry_run=dry_run, snapshots=every)
+        ]
         if settings.database_list
         else []
     )
@@ -102,7 +133,7 @@ def apply_retention(
             settings.retention,
             # One prune, with the last forget: pruning reads the whole index each time.
             prune=index == len(groups) - 1,
-            keep_tags=[PRE_RESTORE_TAG] if kind == "database" else [],
+            keep_tags=[PRE_RESTORE_TAG, *protected] if kind == "database" else protected,
             dry_run=dry_run,
         )
         kept_ids = [i for i in _ids(found, "keep") if i not in expired_ids]
@@ -132,6 +163,15 @@ def apply_retention(
     if not dry_run:
         forget_orphan_manifests(settings, restic)
     return results
+
+
+def protected_tags(settings: Settings, snapshots: Sequence[Snapshot]) -> list[str]:
+    """restic --keep-tag values no policy overrides: suspicious runs (kept until accepted or
+    forgotten by hand) and each of the KAMAL_BACKUP_KEEP_GOOD last good runs (run:<run>)."""
+    kept = kept_good_runs(snapshots, expected_parts(settings), settings.kamal_backup_keep_good)
+    if kept:
+        log.info("retention keeps the last good runs %s", ", ".join(kept))
+    return [SUSPICIOUS_TAG, *(f"run:{run}" for run in kept)]
 
 
 def _ids(groups: list[Any], key: str) -> list[str]:

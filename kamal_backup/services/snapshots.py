@@ -77,14 +77,36 @@ def complete_runs(snapshots: Sequence[Snapshot], expected: Collection[str]) -> s
     return {run for run, found in parts.items() if wanted and wanted <= found}
 
 
+def suspicious_runs(snapshots: Sequence[Snapshot]) -> set[str]:
+    """Runs whose snapshots carry the suspicious tag (a shrink against the last good run)."""
+    return {s.run for s in snapshots if s.run and s.suspicious and not s.pre_restore}
+
+
+def good_runs(snapshots: Sequence[Snapshot], expected: Collection[str]) -> set[str]:
+    """Complete runs that are not suspicious (accepted ones included): what `latest` means."""
+    return complete_runs(snapshots, expected) - suspicious_runs(snapshots)
+
+
+def no_good_run(snapshots: Sequence[Snapshot], expected: Collection[str], app_name: str) -> str:
+    """Why there is no `latest`: no complete run yet, or every complete run is suspicious."""
+    flagged = sorted(complete_runs(snapshots, expected) & suspicious_runs(snapshots))
+    if flagged:
+        return (
+            f"every complete run of app {app_name} is suspicious (newest {flagged[-1]}); name "
+            f"the run or a snapshot id, or `kamal-backup accept {flagged[-1]}` if it is right"
+        )
+    return f"no backup run of app {app_name} has completed yet"
+
+
 def latest_complete(
     snapshots: Sequence[Snapshot],
     kind: SnapshotType,
     expected: Collection[str],
     database: str | None = None,
 ) -> Snapshot | None:
-    """The newest snapshot of this type (and database) in a complete run."""
-    complete = complete_runs(snapshots, expected)
+    """The newest snapshot of this type (and database) in a complete run that is not
+    suspicious."""
+    complete = good_runs(snapshots, expected)
     candidates = [
         s
         for s in snapshots
@@ -97,8 +119,8 @@ def latest_complete(
 
 
 def latest_complete_run(snapshots: Sequence[Snapshot], expected: Collection[str]) -> list[Snapshot]:
-    """Every snapshot of the newest complete run, databases first."""
-    complete = complete_runs(snapshots, expected)
+    """Every snapshot of the newest complete run that is not suspicious, databases first."""
+    complete = good_runs(snapshots, expected)
     runs = [s for s in snapshots if s.run in complete and s.part and not s.pre_restore]
     if not runs:
         return []
@@ -130,13 +152,15 @@ def resolve_snapshot(
     if not candidates:
         raise ConfigError("SNAPSHOT", f"there are no {what} for app {settings.app_name} yet")
     if value == "latest":
-        latest = latest_complete(every, kind, expected_parts(settings), database)
+        expected = expected_parts(settings)
+        latest = latest_complete(every, kind, expected, database)
         if latest is None:
-            raise ConfigError(
-                "SNAPSHOT",
-                f"no backup run of app {settings.app_name} has completed yet; name a {kind} snapshot id "
-                "from `kamal-backup list` to restore a partial run",
-            )
+            why = no_good_run(every, expected, settings.app_name)
+            if why.startswith("no backup run"):
+                why += (
+                    f"; name a {kind} snapshot id from `kamal-backup list` to restore a partial run"
+                )
+            raise ConfigError("SNAPSHOT", why)
         return latest
     matches = [s for s in candidates if s.id.startswith(value)]
     if len(matches) == 1:

@@ -26,6 +26,8 @@ KEEP_TWO = {
     "RESTIC_KEEP_WEEKLY": "0",
     "RESTIC_KEEP_MONTHLY": "0",
     "RESTIC_KEEP_YEARLY": "0",
+    # The policy's groups alone (the kept good runs are proven in test_trust.py).
+    "KAMAL_BACKUP_KEEP_GOOD": "0",
 }
 
 

@@ -125,6 +125,7 @@ def test_append_only_rest_server(app: App, tmp_path: Path) -> None:
                 "RESTIC_KEEP_WEEKLY": "0",
                 "RESTIC_KEEP_MONTHLY": "0",
                 "RESTIC_KEEP_YEARLY": "0",
+                "KAMAL_BACKUP_KEEP_GOOD": "0",  # so forget has something to delete
                 "KAMAL_BACKUP_RETRY_LOCK": "",
             }
         )

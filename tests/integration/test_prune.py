@@ -21,6 +21,8 @@ KEEP_LAST_2 = {
     "RESTIC_KEEP_MONTHLY": "0",
     "RESTIC_KEEP_YEARLY": "0",
     "RESTIC_FORGET_AFTER_BACKUP": "false",
+    # The policy alone: the last good runs retention always keeps are proven in test_trust.py.
+    "KAMAL_BACKUP_KEEP_GOOD": "0",
 }
 
 

@@ -41,3 +41,17 @@ def test_a_failed_run_without_snapshots_comes_from_the_state_directory() -> None
     assert history.outcomes[-1] == "failed" and history.runs[-1] == failed.run
     running = failed.model_copy(update={"status": "running"})
     assert run_history(fixed_snapshots(), running, set()).outcomes[-1] == "success"
+
+
+def test_the_repositorys_suspicious_tag_decides_and_an_accepted_run_is_a_success() -> None:
+    snapshots = fixed_snapshots()
+    newest = [s for s in snapshots if s.run == snapshots[0].run]
+    for snapshot in newest:
+        snapshot.tags.append("suspicious")  # shrank against the last good run (tagged by backup)
+    assert run_history(snapshots, None, set()).outcomes[-1] == "suspicious"
+    for snapshot in newest:
+        snapshot.tags.remove("suspicious")
+        snapshot.tags.append("accepted-by:ann@laptop")
+    assert newest[0].summary is not None
+    newest[0].summary.total_bytes_processed = 1000  # a big cleanup, accepted as intended
+    assert run_history(snapshots, None, set()).outcomes[-1] == "success"

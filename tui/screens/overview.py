@@ -271,6 +271,10 @@ class OverviewView(VerticalScroll, View):
             text.append(f"  {run.duration_seconds:.1f}s")
         if run.error:
             text.append(f"  {run.error}", style="red")
+        if run.suspicious:
+            # Kept and tagged, but not `latest`: each shrink against the last good run.
+            text.append(f"  not latest; against run {run.baseline_run}: ", style="red")
+            text.append("; ".join(run.suspicious), style="red")
         return text
 
     def _last_check_text(self, result: CheckResult | None) -> Text:

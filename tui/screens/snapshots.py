@@ -18,7 +18,7 @@ from textual.widgets.tree import TreeNode, UnknownNodeID
 from kamal_backup.humanize import describe_age, human_bytes
 from kamal_backup.models import FileEntry, Snapshot
 from kamal_backup.process import CancelScope
-from kamal_backup.services.snapshots import complete_runs, expected_parts
+from kamal_backup.services.snapshots import complete_runs, expected_parts, suspicious_runs
 from tui.messages import describe_error
 from tui.screens import View
 from tui.screens.restore_file import RestoreFileScreen
@@ -57,6 +57,7 @@ class SnapshotsView(Container, View):
         self.snapshots: list[Snapshot] = []
         self.by_id: dict[str, Snapshot] = {}
         self.complete: set[str] = set()
+        self.suspicious: set[str] = set()
         self.filter = "all"
         self.shown: str | None = None
 
@@ -98,14 +99,18 @@ class SnapshotsView(Container, View):
         self.snapshots = snapshots
         self.by_id = {s.id: s for s in snapshots}
         self.complete = complete_runs(snapshots, expected_parts(self.tui.settings))
+        self.suspicious = suspicious_runs(snapshots)
         self.shown = None
         self.fill_table()
 
     def run_note(self, snapshot: Snapshot) -> str:
-        """Why a run is not a backup run: a production restore's safety snapshot, or partial."""
+        """Why a run is not `latest`: a production restore's safety snapshot, partial, or
+        suspicious (it shrank against the last good run)."""
         if snapshot.pre_restore:
             return " pre-restore"
-        return " partial" if snapshot.run and snapshot.run not in self.complete else ""
+        if snapshot.run and snapshot.run not in self.complete:
+            return " partial"
+        return " suspicious" if snapshot.run in self.suspicious else ""
 
     def tick(self) -> None:
         """Redraws the ages in the list and the detail from one clock reading."""
@@ -235,11 +240,13 @@ class SnapshotsView(Container, View):
         if snapshot.run:
             if snapshot.pre_restore:
                 complete = "safety snapshot taken before a production restore"
+            elif snapshot.run in self.suspicious and snapshot.run in self.complete:
+                complete = f"complete, suspicious: not latest; accept with `accept {snapshot.run}`"
             elif snapshot.run in self.complete:
                 complete = "complete"
             else:
                 complete = "partial: not a backup"
-            table.add_row("run", f"{snapshot.run} ({complete})")
+            table.add_row("run", Text(f"{snapshot.run} ({complete})"))
         if snapshot.database:
             table.add_row("database", Text(snapshot.database))
         if snapshot.adapter:
