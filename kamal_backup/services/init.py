@@ -107,6 +107,9 @@ def render_config(app: AppDescription) -> str:
         lines += [
             "# Rails 8 keeps four SQLite databases in storage/; each is its own snapshot.",
             "# restore-db restores every one into its restore_path (or one: --database NAME).",
+            "# cache, queue and cable empty themselves (expired entries, finished jobs), so a",
+            "# shrink there is normal: max_shrink 100% leaves them out of the comparison with",
+            "# the last good run. The primary database keeps KAMAL_BACKUP_MAX_SHRINK (50%).",
             "databases:",
         ]
         for name, filename in RAILS_SQLITE.items():
@@ -117,6 +120,8 @@ def render_config(app: AppDescription) -> str:
                 f"    path: {_q(f'{storage}/{filename}')}",
                 f"    restore_path: {_q(restore)}",
             ]
+            if name != PRIMARY:
+                lines.append("    max_shrink: 100%")
     else:
         lines += [
             "# The primary database; more can follow under their own names.",

@@ -125,3 +125,13 @@ def test_rails_8_example_config_has_four_sqlite_databases_in_storage() -> None:
     assert settings.backup_paths == (Path("/rails/storage"),)
     assert all(d.restore_path and str(d.restore_path).startswith("/restore/db/")
                for d in settings.database_list)  # fmt: skip
+
+
+def test_rails_8_example_compares_the_primary_database_only() -> None:
+    settings = load_settings(
+        environ={"RESTIC_REPOSITORY": "/tmp/repo", "RESTIC_PASSWORD": "example-secret"},
+        config=EXAMPLES / "rails8-sqlite.yml",
+    )
+    # cache, queue and cable empty themselves; an emptied primary is still suspicious.
+    assert settings.max_shrink("primary") == 0.5
+    assert [settings.max_shrink(name) for name in ("cache", "queue", "cable")] == [1.0, 1.0, 1.0]
