@@ -31,6 +31,15 @@ def demo_environment(base: Path) -> dict[str, str]:
             [(f"customer {i}", i * 137 % 10000) for i in range(5000)],
         )
     db.close()
+    # What an earlier drill left in the scratch targets: the drill screen says it will go.
+    (base / "drill" / "files" / str(storage).lstrip("/")).mkdir(parents=True)
+    (base / "drill" / "files" / str(storage).lstrip("/") / "invoice-0001.pdf").write_bytes(
+        b"%PDF-1.4\n" + b"0" * 40_000
+    )
+    with sqlite3.connect(base / "drill" / "shop.sqlite3") as db:
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        db.execute("CREATE TABLE leftover (note TEXT)")
+    db.close()
     return {
         "APP_NAME": "shop",
         "DATABASE_ADAPTER": "sqlite",
@@ -57,9 +66,14 @@ async def capture(app: KamalBackupApp, out: Path) -> None:
             await app.workers.wait_for_complete()
             await pilot.pause(0.3)
 
-        async def save(name: str) -> None:
+        async def save(name: str, *showing: str) -> None:
+            """Saves the screen; stops when it does not show what it is in the docs for."""
             await settle()
-            app.save_screenshot(f"{name}.svg", str(out))
+            svg = app.export_screenshot()
+            for words in showing:
+                if words.replace(" ", "&#160;") not in svg:
+                    raise SystemExit(f"bin/screenshots: {name} does not show {words!r}")
+            (out / f"{name}.svg").write_text(svg, encoding="utf-8")
             print(f"screenshots/{name}.svg")
 
         await pilot.press("s")
@@ -80,7 +94,7 @@ async def capture(app: KamalBackupApp, out: Path) -> None:
             Path(app.settings.state_dir).parent.parent / "drill" / "files"
         )
         app.query_one("#drill-confirm", Input).value = "shop"
-        await save("drill")
+        await save("drill", "has 2 tables", "dropped", "holds 1 file", "replaced")
         await pilot.press("ctrl+r")
         await pilot.pause(0.5)
         while app.operation is not None:
@@ -88,7 +102,7 @@ async def capture(app: KamalBackupApp, out: Path) -> None:
         await save("drill-result")
         # Last, so the overview shows the drill that was just made.
         await pilot.press("o", "r")
-        await save("overview")
+        await save("overview", "added/run", "duration", "outcomes")
 
 
 def main() -> None:

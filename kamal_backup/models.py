@@ -315,4 +315,14 @@ class GateVerdict(BaseModel):
     reason: str
 
 
+class TargetContents(BaseModel):
+    """What a drill's scratch target holds now, in one line said before the drill starts:
+    "shop_drill has 12 tables; they will be dropped" (issue 16)."""
+
+    part: str  # "database", "database <name>" (several databases) or "files"
+    target: str  # a database name or a path, never a credential
+    state: Literal["holds", "empty", "missing", "unknown"]
+    summary: str
+
+
 BackupRun.model_rebuild()

@@ -224,7 +224,12 @@ class KamalBackupApp(App[None]):
         chosen: Widget | None = (controls or focusable or [None])[0]  # type: ignore[list-item]
         if chosen is None and where.focusable:
             chosen = where
-        self.screen.set_focus(chosen)
+        # Scrolled into view only as far as needed: Textual centres a focused widget, which
+        # scrolls a view whose first control is already in sight by however much its content
+        # has loaded so far (the drill wizard's headings came and went with it).
+        self.screen.set_focus(chosen, scroll_visible=False)
+        if chosen is not None:
+            self.call_later(chosen.scroll_visible, animate=False)
 
     def active_view(self) -> View | None:
         pane = self.query_one("#tabs", TabbedContent).active_pane

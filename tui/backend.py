@@ -14,11 +14,12 @@ from kamal_backup.models import (
     RestoreResult,
     Snapshot,
     SnapshotType,
+    TargetContents,
 )
 from kamal_backup.services import gates, restic_for
 from kamal_backup.services.backup import StatusCallback, run_backup
 from kamal_backup.services.check import run_check
-from kamal_backup.services.drill import drill_history, run_drill
+from kamal_backup.services.drill import describe_drill_targets, drill_history, run_drill
 from kamal_backup.services.evidence import Evidence, build_evidence, write_evidence
 from kamal_backup.services.restore import restore_all_databases, restore_database, restore_files
 from kamal_backup.services.snapshots import list_snapshots
@@ -82,6 +83,12 @@ class Backend:
     ) -> list[tuple[str, GateVerdict]]:
         """The verdicts the drill service enforces, by part: what the wizard shows."""
         return gates.drill_verdicts(self.settings, files_target, kinds)
+
+    def drill_targets(
+        self, kinds: tuple[SnapshotType, ...], files_target: str
+    ) -> list[TargetContents]:
+        """What the drill's scratch targets hold now (slow: a thread worker; read-only)."""
+        return describe_drill_targets(self.settings, files_target, kinds)
 
     def last_drill(self) -> DrillRecord | None:
         found = state.drills(self.settings.state_dir)

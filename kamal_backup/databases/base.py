@@ -44,6 +44,15 @@ class DumpCommand:
     figures: Callable[[], DatabaseFigures] | None = None
 
 
+@dataclass(frozen=True)
+class TargetTables:
+    """What a restore target holds now: its name (a database name or a path, never a
+    credential) and its user tables, None when it does not exist yet."""
+
+    name: str
+    tables: int | None
+
+
 class DatabaseAdapter(abc.ABC):
     """One database engine: how to dump it, restore it, and describe its targets.
 
@@ -129,6 +138,11 @@ class DatabaseAdapter(abc.ABC):
 
         on_bytes is called with the size of each piece of the dump as it streams in.
         """
+
+    @abc.abstractmethod
+    def restore_target_tables(self, timeout: float) -> TargetTables:
+        """Counts the restore target's user tables read-only, within `timeout` seconds (what a
+        drill is about to drop); raises OperationFailed when it cannot tell."""
 
     @abc.abstractmethod
     def restored_figures(self, method: FigureMethod) -> DatabaseFigures:

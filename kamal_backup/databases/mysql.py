@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 from kamal_backup import process
-from kamal_backup.databases.base import ByteCounter, DumpCommand, ServerAdapter
+from kamal_backup.databases.base import ByteCounter, DumpCommand, ServerAdapter, TargetTables
 from kamal_backup.databases.pipeline import Importer, error_line, stream_into
 from kamal_backup.databases.urls import DatabaseUrl
 from kamal_backup.errors import OperationFailed, ToolMissing
@@ -441,6 +441,31 @@ class MysqlAdapter(ServerAdapter):
             "created_database": created,
             "dropped_objects": dropped,
         }
+
+    def restore_target_tables(self, timeout: float) -> TargetTables:
+        target = self.require_target()
+        literal = quote_literal(target.database)
+        query = (
+            "SELECT (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = "
+            f"{literal}), (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+            f"{literal} AND TABLE_TYPE = 'BASE TABLE')"
+        )
+        argv = [
+            self.client(),
+            *connection_args(target),
+            f"--connect-timeout={max(2, int(timeout))}",
+            "--batch",
+            "--raw",
+            "--skip-column-names",
+            "-e",
+            query,
+        ]
+        env = client_env(self.target_password(target), self.settings.environ)
+        result = process.run(argv, env=env, timeout=timeout)
+        if result.returncode != 0:
+            raise OperationFailed(redact(error_line(result.stderr)) or "mariadb failed")
+        exists, tables = result.stdout.split()
+        return TargetTables(target.database, int(tables) if exists != "0" else None)
 
     def probe(self) -> str:
         source = self.source

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kamal_backup import process
-from kamal_backup.databases.base import ByteCounter, DumpCommand, ServerAdapter
+from kamal_backup.databases.base import ByteCounter, DumpCommand, ServerAdapter, TargetTables
 from kamal_backup.databases.pipeline import Importer, Step, error_line, stream_into
 from kamal_backup.databases.urls import DatabaseUrl
 from kamal_backup.errors import ConfigError, OperationFailed, ToolMissing
@@ -397,6 +397,29 @@ class PostgresAdapter(ServerAdapter):
         return parse_figures(result.stdout, method)
 
     # Restore ----------------------------------------------------------------------------
+
+    def restore_target_tables(self, timeout: float) -> TargetTables:
+        target = self.require_target()
+        clients = self.clients()
+        if not clients:
+            raise ToolMissing("no PostgreSQL client (psql) is installed")
+        env = client_env(target, self.target_password(target), self.settings.environ)
+        env["PGCONNECT_TIMEOUT"] = str(max(2, int(timeout)))
+        # The tables CLEAN_TARGET drops with their schemas (partitions count with their parent).
+        query = (
+            "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
+            "AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'"
+        )
+        result = process.run(
+            [clients[-1].tool("psql"), "-XAtq", "-c", query], env=env, timeout=timeout
+        )
+        if result.returncode == 0:
+            return TargetTables(target.database, int(result.stdout.strip()))
+        if f'database "{target.database}" does not exist' in result.stderr:
+            return TargetTables(target.database, None)  # the restore creates it
+        said = redact(error_line(result.stderr)) or f"psql exited {result.returncode}"
+        raise OperationFailed(said)
 
     def ensure_database(
         self, client: PgClient, target: DatabaseUrl, env: Mapping[str, str]

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from kamal_backup.databases.base import ByteCounter, DatabaseAdapter, DumpCommand, dump_path
+from kamal_backup.databases.base import (
+    ByteCounter,
+    DatabaseAdapter,
+    DumpCommand,
+    TargetTables,
+    dump_path,
+)
 from kamal_backup.errors import ConfigError, Interrupted, OperationFailed
 from kamal_backup.models import Snapshot
 from kamal_backup.paths import resolve_path
@@ -220,6 +226,27 @@ class SqliteAdapter(DatabaseAdapter):
     def restore_target_is_source(self) -> bool:
         target = self.target
         return target is not None and resolve_path(target) == resolve_path(self.source)
+
+    def restore_target_tables(self, timeout: float) -> TargetTables:
+        target = self.target
+        if target is None:
+            raise ConfigError(self.restore_setting, "is not set")
+        if not target.exists():
+            return TargetTables(str(target), None)
+        # Without a WAL beside it the file alone is the database: immutable opens it without
+        # locks or sidecars, so looking never changes the directory.
+        mode = "mode=ro" if Path(f"{target}-wal").exists() else "immutable=1"
+        try:
+            with contextlib.closing(
+                sqlite3.connect(f"file:{quote(str(target))}?{mode}", uri=True, timeout=timeout)
+            ) as db:
+                (tables,) = db.execute(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+                ).fetchone()
+        except sqlite3.Error as exc:
+            raise OperationFailed(redact(str(exc))) from None
+        return TargetTables(str(target), tables)
 
     def restore(
         self, restic: Restic, snapshot: Snapshot, on_bytes: ByteCounter | None = None

@@ -6,6 +6,7 @@ import functools
 import getpass
 import json
 import logging
+import os
 import re
 import secrets
 import shlex
@@ -28,6 +29,7 @@ from kamal_backup.errors import (
     OperationFailed,
     ToolMissing,
 )
+from kamal_backup.humanize import human_bytes
 from kamal_backup.locking import operation_lock
 from kamal_backup.models import (
     FILES_PART,
@@ -35,9 +37,11 @@ from kamal_backup.models import (
     ResticStatus,
     Snapshot,
     SnapshotType,
+    TargetContents,
     database_part,
 )
 from kamal_backup.notify import notified
+from kamal_backup.paths import resolve_path
 from kamal_backup.restic import Restic
 from kamal_backup.services import app_tags, gates, restic_for
 from kamal_backup.services.restore import restore_database, restore_files
@@ -72,6 +76,8 @@ _OUTPUT_KEEP = 2000
 # Variables a check command never needs: the repository's and the backup source's credentials.
 _WITHHELD = ("RESTIC_", "AWS_", "B2_", "AZURE_", "GOOGLE_", "OS_", "ST_")
 _WITHHELD_NAMES = ("DATABASE_URL", "PGPASSWORD", "MYSQL_PWD", "SQLITE_DATABASE_PATH")
+# How long looking at a scratch target may take: a drill, or the wizard, waits for it.
+INSPECT_SECONDS = 5.0
 
 
 def who_runs() -> str:
@@ -167,6 +173,157 @@ def read_manifest(
         return None
 
 
+# What the scratch targets hold now ---------------------------------------------------------------
+
+
+def describe_drill_targets(
+    settings: Settings,
+    files_target: str,
+    parts: Sequence[SnapshotType] = PARTS,
+    timeout: float = INSPECT_SECONDS,
+) -> list[TargetContents]:
+    """What each scratch target of a drill holds now, one line each, read-only and bounded in
+    time: said before the drill drops or replaces it. A target the gates refuse (not set, a
+    system directory, the backup source or a backup path) is left to the gates' own words."""
+    found: list[TargetContents] = []
+    if "database" in parts:
+        adapters = adapters_for(settings)
+        for adapter in adapters:
+            if adapter.restore_target_label() is None or gates.database_target_is_source(
+                settings, adapter
+            ):
+                continue
+            part = "database" if len(adapters) == 1 else f"database {adapter.database_name}"
+            try:
+                held = adapter.restore_target_tables(timeout)
+            except (KamalBackupError, process.TimedOut) as exc:
+                name = _target_name(adapter.restore_target_label() or "")
+                found.append(_cannot_tell(part, name, exc, timeout))
+                continue
+            found.append(_database_contents(part, held.name, held.tables))
+    if "files" in parts and settings.backup_paths:
+        refused = {
+            verdict.gate
+            for _, verdict in gates.drill_verdicts(settings, files_target, ("files",))
+            if not verdict.allowed
+        }
+        if not refused & {"restore target", "drill target"}:
+            found.append(describe_files_target(settings, files_target, timeout))
+    return found
+
+
+def _target_name(label: str) -> str:
+    """A database target's name for a sentence: the database (the URL's last part), or a path."""
+    return label.rsplit("/", 1)[-1].split("?", 1)[0] if "://" in label else label
+
+
+def _cannot_tell(part: str, name: str, exc: BaseException, timeout: float) -> TargetContents:
+    if isinstance(exc, process.TimedOut):
+        cause = f"no answer within {timeout:g}s"
+    else:
+        cause = redact.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "failed")
+    return TargetContents(
+        part=part, target=name, state="unknown", summary=f"cannot tell what {name} holds: {cause}"
+    )
+
+
+def _database_contents(part: str, name: str, tables: int | None) -> TargetContents:
+    if tables is None:
+        return TargetContents(
+            part=part,
+            target=name,
+            state="missing",
+            summary=f"{name} does not exist yet; the drill creates it",
+        )
+    if tables == 0:
+        return TargetContents(
+            part=part, target=name, state="empty", summary=f"{name} has no tables"
+        )
+    summary = (
+        f"{name} has 1 table; it will be dropped"
+        if tables == 1
+        else f"{name} has {tables} tables; they will be dropped"
+    )
+    return TargetContents(part=part, target=name, state="holds", summary=summary)
+
+
+def describe_files_target(
+    settings: Settings, files_target: str, timeout: float = INSPECT_SECONDS
+) -> TargetContents:
+    """What a scratch directory holds now: its files (and their size), counted within
+    `timeout` seconds, and which of them the drill replaces (those at target/<backup path>)."""
+    target = files_target.strip()
+    root = resolve_path(Path(target))
+    if not root.exists() and not root.is_symlink():
+        return TargetContents(
+            part="files",
+            target=target,
+            state="missing",
+            summary=f"{target} does not exist yet; the drill creates it",
+        )
+    if not root.is_dir():
+        return TargetContents(
+            part="files",
+            target=target,
+            state="unknown",
+            summary=f"cannot tell what {target} holds: it is not a directory",
+        )
+    replaced = [str(root / str(path).lstrip("/")) for path in settings.backup_paths]
+    deadline = time.monotonic() + timeout
+    counts = {"files": 0, "bytes": 0, "replaced": 0}
+    stopped = False
+    pending = [str(root)]
+    try:
+        while pending and not stopped:
+            directory = pending.pop()
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                        continue
+                    counts["files"] += 1
+                    counts["bytes"] += entry.stat(follow_symlinks=False).st_size
+                    if any(entry.path.startswith(f"{prefix}/") for prefix in replaced):
+                        counts["replaced"] += 1
+                    if counts["files"] % 1000 == 0 and time.monotonic() > deadline:
+                        stopped = True
+                        break
+    except OSError as exc:
+        cause = exc.strerror or str(exc)
+        return TargetContents(
+            part="files",
+            target=target,
+            state="unknown",
+            summary=f"cannot tell what {target} holds: {cause.lower()} ({exc.filename})",
+        )
+    files, replacing = counts["files"], counts["replaced"]
+    if files == 0:
+        return TargetContents(
+            part="files", target=target, state="empty", summary=f"{target} is empty"
+        )
+    under = ", ".join(replaced)
+    held = f"{target} holds {'at least ' if stopped else ''}{_files(files)} ({human_bytes(counts['bytes'])})"
+    if stopped:
+        tail = f"; counting stopped after {timeout:g}s; those under {under} will be replaced"
+    elif replacing == files:
+        tail = "; it will be replaced" if files == 1 else "; they will be replaced"
+    elif replacing == 0:
+        tail = (
+            f"; the drill writes only under {under}, so {'it stays' if files == 1 else 'they stay'}"
+        )
+    else:
+        rest = files - replacing
+        tail = (
+            f"; {_files(replacing)} under {under} will be replaced, "
+            f"{'the other stays' if rest == 1 else f'the other {rest} stay'}"
+        )
+    return TargetContents(part="files", target=target, state="holds", summary=held + tail)
+
+
+def _files(count: int) -> str:
+    return f"{count} file{'' if count == 1 else 's'}"
+
+
 @notified("drill")
 def run_drill(
     settings: Settings,
@@ -221,6 +378,10 @@ def run_drill(
             backups, files_snapshot or snapshot, "files", settings.app_name, expected
         )
     targets = {adapter.database_name: adapter.restore_target_label() or "" for adapter in adapters}
+    # Said before anything is written: what the scratch targets hold that the drill replaces.
+    for contents in describe_drill_targets(settings, files_target, wanted):
+        level = logging.INFO if contents.state in ("empty", "missing") else logging.WARNING
+        log.log(level, "drill: %s", contents.summary)
 
     record = DrillRecord(
         id=f"{started.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",

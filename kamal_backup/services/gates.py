@@ -250,7 +250,7 @@ def drill_verdicts(
         several = len(adapters) > 1
         for adapter in adapters:
             name = adapter.database_name
-            into_source = _database_target_is_source(settings, adapter)
+            into_source = database_target_is_source(settings, adapter)
             for verdict in database_restore_verdicts(settings, name):
                 if into_source and verdict.gate == "production-like target":
                     verdict = GateVerdict(
@@ -292,7 +292,7 @@ def drill_verdicts(
     return found
 
 
-def _database_target_is_source(settings: Settings, adapter: DatabaseAdapter) -> str | None:
+def database_target_is_source(settings: Settings, adapter: DatabaseAdapter) -> str | None:
     """How a database's restore target would write to its source or a backup path, or None."""
     if adapter.restore_target_label() is None:
         return None

@@ -62,8 +62,25 @@ def tables(record: dict[str, object]) -> dict[str, str]:
 
 def test_sqlite_drill_with_files_passes_verified_and_is_recorded_twice(app: App) -> None:
     app.cli("backup", check=True)
+    # Leftovers of an earlier drill: the drill says what it is about to drop and replace.
+    scratch_db = app.root / "scratch" / "db.sqlite3"
+    scratch_db.parent.mkdir()
+    with sqlite3.connect(scratch_db) as db:
+        db.execute("CREATE TABLE leftover (id INTEGER)")
+        db.execute("CREATE TABLE other (id INTEGER)")
+    db.close()
+    old = app.root / "scratch" / "files" / str(app.files).lstrip("/") / "old.txt"
+    old.parent.mkdir(parents=True)
+    old.write_text("from an earlier drill\n")
     record = drill_json(app)
     assert record["_exit"] == 0, record["_stderr"]
+    stderr = str(record["_stderr"])
+    said = f"WARNING drill: {scratch_db} has 2 tables; they will be dropped"
+    assert said in stderr
+    files = app.root / "scratch" / "files"
+    assert f"WARNING drill: {files} holds 1 file (22 B); it will be replaced" in stderr
+    assert stderr.index(said) < stderr.index("restoring")  # said before anything is written
+    assert not old.exists()
     assert record["status"] == "passed"
     verification = record["verification"]
     assert isinstance(verification, dict)
@@ -109,10 +126,13 @@ def pg_app(app: App) -> Iterator[tuple[App, str, str]]:
 def test_postgres_drill_with_files_passes_with_verified_matches(
     pg_app: tuple[App, str, str],
 ) -> None:
-    app, _, _ = pg_app
+    app, _, target = pg_app
     app.cli("backup", check=True)
+    psql(f'CREATE DATABASE "{target}"')
+    psql("CREATE TABLE leftover (id int)", target)
     record = drill_json(app)
     assert record["_exit"] == 0, record["_stderr"]
+    assert f"WARNING drill: {target} has 1 table; it will be dropped" in str(record["_stderr"])
     assert record["status"] == "passed"
     assert tables(record) == {"billing.odd|name": "match", "public.customers": "match"}
     rows = {c["table"]: c["rows_restored"] for c in record["verification"]["tables"]}  # type: ignore[index]

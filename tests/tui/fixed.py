@@ -20,6 +20,7 @@ from kamal_backup.models import (
     SnapshotRecord,
     SnapshotSummary,
     SnapshotType,
+    TargetContents,
 )
 from kamal_backup.notify import ChannelStatus, DeliveryResult
 from kamal_backup.services.evidence import Evidence, build_evidence
@@ -165,6 +166,31 @@ class FixedBackend(Backend):
             update={"id": "20261119T031000Z-0b1c2d", "started_at": NOW - timedelta(days=7)}
         )
         return record, [record.summary(), earlier]
+
+    def drill_targets(
+        self, kinds: tuple[SnapshotType, ...], files_target: str
+    ) -> list[TargetContents]:
+        """What the scratch targets hold, fixed (the real answer needs the scratch server)."""
+        found = []
+        if "database" in kinds and self.settings.restore_database_url is not None:
+            found.append(
+                TargetContents(
+                    part="database",
+                    target="shop_drill",
+                    state="holds",
+                    summary="shop_drill has 12 tables; they will be dropped",
+                )
+            )
+        if "files" in kinds:
+            found.append(
+                TargetContents(
+                    part="files",
+                    target=files_target,
+                    state="holds",
+                    summary=f"{files_target} holds 57 files (3.2 MiB); they will be replaced",
+                )
+            )
+        return found
 
     def drill(
         self,

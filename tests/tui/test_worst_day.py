@@ -6,16 +6,27 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
-from textual.widgets import DataTable, Input, OptionList, RadioButton, RadioSet, Select, Tabs, Tree
+from textual.widgets import (
+    Checkbox,
+    DataTable,
+    Input,
+    OptionList,
+    RadioButton,
+    RadioSet,
+    Select,
+    Tabs,
+    Tree,
+)
 
 from kamal_backup import process
 from kamal_backup.models import Snapshot
 from kamal_backup.settings import load_settings
 from kamal_backup.verification import DrillRecord
 from tests.conftest import App, add_bulk, make_sqlite
+from tests.integration.databases import pg_databases, psql
 from tests.tui.fixed import NOW, FailingListing, FixedBackend, fixed_app
 from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
 from tui import KamalBackupApp, make_app
@@ -396,12 +407,12 @@ async def test_the_snapshot_dropdown_names_run_age_size_and_does_not_wrap(tmp_pa
         await idle(pilot)
         await pilot.press("d")
         await wait_for_text(pilot, "latest: ")
-        select = tui.query_one("#drill-db-snapshot", Select)
+        select = tui.query_one("#drill-run", Select)
         overlay = select.query_one(OptionList)
         prompts = [str(overlay.get_option_at_index(i).prompt) for i in range(overlay.option_count)]
-        assert prompts[0].startswith("latest: a1a1a1a1  run 20261126T030000Z"), prompts[0]
+        assert prompts[0].startswith("latest: run 20261126T030000Z"), prompts[0]
         assert "run 20261126T030000Z  11-26 03:00:04  8h 59m ago  175.5 MiB" in prompts[1]
-        assert len(set(prompts)) == len(prompts) == 6  # latest and five database snapshots
+        assert len(set(prompts)) == len(prompts) == 6  # latest and five runs with a database
         select.focus()
         await pilot.press("enter")
         await pilot.pause(0.1)
@@ -426,10 +437,13 @@ async def test_after_a_drill_the_wizard_resets_for_the_next_one(tmp_path: Path) 
         await wait_for_text(pilot, "latest: ")
         await pilot.press("down", "down")  # database and files
         await idle(pilot)
-        db = tui.query_one("#drill-db-snapshot", Select)
-        files = tui.query_one("#drill-files-snapshot", Select)
-        db.value = "a3" * 32
-        files.value = "a4" * 32
+        mix = tui.query_one("#drill-mix", Checkbox)
+        mix.value = True
+        await idle(pilot)
+        db = tui.query_one("#drill-run", Select)
+        files = tui.query_one("#drill-files-run", Select)
+        db.value = "20261125T030000Z"
+        files.value = "20261123T030000Z"
         tui.query_one("#drill-target", Input).value = "/tmp/elsewhere"
         confirm = tui.query_one("#drill-confirm", Input)
         confirm.focus()
@@ -441,6 +455,137 @@ async def test_after_a_drill_the_wizard_resets_for_the_next_one(tmp_path: Path) 
         assert tui.query_one("#kind-database", RadioButton).value
         assert not tui.query_one("#kind-both", RadioButton).value
         assert db.value == files.value == "latest"
+        assert not mix.value
         assert tui.query_one("#drill-target", Input).value == "/restore/files"
         assert confirm.value == ""
         assert "verification" in screen_text(tui)  # this drill's result stays until the next
+
+
+async def wait_for_words(pilot: Any, words: str) -> str:
+    """Waits for `words` on screen, wherever the screen's edge wraps them."""
+    await wait_for(pilot, lambda: words in " ".join(screen_text(pilot.app).split()), what=words)
+    return " ".join(screen_text(pilot.app).split())
+
+
+class RealTargets(FixedBackend):
+    """The fixed repository, but the real look at the scratch targets (real server, real files)."""
+
+    drill_targets = Backend.drill_targets
+
+
+@pytest.mark.integration
+async def test_the_drill_says_what_the_targets_hold_now_and_follows_the_choice(
+    tmp_path: Path,
+) -> None:
+    with pg_databases("kb_tui_scratch") as (scratch,):
+        psql(f'CREATE DATABASE "{scratch}"')
+        psql("CREATE TABLE leftover (id int); CREATE TABLE other (id int)", scratch)
+        files = tmp_path / "drill-files"
+        (files / "rails" / "storage").mkdir(parents=True)
+        (files / "rails" / "storage" / "README").write_text("x" * 1500)
+        tui = fixed_app(
+            tmp_path,
+            RealTargets,
+            KAMAL_BACKUP_ALLOW_RESTORE="true",
+            RESTORE_DATABASE_URL=f"postgres://postgres:never-shown-9@127.0.0.1:5432/{scratch}",
+        )
+        async with tui.run_test(size=(140, 50)) as pilot:
+            await idle(pilot)
+            await pilot.press("d")
+            text = await wait_for_words(pilot, f"{scratch} has 2 tables; they will be dropped")
+            assert "never-shown-9" not in text
+            await pilot.press("down")  # files only: the database's line goes, the files' comes
+            await idle(pilot)
+            tui.query_one("#drill-target", Input).value = str(files)
+            text = await wait_for_words(
+                pilot, f"{files} holds 1 file (1.5 KiB); it will be replaced"
+            )
+            assert "tables" not in text
+            tui.query_one("#drill-target", Input).value = str(tmp_path / "new")
+            await wait_for_words(pilot, f"{tmp_path / 'new'} does not exist yet; the drill creates")
+            await pilot.press("up")  # the database again, after a table was dropped meanwhile
+            psql("DROP TABLE other", scratch)
+            await pilot.press("r")
+            await wait_for_words(pilot, f"{scratch} has 1 table; it will be dropped")
+
+
+async def test_the_drill_says_when_it_cannot_tell_what_a_target_holds(tmp_path: Path) -> None:
+    tui = fixed_app(
+        tmp_path,
+        RealTargets,
+        KAMAL_BACKUP_ALLOW_RESTORE="true",
+        RESTORE_DATABASE_URL="postgres://drill:never-shown-9@127.0.0.1:9/shop_drill",
+    )
+    async with tui.run_test(size=(140, 40)) as pilot:
+        await idle(pilot)
+        await pilot.press("d")
+        text = await wait_for_words(pilot, "cannot tell what shop_drill holds")
+        assert "cannot tell what shop_drill holds: psql: error: connection to server" in text
+        assert "Connection refused" in text and "never-shown-9" not in text
+
+
+class RecordingDrill(FixedBackend):
+    """The fixed drill, remembering which runs the wizard asked for."""
+
+    asked: ClassVar[list[tuple[str, str]]] = []
+
+    def drill(self, kinds: Any, snapshot: str, files_snapshot: str, *args: Any) -> DrillRecord:
+        self.asked.append((snapshot, files_snapshot))
+        return super().drill(kinds, snapshot, files_snapshot, *args)
+
+
+async def test_database_and_files_come_from_one_run_unless_mixing_is_switched_on(
+    tmp_path: Path,
+) -> None:
+    tui = fixed_app(
+        tmp_path,
+        RecordingDrill,
+        KAMAL_BACKUP_ALLOW_RESTORE="true",
+        RESTORE_DATABASE_URL="postgres://drill:pw@127.0.0.1:5432/shop_drill",
+    )
+    RecordingDrill.asked = []
+    async with tui.run_test(size=(140, 50)) as pilot:
+        await idle(pilot)
+        await pilot.press("d")
+        await wait_for_text(pilot, "latest: ")
+        runs = tui.query_one("#drill-run", Select)
+
+        def choices() -> list[object]:
+            return [value for _, value in runs._options]
+
+        assert "20261124T030000Z" in choices()  # database only: that run has its database
+        await pilot.press("down", "down")  # database and files: one run for both
+        await idle(pilot)
+        assert "20261124T030000Z" not in choices()  # ... but no files
+        mix = tui.query_one("#drill-mix", Checkbox)
+        assert mix.display and not mix.value
+        assert not tui.query_one("#drill-files-run-row").display
+        runs.value = "20261125T030000Z"
+        await idle(pilot)
+        text = screen_text(tui)
+        assert "restores the database and files of run 20261125T030000Z" in text
+        assert "MIXED" not in text
+        confirm = tui.query_one("#drill-confirm", Input)
+        confirm.value = "shop"
+        await pilot.press("ctrl+r")
+        await wait_for_text(pilot, "drill finished in")
+        assert RecordingDrill.asked == [("20261125T030000Z", "20261125T030000Z")]
+
+        await pilot.press("down", "down")  # the wizard reset after the drill
+        await idle(pilot)
+        mix.value = True  # an explicit switch ...
+        await idle(pilot)
+        assert tui.query_one("#drill-files-run-row").display
+        runs.value = "20261125T030000Z"
+        tui.query_one("#drill-files-run", Select).value = "20261123T030000Z"
+        await idle(pilot)
+        text = " ".join(screen_text(tui).split())
+        # ... and the confirmation says so plainly.
+        assert (
+            "⚠ MIXED RUNS: the database of run 20261125T030000Z, the files of run "
+            "20261123T030000Z; they were not backed up together"
+        ) in text
+        confirm.value = "shop"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: len(RecordingDrill.asked) == 2, what="the second drill")
+        assert RecordingDrill.asked[1] == ("20261125T030000Z", "20261123T030000Z")

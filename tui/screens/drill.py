@@ -12,8 +12,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
+from textual.timer import Timer
 from textual.widgets import (
     Button,
+    Checkbox,
     Input,
     Label,
     ProgressBar,
@@ -25,11 +27,17 @@ from textual.widgets import (
 from textual.widgets._select import SelectCurrent, SelectOverlay
 
 from kamal_backup.humanize import describe_age, human_bytes
-from kamal_backup.models import SNAPSHOT_TYPES, GateVerdict, ResticStatus, Snapshot, SnapshotType
+from kamal_backup.models import (
+    GateVerdict,
+    ResticStatus,
+    Snapshot,
+    SnapshotType,
+    TargetContents,
+)
 from kamal_backup.services.restore import DEFAULT_FILES_TARGET
 from kamal_backup.services.snapshots import complete_runs, expected_parts, latest_complete
 from kamal_backup.verification import DrillRecord
-from tui.messages import OperationDone, OperationProgress
+from tui.messages import Fetched, OperationDone, OperationProgress
 from tui.screens import View
 from tui.screens.gates import add_gate_rows, how_to_allow
 
@@ -40,6 +48,8 @@ KINDS: dict[str, tuple[SnapshotType, ...]] = {
 }
 
 VERDICT_STYLE = {"match": "green", "mismatch": "bold red", "not comparable": "yellow"}
+# How a target's present contents are shown: what will be dropped stands out.
+CONTENTS_STYLE = {"holds": "bold yellow", "unknown": "yellow", "empty": "", "missing": ""}
 
 
 class ArrowRadioSet(RadioSet):
@@ -100,6 +110,11 @@ class DrillView(VerticalScroll, View):
         self.snapshots: list[Snapshot] = []
         self.running = False
         self.listing_error: str | None = None
+        # What the scratch targets hold now, for the (kinds, files target) it was asked for.
+        self.contents: list[TargetContents] | None = None
+        self.contents_error: str | None = None
+        self.contents_key: tuple[tuple[SnapshotType, ...], str] | None = None
+        self._inspect_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Label("1. What to restore", classes="step")
@@ -107,19 +122,22 @@ class DrillView(VerticalScroll, View):
             yield RadioButton("database", id="kind-database", value=True)
             yield RadioButton("files", id="kind-files")
             yield RadioButton("database and files", id="kind-both")
-        yield Label("2. Which snapshot", classes="step")
-        with Horizontal(classes="row", id="drill-db-row"):
-            yield Label("database", classes="field")
-            yield RunSelect([("latest", "latest")], id="drill-db-snapshot", allow_blank=False)
-        with Horizontal(classes="row", id="drill-files-row"):
-            yield Label("files", classes="field")
-            yield RunSelect([("latest", "latest")], id="drill-files-snapshot", allow_blank=False)
+        yield Label("2. Which run", classes="step")
+        with Horizontal(classes="row", id="drill-run-row"):
+            yield Label("run", classes="field", id="drill-run-label")
+            yield RunSelect([("latest", "latest")], id="drill-run", allow_blank=False)
+        # Database and files come from one run; another run for the files is an explicit choice.
+        yield Checkbox("mix runs: files from another run than the database", id="drill-mix")
+        with Horizontal(classes="row", id="drill-files-run-row"):
+            yield Label("files from", classes="field")
+            yield RunSelect([("latest", "latest")], id="drill-files-run", allow_blank=False)
         with Horizontal(classes="row", id="drill-target-row"):
             yield Label("files into", classes="field")
             yield Input(DEFAULT_FILES_TARGET, id="drill-target")
         yield Label("3. Targets and safety gates", classes="step")
         yield Static(id="drill-gates")
         yield Label("4. Confirm", classes="step")
+        yield Static(id="drill-summary")
         with Horizontal(classes="row"):
             yield Input(id="drill-confirm", placeholder="type the app name")
             yield Button("Start restore drill", id="drill-start", variant="error", disabled=True)
@@ -144,6 +162,7 @@ class DrillView(VerticalScroll, View):
 
     def action_refresh(self) -> None:
         self.tui.reload_snapshots()
+        self.inspect_targets(force=True)
 
     def show_snapshots(self, snapshots: list[Snapshot] | None, error: str | None) -> None:
         if snapshots is None:
@@ -155,51 +174,137 @@ class DrillView(VerticalScroll, View):
             return
         self.listing_error = None
         self.snapshots = snapshots
-        complete = complete_runs(self.snapshots, expected_parts(self.tui.settings))
-        for kind, select_id in zip(
-            SNAPSHOT_TYPES, ("#drill-db-snapshot", "#drill-files-snapshot"), strict=True
-        ):
-            latest = latest_complete(self.snapshots, kind, expected_parts(self.tui.settings))
-            latest_label = (
-                f"latest: {self.choice_label(latest)}" if latest else "latest (no complete run yet)"
-            )
-            options: list[tuple[str, str]] = [(latest_label, "latest")]
-            for snapshot in self.snapshots:
-                if snapshot.kind != kind:
-                    continue
-                partial = "" if snapshot.run in complete else "  partial run"
-                options.append((f"{self.choice_label(snapshot)}{partial}", snapshot.id))
+        self.fill_run_choices()
+        self.refresh_plan()
+
+    @property
+    def mixing(self) -> bool:
+        """Database and files from different runs: only by the explicit "mix runs" switch."""
+        return len(self.kinds) > 1 and self.query_one("#drill-mix", Checkbox).value
+
+    def fill_run_choices(self) -> None:
+        """One entry per run holding every chosen part (when mixing, one list per part)."""
+        lists: list[tuple[str, tuple[SnapshotType, ...]]] = [
+            ("#drill-run", ("database",) if self.mixing else self.kinds)
+        ]
+        if self.mixing:
+            lists.append(("#drill-files-run", ("files",)))
+        for select_id, kinds in lists:
             select: Select[str] = self.query_one(select_id, Select)
+            options = self.run_options(kinds)
             current = select.value
             select.set_options(options)
             if any(value == current for _, value in options):
                 select.value = current
             # The value may be unchanged ('latest') while its label is new: redraw it.
             select.mutate_reactive(Select.value)  # type: ignore[misc]
-        self.refresh_plan()
 
-    def choice_label(self, snapshot: Snapshot) -> str:
-        """One dropdown entry: id, run, time to the second, age and size (issue 16: three
-        identical `22:39` entries could not be told apart)."""
-        age = describe_age(max(0.0, (self.tui.clock() - snapshot.time).total_seconds()))
-        size = (
-            f"  {human_bytes(snapshot.summary.total_bytes_processed)}" if snapshot.summary else ""
+    def runs(self) -> dict[str, list[Snapshot]]:
+        """The listing's snapshots by run, newest first (a snapshot without a run is its own)."""
+        grouped: dict[str, list[Snapshot]] = {}
+        for snapshot in self.snapshots:
+            grouped.setdefault(snapshot.run or snapshot.id, []).append(snapshot)
+        return grouped
+
+    def latest_run(self, kinds: tuple[SnapshotType, ...]) -> str | None:
+        """The run 'latest' means for these parts: the newest complete run (as the service)."""
+        found = latest_complete(self.snapshots, kinds[0], expected_parts(self.tui.settings))
+        return found.run if found else None
+
+    def run_options(self, kinds: tuple[SnapshotType, ...]) -> list[tuple[str, str]]:
+        complete = complete_runs(self.snapshots, expected_parts(self.tui.settings))
+        runs = self.runs()
+        latest = self.latest_run(kinds)
+        latest_label = (
+            f"latest: {self.run_label(runs[latest], kinds)}"
+            if latest and latest in runs
+            else "latest (no complete run yet)"
         )
+        options: list[tuple[str, str]] = [(latest_label, "latest")]
+        for run, snapshots in runs.items():
+            if not all(any(s.kind == kind for s in snapshots) for kind in kinds):
+                continue
+            partial = "" if run in complete else "  partial run"
+            options.append((f"{self.run_label(snapshots, kinds)}{partial}", run))
+        return options
+
+    def run_label(self, snapshots: list[Snapshot], kinds: tuple[SnapshotType, ...]) -> str:
+        """One dropdown entry: the run, its time to the second, age, and the chosen parts' sizes
+        (issue 16: three identical `22:39` entries could not be told apart)."""
+        parts = [s for s in snapshots if s.kind in kinds]
+        newest = max(parts, key=lambda s: s.time)
+        age = describe_age(max(0.0, (self.tui.clock() - newest.time).total_seconds()))
+        sizes = " + ".join(
+            human_bytes(sum(s.summary.total_bytes_processed for s in chosen if s.summary))
+            for kind in kinds
+            if (chosen := [s for s in parts if s.kind == kind]) and all(s.summary for s in chosen)
+        )
+        name = f"run {newest.run}" if newest.run else f"{newest.short} (no run)"
         return (
-            f"{snapshot.short}  run {snapshot.run or '-'}  "
-            f"{self.tui.local(snapshot.time):%m-%d %H:%M:%S}  {age} ago{size}"
-        )
+            f"{name}  {self.tui.local(newest.time):%m-%d %H:%M:%S}  {age} ago"
+            + (f"  {sizes}" if sizes else "")
+        ).rstrip()
 
     # The plan: targets and each gate's verdict ---------------------------------------------
 
     @on(RadioSet.Changed, "#drill-kind")
     def _kind_changed(self, event: RadioSet.Changed) -> None:
         self.kinds = KINDS[event.pressed.id or "kind-database"]
+        self.fill_run_choices()
+        self.refresh_plan()
+        self.inspect_targets()
+
+    @on(Checkbox.Changed, "#drill-mix")
+    def _mix_changed(self, event: Checkbox.Changed) -> None:
+        self.fill_run_choices()
+        self.refresh_plan()
+
+    @on(Select.Changed)
+    def _run_changed(self, event: Select.Changed) -> None:
         self.refresh_plan()
 
     @on(Input.Changed, "#drill-target")
+    def _target_typed(self, event: Input.Changed) -> None:
+        self.refresh_plan()
+        # Looked at once typing pauses, not at every key.
+        if self._inspect_timer is not None:
+            self._inspect_timer.stop()
+        self._inspect_timer = self.set_timer(0.4, self.inspect_targets)
+
     @on(Input.Changed, "#drill-confirm")
     def _typed(self, event: Input.Changed) -> None:
+        self.refresh_plan()
+
+    # What the targets hold now (read in a worker: a database answers in its own time) -----
+
+    def on_show(self) -> None:
+        self.inspect_targets()
+
+    def inspect_targets(self, force: bool = False) -> None:
+        """Asks the drill service what the chosen targets hold now, unless that is known."""
+        target = self.query_one("#drill-target", Input).value.strip()
+        key = (self.kinds, target)
+        # Only while the wizard is in view: a scratch server is not asked at every start.
+        if self.tui.active_view() is not self or (key == self.contents_key and not force):
+            return
+        self.contents_key, self.contents, self.contents_error = key, None, None
+        kinds, backend = self.kinds, self.tui.backend
+        self.tui.fetch(self, "drill targets", lambda: (key, backend.drill_targets(kinds, target)))
+        self.refresh_plan()
+
+    def on_fetched(self, message: Fetched) -> None:
+        if message.what != "drill targets":
+            return
+        message.stop()
+        if not self.app.is_running:
+            return
+        if message.error is not None:
+            self.contents_error = message.error
+        else:
+            key, contents = message.result
+            if key != self.contents_key:
+                return  # an answer for a target no longer chosen
+            self.contents = contents
         self.refresh_plan()
 
     def verdicts(self) -> list[tuple[str, GateVerdict]]:
@@ -208,12 +313,40 @@ class DrillView(VerticalScroll, View):
         return self.tui.backend.drill_verdicts(self.kinds, target)
 
     def refresh_plan(self) -> None:
-        self.query_one("#drill-db-row").display = "database" in self.kinds
-        self.query_one("#drill-files-row").display = "files" in self.kinds
+        both = len(self.kinds) > 1
+        self.query_one("#drill-mix").display = both
+        self.query_one("#drill-files-run-row").display = self.mixing
+        self.query_one("#drill-run-label", Label).update("database from" if self.mixing else "run")
         self.query_one("#drill-target-row").display = "files" in self.kinds
         verdicts = self.verdicts()
         self.query_one("#drill-gates", Static).update(self.gates_table(verdicts))
+        self.query_one("#drill-summary", Static).update(self.summary())
         self.query_one("#drill-start", Button).disabled = not self.can_start(verdicts)
+
+    def chosen_runs(self) -> tuple[str, str]:
+        """The run (or 'latest') the database comes from, and the one the files come from."""
+        first = str(self.query_one("#drill-run", Select).value)
+        files = str(self.query_one("#drill-files-run", Select).value) if self.mixing else first
+        return first, files
+
+    def summary(self) -> Text:
+        """What the drill will restore from which run: a mixed choice says so plainly."""
+
+        def named(choice: str, kinds: tuple[SnapshotType, ...]) -> str:
+            if choice != "latest":
+                return f"run {choice}"
+            latest = self.latest_run(kinds)
+            return f"run {latest} (latest)" if latest else "the latest complete run"
+
+        first, files = self.chosen_runs()
+        if self.mixing and named(first, ("database",)) != named(files, ("files",)):
+            return Text.assemble(
+                ("⚠ MIXED RUNS", "bold reverse yellow"),
+                f": the database of {named(first, ('database',))}, the files of "
+                f"{named(files, ('files',))}; they were not backed up together",
+            )
+        what = " and ".join(self.kinds)
+        return Text(f"restores the {what} of {named(first, self.kinds)}", overflow="fold")
 
     def can_start(self, verdicts: list[tuple[str, GateVerdict]] | None = None) -> bool:
         verdicts = self.verdicts() if verdicts is None else verdicts
@@ -233,6 +366,9 @@ class DrillView(VerticalScroll, View):
         table.add_column(no_wrap=True)
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
+        # Each target, and beside it what it holds now (issue 16: a scratch database's tables
+        # vanished unsaid).
+        now = self.contents_by_part()
         if "database" in self.kinds:
             for adapter in backend.adapters:
                 target = adapter.restore_target_label()
@@ -248,11 +384,29 @@ class DrillView(VerticalScroll, View):
                     if target
                     else Text(f"{adapter.restore_setting} is not set", "bold red"),
                 )
+                if part in now:
+                    table.add_row("now", "", now.pop(part))
         if "files" in self.kinds:
             value = self.query_one("#drill-target", Input).value.strip()
             table.add_row("target", "files", f"{value or '(empty)'}/<original path>")
+            if "files" in now:
+                table.add_row("now", "", now.pop("files"))
+        for part, line in now.items():  # loading, or the whole answer failed
+            table.add_row("now", part, line)
         add_gate_rows(table, verdicts, self.tui.settings, "drill", unjudged=self.listing_error)
         return table
+
+    def contents_by_part(self) -> dict[str, Text]:
+        """What each target holds now, by part ("" while loading or when the read failed)."""
+        if self.contents_error is not None:
+            what = "the targets hold" if len(self.kinds) > 1 else "the target holds"
+            return {"": Text(f"cannot tell what {what}: {self.contents_error}", "yellow")}
+        if self.contents is None:
+            return {"": Text("looking at what the targets hold now…", "dim")}
+        return {
+            item.part: Text(item.summary, CONTENTS_STYLE[item.state], overflow="fold")
+            for item in self.contents
+        }
 
     # Running -------------------------------------------------------------------------------
 
@@ -272,14 +426,12 @@ class DrillView(VerticalScroll, View):
             return
         backend = self.tui.backend
         kinds = self.kinds
-        db_choice = self.query_one("#drill-db-snapshot", Select).value
-        files_choice = self.query_one("#drill-files-snapshot", Select).value
+        first, files_choice = self.chosen_runs()
         target = self.query_one("#drill-target", Input).value
 
         def drill(on_status: Callable[[str, ResticStatus], None]) -> DrillRecord:
             # The drill service restores, verifies and records; this screen only shows it.
-            first = db_choice if "database" in kinds else files_choice
-            return backend.drill(kinds, str(first), str(files_choice), target, on_status)
+            return backend.drill(kinds, first, files_choice, target, on_status)
 
         if self.tui.start_operation("restore drill", self, drill):
             self.running = True
@@ -325,6 +477,9 @@ class DrillView(VerticalScroll, View):
             self.query_one("#drill-result", Static).update(self.result_tables(record))
             self.reset_choices()
             self.call_after_refresh(self.scroll_end, animate=False)
+        # The drill changed what the targets hold (a cancelled or failed one may have, too).
+        self.contents_key = None
+        self.call_after_refresh(self.inspect_targets)
         self.call_after_refresh(self.refresh_plan)
 
     def reset_choices(self) -> None:
@@ -335,7 +490,8 @@ class DrillView(VerticalScroll, View):
         kind = self.query_one("#kind-database", RadioButton)
         if not kind.value:
             kind.value = True
-        for select_id in ("#drill-db-snapshot", "#drill-files-snapshot"):
+        self.query_one("#drill-mix", Checkbox).value = False
+        for select_id in ("#drill-run", "#drill-files-run"):
             self.query_one(select_id, Select).value = "latest"
         self.query_one("#drill-target", Input).value = DEFAULT_FILES_TARGET
 
