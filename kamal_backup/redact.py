@@ -46,7 +46,9 @@ _URL_USERINFO = re.compile(
 # key=value pairs that carry a secret (URL query strings, libpq conninfo, CLI echoes)
 _KEY_VALUE = re.compile(
     r"(?P<key>\b(?:password|passwd|pwd|sslpassword|secret|token|access_key|secret_key"
-    r"|aws_secret_access_key|aws_session_token)\b\s*[=:]\s*)(?P<value>[^\s&;,'\"]+)",
+    r"|aws_secret_access_key|aws_session_token)\b\s*[=:]\s*)"
+    # MariaDB's "(using password: YES)" says whether one was sent; it is not the password.
+    r"(?P<value>(?!(?:YES|NO)\))[^\s&;,'\"]+)",
     re.IGNORECASE,
 )
 _MIN_SECRET_LENGTH = 4

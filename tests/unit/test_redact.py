@@ -49,6 +49,15 @@ def test_key_value_secrets_are_masked() -> None:
     assert "abc123xyz" not in redactor.redact("https://x/y?password=abc123xyz&z=1")
 
 
+def test_mariadbs_using_password_yes_is_not_a_password() -> None:
+    redactor = Redactor()
+    message = "Access denied for user 'shop'@'127.0.0.1' (using password: YES)"
+    assert redactor.redact(message) == message
+    assert redactor.redact("(using password: NO)") == "(using password: NO)"
+    # A value that merely starts with YES is still masked.
+    assert "YESsecret" not in redactor.redact("password: YESsecret)")
+
+
 def test_short_values_are_not_treated_as_secrets() -> None:
     redactor = Redactor(["1", "ab"])
     assert redactor.redact("1 ab") == "1 ab"
