@@ -506,6 +506,11 @@ def render_drill(record: Any) -> None:
         f"drill {record.status.upper()} run {record.run or '-'}: "
         f"{escape(verification.summary())}; RTO {rto}, RPO {rpo}"
     )
+    if record.suspicious_run:
+        stdout.print(
+            f"run {record.run} is suspicious (it shrank against the last good run): the drill "
+            "proves the restore, not that the data is right"
+        )
 
 
 class SnapshotKind(StrEnum):

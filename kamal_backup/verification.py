@@ -417,6 +417,9 @@ class DrillRecord(BaseModel):
     # Every database's scratch target, by name.
     database_targets: dict[str, str] = Field(default_factory=dict)
     files_target: str | None = None
+    # The drilled run was tagged suspicious (it shrank against the last good run): a pass proves
+    # the restore, not that the data is what the app should have.
+    suspicious_run: bool = False
     rto_seconds: float | None = None
     rpo_seconds: float | None = None
     verification: Verification = Field(
@@ -434,6 +437,7 @@ class DrillRecord(BaseModel):
             started_at=self.started_at,
             ran_by=self.ran_by,
             run=self.run,
+            suspicious_run=self.suspicious_run,
             rto_seconds=self.rto_seconds,
             rpo_seconds=self.rpo_seconds,
             verification=self.verification.status,
@@ -449,6 +453,7 @@ class DrillSummary(BaseModel):
     started_at: datetime
     ran_by: str
     run: str | None = None
+    suspicious_run: bool = False
     rto_seconds: float | None = None
     rpo_seconds: float | None = None
     verification: str

@@ -321,6 +321,7 @@ def drilled_runs(snapshots: Sequence[Snapshot]) -> set[str]:
         if s.kind == "drill"
         and s.tag_value("status") == "passed"
         and s.tag_value("verification") == "verified"
+        and "drilled-suspicious-run" not in s.tags
         and (run := s.tag_value("drilled-run"))
     }
 

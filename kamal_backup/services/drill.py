@@ -50,6 +50,7 @@ from kamal_backup.services.snapshots import (
     latest_complete,
     list_records,
     no_good_run,
+    suspicious_runs,
     validate_snapshot_argument,
 )
 from kamal_backup.settings import Settings, secret
@@ -383,6 +384,13 @@ def run_drill(
         level = logging.INFO if contents.state in ("empty", "missing") else logging.WARNING
         log.log(level, "drill: %s", contents.summary)
 
+    flagged = sorted({s.run for s in chosen.values() if s.run} & suspicious_runs(backups))
+    for run in flagged:
+        log.warning(
+            "drill: run %s is suspicious (it shrank against the last good run): a passing drill "
+            "proves the restore, not that the data is right",
+            run,
+        )
     record = DrillRecord(
         id=f"{started.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
         status="interrupted",
@@ -392,6 +400,7 @@ def run_drill(
         database_target=next(iter(targets.values()), None),
         database_targets=targets,
         files_target=files_target if FILES_PART in chosen else None,
+        suspicious_run=bool(flagged),
         rpo_seconds=round(max((started - s.time).total_seconds() for s in chosen.values()), 1),
     )
     with operation_lock(settings.state_dir, "drill"):
@@ -623,6 +632,8 @@ def drill_tags(settings: Settings, record: DrillRecord) -> list[str]:
     )
     if summary.run:
         tags.append(f"drilled-run:{summary.run}")
+    if summary.suspicious_run:
+        tags.append("drilled-suspicious-run")
     if summary.rto_seconds is not None:
         tags.append(f"rto:{summary.rto_seconds:g}")
     if summary.rpo_seconds is not None:
@@ -686,6 +697,7 @@ def summary_from_tags(snapshot: Snapshot) -> DrillSummary | None:
         started_at=started,
         ran_by=snapshot.tag_value("by") or "",
         run=snapshot.tag_value("drilled-run"),
+        suspicious_run="drilled-suspicious-run" in snapshot.tags,
         rto_seconds=number("rto"),
         rpo_seconds=number("rpo"),
         verification=(snapshot.tag_value("verification") or "").replace("-", " "),

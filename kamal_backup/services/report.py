@@ -113,7 +113,7 @@ def sections(evidence: Evidence) -> list[tuple[str, list[str], list[Row]]]:
         (
             _when(item.started_at),
             item.status,
-            item.run or "-",
+            (item.run or "-") + (" (suspicious)" if item.suspicious_run else ""),
             _seconds(item.rto_seconds),
             _seconds(item.rpo_seconds),
             item.verification,

@@ -117,7 +117,25 @@ def test_sqlite_emptied_table_is_kept_tagged_skipped_by_latest_until_accepted(
         first["database_snapshot"]["id"],
         first["files_snapshot"]["id"],
     }
+    # A drill of a suspicious run restores and verifies it, and says the run is suspicious: in
+    # its warning, its result line, its record and the evidence report.
+    drill = app.cli(
+        "drill",
+        bad_run,
+        extra={
+            **ALLOW,
+            "RESTORE_SQLITE_DATABASE_PATH": str(tmp_path / "drill" / "db.sqlite3"),
+            "RESTORE_FILES_PATH": str(tmp_path / "drill" / "files"),
+        },
+        check=True,
+    )
+    assert f"drill: run {bad_run} is suspicious" in drill.stderr
+    assert f"run {bad_run} is suspicious" in drill.stdout and "drill PASSED" in drill.stdout
     report = evidence(app)
+    assert report["drills"]["last"]["suspicious_run"] is True
+    assert report["drills"]["history"][0]["suspicious_run"] is True
+    markdown = app.cli("evidence", "--format", "markdown", check=True).stdout
+    assert f"{bad_run} \\(suspicious\\)" in markdown  # Markdown-escaped parentheses
     assert len(report["suspicious_runs"]) == 4 and bad_run in report["suspicious_runs"]
     assert report["kept_good_runs"] == [first["run"]]
     assert report["latest_database_snapshot"]["run"] == first["run"]
