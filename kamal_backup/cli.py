@@ -31,6 +31,7 @@ from kamal_backup.errors import (
     ToolMissing,
 )
 from kamal_backup.humanize import check_word, human_bytes
+from kamal_backup.humanize import count as count_of
 from kamal_backup.models import RestoreResult, SnapshotRecord
 from kamal_backup.redact import redact
 from kamal_backup.settings import Settings, load_settings
@@ -858,7 +859,7 @@ def adopt(
         )
     count = len(result.snapshots)
     if count:
-        stdout.print(Text(f"{verb} {count} snapshots to host {result.host}"))
+        stdout.print(Text(f"{verb} {count_of(count, 'snapshot')} to host {result.host}"))
     else:
         stdout.print(Text(f"every snapshot of this app is already under host {result.host}"))
 

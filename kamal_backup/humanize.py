@@ -33,3 +33,8 @@ def describe_age(seconds: float) -> str:
 def check_word(status: str) -> str:
     """One word per check outcome, in the CLI, the TUI and their logs: passed or failed."""
     return "passed" if status == "success" else "failed"
+
+
+def count(number: int, singular: str, plural: str | None = None) -> str:
+    """`1 snapshot`, `2 snapshots`: a number with its noun in the right form."""
+    return f"{number:,} {singular if number == 1 else plural or singular + 's'}"

@@ -23,6 +23,7 @@ from kamal_backup.databases.base import (
     dump_path,
 )
 from kamal_backup.errors import ConfigError, Interrupted, OperationFailed
+from kamal_backup.humanize import count
 from kamal_backup.models import Snapshot
 from kamal_backup.paths import resolve_path
 from kamal_backup.process import StderrTail, cancelled, find_tool
@@ -322,7 +323,7 @@ class SqliteAdapter(DatabaseAdapter):
                 tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         except sqlite3.Error as exc:
             raise OperationFailed(f"cannot read {self.source}: {redact(str(exc))}") from None
-        return f"{self.source} readable ({tables} schema entries)"
+        return f"{self.source} readable ({count(tables, 'schema entry', 'schema entries')})"
 
     def client_versions(self) -> dict[str, str | None]:
         return {"sqlite3": sqlite3.sqlite_version}

@@ -21,7 +21,13 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from kamal_backup import __version__
-from kamal_backup.errors import ConfigError, GateRefused, Interrupted, KamalBackupError
+from kamal_backup.errors import (
+    ConfigError,
+    GateRefused,
+    Interrupted,
+    KamalBackupError,
+    SuspiciousRun,
+)
 from kamal_backup.notify import http, metrics, records
 from kamal_backup.notify.events import (
     ChannelStatus,
@@ -317,6 +323,10 @@ class Operation:
 
     def _final_event(self, exc: BaseException | None) -> Event:
         duration = round(time.monotonic() - self._clock, 3)
+        if self.result is None and isinstance(exc, SuspiciousRun) and exc.run is not None:
+            # A suspicious backup fails with its run: the event names the run and its
+            # snapshots, not only the message.
+            self.result = exc.run
         status = getattr(self.result, "status", "success")
         error: str | None = None
         if exc is not None:

@@ -97,6 +97,9 @@ def test_sqlite_emptied_table_is_kept_tagged_skipped_by_latest_until_accepted(
         "type:manifest",
     }
     assert all("suspicious" in s["tags"] for s in tagged)
+    # The failure event names the run and its snapshots as they are now (tagging gave new ids).
+    assert events[1]["run"] == bad_run
+    assert events[1]["snapshot_ids"] and set(events[1]["snapshot_ids"]) <= {s["id"] for s in tagged}
     listed = app.cli("list", check=True).stdout
     assert "database (suspicious)" in listed and "files (suspicious)" in listed
 
