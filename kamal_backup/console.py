@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,12 +50,16 @@ def preserved_logging() -> Iterator[None]:
 
 @contextmanager
 def live_progress() -> Iterator[Callable[[str, ResticStatus], None] | None]:
-    """A status callback drawing restic's progress as bars on a terminal; None in container logs."""
+    """A status callback drawing restic's progress as bars on a terminal; None in container logs.
+
+    One bar per label: a backup's database and file halves run at once, each on its own
+    thread, and show as two bars at the same time.
+    """
     if not stderr.is_terminal:
         yield None
         return
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description:<8}"),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         DownloadColumn(),
@@ -63,10 +68,12 @@ def live_progress() -> Iterator[Callable[[str, ResticStatus], None] | None]:
         transient=True,
     )
     tasks: dict[str, TaskID] = {}
+    lock = threading.Lock()
 
     def update(label: str, status: ResticStatus) -> None:
-        if label not in tasks:
-            tasks[label] = progress.add_task(label, total=None)
+        with lock:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=None)
         total = status.total_bytes or None
         progress.update(tasks[label], total=total, completed=status.bytes_processed)
 

@@ -222,6 +222,8 @@ class BackupRun(BaseModel):
     retention_error: str | None = None
     check: CheckResult | None = None
     error: str | None = None
+    # The half of a failed run that failed: "database <name>" or "files" (they run at once).
+    failed_part: str | None = None
     manifest_snapshot: str | None = None
     manifest_error: str | None = None
     # The last good run this one was compared with, and what shrank (empty: nothing did).

@@ -13,8 +13,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import IO, Any
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import IO, Any, Generic, TypeVar
 
 from kamal_backup.errors import Interrupted, ToolMissing
 
@@ -37,8 +38,12 @@ class CancelScope:
     parent-death signal, so killing kamal-backup itself leaves no orphan whatever the scope.
     """
 
-    def __init__(self, name: str = "operation") -> None:
+    def __init__(self, name: str = "operation", parent: CancelScope | None = None) -> None:
         self.name = name
+        # A part of an operation (one concurrent half of a backup) has its own scope under the
+        # operation's: cancelling the part stops only its children; cancelling the operation
+        # stops every part, because a part's children are the operation's children too.
+        self.parent = parent
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
         self._children: set[subprocess.Popen[Any]] = set()
@@ -48,7 +53,11 @@ class CancelScope:
 
     @property
     def cancelled(self) -> bool:
-        return self._cancelled.is_set()
+        return self._cancelled.is_set() or (self.parent is not None and self.parent.cancelled)
+
+    def part(self, name: str) -> CancelScope:
+        """A scope for one part of this operation (e.g. a half run on another thread)."""
+        return CancelScope(f"{self.name}/{name}", parent=self)
 
     @property
     def children(self) -> list[subprocess.Popen[Any]]:
@@ -57,7 +66,7 @@ class CancelScope:
             return list(self._children)
 
     def raise_if_cancelled(self) -> None:
-        if self._cancelled.is_set():
+        if self.cancelled:
             raise Interrupted()
 
     @contextlib.contextmanager
@@ -88,10 +97,14 @@ class CancelScope:
     def _adopt(self, child: subprocess.Popen[Any]) -> None:
         with self._lock:
             self._children.add(child)
+        if self.parent is not None:
+            self.parent._adopt(child)
 
     def _release(self, child: subprocess.Popen[Any]) -> None:
         with self._lock:
             self._children.discard(child)
+        if self.parent is not None:
+            self.parent._release(child)
 
 
 # Work that runs outside any operation (a test calling a service, a one-off probe) belongs to a
@@ -120,6 +133,89 @@ def cancelled() -> bool:
 
 def raise_if_cancelled() -> None:
     _current.get().raise_if_cancelled()
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class PartsOutcome(Generic[T]):
+    """What `run_parts` saw: each part's result, or its failure (in the order they happened),
+    and the parts it stopped because another failed."""
+
+    results: dict[str, T] = field(default_factory=dict)
+    failures: dict[str, BaseException] = field(default_factory=dict)
+    stopped: list[str] = field(default_factory=list)
+
+    def first_failure(self) -> tuple[str, BaseException] | None:
+        return next(iter(self.failures.items()), None)
+
+
+def run_parts(
+    parts: Mapping[str, Callable[[], T]],
+    *,
+    let_finish: Callable[[BaseException], bool] = lambda exc: False,
+    on_failure: Callable[[str, BaseException, list[str], bool], None] | None = None,
+) -> PartsOutcome[T]:
+    """Runs the parts of the current operation at the same time, one thread each.
+
+    Each part runs in a copy of the caller's context, inside its own part scope of the current
+    operation: cancelling the operation kills every part's children; when a part fails, the
+    parts still running are stopped (their scopes cancelled), unless `let_finish(failure)` says
+    the others should finish. A stopped part's own ending (Interrupted, a killed child) is not
+    a failure of its own. `on_failure(part, failure, running, stopping)` hears of each failure
+    when it happens (not for a cancelled operation), with the parts still running and whether
+    they are being stopped. Never raises
+    for a part: the caller reads the outcome.
+    """
+    operation = current_scope()
+    scopes = {label: operation.part(label) for label in parts}
+    outcome: PartsOutcome[T] = PartsOutcome()
+    lock = threading.Lock()
+
+    def run_one(label: str, work: Callable[[], T]) -> None:
+        scope = scopes[label]
+        try:
+            with scope.entered():
+                value = work()
+        except BaseException as exc:
+            with lock:
+                if label in outcome.stopped:
+                    return
+                outcome.failures[label] = exc
+                running = [
+                    other
+                    for other in scopes
+                    if other != label
+                    and other not in outcome.results
+                    and other not in outcome.failures
+                    and other not in outcome.stopped
+                ]
+                stop = not operation.cancelled and not let_finish(exc)
+                stopping = running if stop else []
+                outcome.stopped += stopping
+            if on_failure is not None and not operation.cancelled:
+                on_failure(label, exc, running, stop)
+            for other in stopping:
+                scopes[other].cancel()
+        else:
+            with lock:
+                outcome.results[label] = value
+                if label in outcome.stopped:  # it finished before the stop reached it
+                    outcome.stopped.remove(label)
+
+    if len(parts) == 1:
+        label, work = next(iter(parts.items()))
+        run_one(label, work)
+        return outcome
+    with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="part") as pool:
+        futures = [
+            pool.submit(contextvars.copy_context().run, run_one, label, work)
+            for label, work in parts.items()
+        ]
+        for future in futures:
+            future.result()
+    return outcome
 
 
 class SignalWatcher:
@@ -226,6 +322,10 @@ def spawn(
         raise ToolMissing(f"{argv[0]} is not installed or not on PATH") from None
     scope._adopt(child)
     try:
+        # A cancel that came while the child was starting listed the scope's children before
+        # this one was adopted: it must not run on (the cancel sets its flag first, so one of
+        # the two always sees the other).
+        scope.raise_if_cancelled()
         yield child
     finally:
         if child.poll() is None:

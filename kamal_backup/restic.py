@@ -227,24 +227,29 @@ class Restic:
         action: str,
         *,
         metadata: bool = False,
+        opening: bool = False,
         on_stdout_line: Callable[[str], None] | None = None,
         env: Mapping[str, str] | None = None,
+        stdin: int | IO[Any] | None = subprocess.DEVNULL,
     ) -> process.Completed:
         """Runs restic; metadata commands are bounded by metadata_timeout.
 
         They also read restic's retry lines while it runs: a refused connection, an unknown
         host or a TLS error ends restic at once with RepositoryUnreachable instead of waiting
-        out the timeout.
+        out the timeout. So does an `opening` command (a backup), which is not bounded in time:
+        a backend that does not answer at all is found by a probe beside it (see
+        services/backup.py).
         """
         log.debug("running restic %s", args[0])
-        timeout = self.metadata_timeout if metadata else None
+        bounded = metadata or opening
         try:
             return process.run(
                 self.argv(*args),
                 env=env or self.environment,
+                stdin=stdin,
                 on_stdout_line=on_stdout_line,
-                timeout=timeout,
-                give_up=unreachable_cause if metadata else None,
+                timeout=self.metadata_timeout if metadata else None,
+                give_up=unreachable_cause if bounded else None,
             )
         except process.GaveUp as exc:
             raise self._unreachable(exc.reason) from None
@@ -262,6 +267,28 @@ class Restic:
 
     def _retry_lock(self) -> list[str]:
         return ["--retry-lock", self.retry_lock] if self.retry_lock else []
+
+    def _exclusive(
+        self, args: Sequence[str], action: str, *, unlock: bool = True
+    ) -> process.Completed:
+        """Runs a command that takes restic's exclusive lock (forget, tag).
+
+        A lock left by a killed restic would block it for good, so a lock failure is answered
+        with `restic unlock` (which removes only stale locks: a dead process on this host, or
+        one not refreshed for 30 minutes; live ones are refreshed every 5) and one more try that
+        waits up to KAMAL_BACKUP_RETRY_LOCK for a live holder. Unlocking only when a lock was in
+        the way saves a restic process (a key derivation) on every uncontended run. Without
+        `unlock` (a dry run changes nothing, stale locks included), it only waits.
+        """
+        command, rest = args[0], list(args[1:])
+        first = [command, *rest] if unlock else [command, *self._retry_lock(), *rest]
+        result = self._exec(first, action)
+        if unlock and result.returncode == 11:
+            self.unlock()
+            result = self._exec([command, *self._retry_lock(), *rest], action)
+        if result.returncode != 0:
+            raise error_for(result.returncode, result.stderr, action, self.environment)
+        return result
 
     def _json(self, args: Sequence[str], action: str) -> Any:
         result = self._run([*args, "--json"], action, metadata=True)
@@ -328,11 +355,16 @@ class Restic:
         on_status: StatusCallback | None,
         extra_env: Mapping[str, str] | None,
         host: str | None = None,
+        on_open: Callable[[], None] | None = None,
     ) -> BackupSummary:
         summary: dict[str, Any] = {}
         errors: list[str] = []
+        opened: list[bool] = []
 
         def handle(line: str) -> None:
+            if on_open is not None and not opened:
+                opened.append(True)  # restic prints nothing before the repository is open
+                on_open()
             message = _message(line)
             kind = message.get("message_type")
             if kind == "status" and on_status is not None:
@@ -346,7 +378,7 @@ class Restic:
 
         tagged = ["backup", "--json", "--host", host or self.host, *args]
         env = {**self.environment, **(extra_env or {})}
-        result = self._exec(tagged, action, on_stdout_line=handle, env=env)
+        result = self._exec(tagged, action, on_stdout_line=handle, env=env, opening=True)
         if result.returncode not in (0, 3):
             error = error_for(result.returncode, result.stderr, action, env)
             cause = _command_error(result.stderr)
@@ -374,8 +406,12 @@ class Restic:
         extra_env: Mapping[str, str] | None = None,
         on_status: StatusCallback | None = None,
         host: str | None = None,
+        action: str = "database backup",
+        on_open: Callable[[], None] | None = None,
     ) -> BackupSummary:
-        """Streams a command's stdout into a snapshot; a failing command leaves no snapshot."""
+        """Streams a command's stdout into a snapshot; a failing command leaves no snapshot.
+        `action` names it in errors (which database, when there are several); `on_open` runs
+        once restic has opened the repository."""
         args = [
             *_tag_args(tags),
             "--stdin-filename",
@@ -384,7 +420,7 @@ class Restic:
             "--",
             *command,
         ]
-        return self._backup(args, "database backup", on_status, extra_env, host)
+        return self._backup(args, action, on_status, extra_env, host, on_open)
 
     def backup_paths(
         self,
@@ -394,15 +430,17 @@ class Restic:
         excludes: Sequence[str] = (),
         exclude_patterns: Sequence[str] = (),
         on_status: StatusCallback | None = None,
+        on_open: Callable[[], None] | None = None,
     ) -> BackupSummary:
-        """Backs up paths; `excludes` are exact paths, `exclude_patterns` restic globs."""
+        """Backs up paths; `excludes` are exact paths, `exclude_patterns` restic globs;
+        `on_open` runs once restic has opened the repository."""
         args = [*_tag_args(tags)]
         for pattern in excludes:
             args += ["--exclude", escape_pattern(pattern)]
         for pattern in anchored_patterns(exclude_patterns, paths):
             args += ["--exclude", pattern]
         args += ["--", *(str(path) for path in paths)]
-        return self._backup(args, "file backup", on_status, None)
+        return self._backup(args, "file backup", on_status, None, on_open=on_open)
 
     def backup_bytes(self, data: bytes, *, filename: str, tags: Sequence[str]) -> BackupSummary:
         """Stores a small document (a manifest, a drill record) as a one-file snapshot."""
@@ -427,8 +465,8 @@ class Restic:
                 "--stdin-filename",
                 filename,
             ]
-            result = process.run(
-                self.argv(*args), env=self.environment, stdin=handle, on_stdout_line=handle_line
+            result = self._exec(
+                args, f"saving {filename}", stdin=handle, on_stdout_line=handle_line, opening=True
             )
         if result.returncode != 0:
             raise error_for(
@@ -503,7 +541,7 @@ class Restic:
         dry_run: bool = False,
     ) -> list[Any]:
         """Applies a keep policy to the snapshots carrying every one of `tags`; restic's groups."""
-        args = ["forget", *self._retry_lock(), "--tag", ",".join(tags), "--group-by", "host"]
+        args = ["forget", "--tag", ",".join(tags), "--group-by", "host"]
         for name, value in policy.items():
             if value > 0:
                 args += [f"--{name.replace('_', '-')}", str(value)]
@@ -513,7 +551,7 @@ class Restic:
             args.append("--dry-run")
         if prune:
             args.append("--prune")
-        result = self._run([*args, "--json"], "applying retention")
+        result = self._exclusive([*args, "--json"], "applying retention", unlock=not dry_run)
         # --prune appends human text after the JSON document; the JSON is the first line.
         first = next((line for line in result.stdout.splitlines() if line.startswith("[")), "[]")
         try:
@@ -528,21 +566,18 @@ class Restic:
         """Forgets the named snapshots (and prunes their data unless told not to)."""
         if not snapshot_ids:
             return
-        args = ["forget", *self._retry_lock()]
+        args = ["forget"]
         if dry_run:
             args.append("--dry-run")
         if prune:
             args.append("--prune")
-        self._run([*args, "--", *snapshot_ids], "forgetting snapshots")
+        self._exclusive([*args, "--", *snapshot_ids], "forgetting snapshots", unlock=not dry_run)
 
     def add_tags(self, snapshot_ids: Sequence[str], tags: Sequence[str]) -> None:
         """Adds tags to snapshots (restic rewrites each one under a new id, keeping its time)."""
         if not snapshot_ids:
             return
-        self._run(
-            ["tag", *self._retry_lock(), "--add", ",".join(tags), *snapshot_ids],
-            "tagging snapshots",
-        )
+        self._exclusive(["tag", "--add", ",".join(tags), *snapshot_ids], "tagging snapshots")
 
     def change_tags(
         self, snapshot_ids: Sequence[str], *, add: Sequence[str] = (), remove: Sequence[str] = ()
@@ -625,6 +660,12 @@ class Restic:
             on_stdout_line=handle,
         )
         return summary
+
+
+def is_local_repository(repository: str) -> bool:
+    """True for a repository in a local directory (a path or `local:`), which cannot stop
+    answering the way a network backend can."""
+    return repository.startswith("local:") or not re.match(r"^[a-z0-9]+:", repository)
 
 
 def _command_error(stderr: str) -> str:

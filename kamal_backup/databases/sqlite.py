@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import os
 import shutil
@@ -202,7 +203,8 @@ class SqliteAdapter(DatabaseAdapter):
             # Counted from the very copy restic streams, beside it: the same bytes as the dump.
             method = self.figure_method()
             with ThreadPoolExecutor(max_workers=1) as pool:
-                future = pool.submit(sqlite_figures, copy, method)
+                # In this operation's context: cancelling it stops the count too.
+                future = pool.submit(contextvars.copy_context().run, sqlite_figures, copy, method)
                 yield DumpCommand(argv=argv, figures=future.result)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from kamal_backup import process, state
 from kamal_backup.databases import DatabaseAdapter, adapters_for
@@ -17,12 +18,17 @@ from kamal_backup.errors import (
     Interrupted,
     KamalBackupError,
     OperationFailed,
+    RepositoryLocked,
+    RepositoryMissing,
+    RepositoryUnreachable,
+    SnapshotIncomplete,
     SuspiciousRun,
+    WrongPassword,
 )
 from kamal_backup.locking import operation_lock
-from kamal_backup.models import BackupRun, BackupSummary, ResticStatus, SnapshotRecord
+from kamal_backup.models import BackupRun, BackupSummary, ResticStatus, Snapshot, SnapshotRecord
 from kamal_backup.notify import notified
-from kamal_backup.restic import Restic
+from kamal_backup.restic import Restic, error_for, is_local_repository
 from kamal_backup.services import RESTORE_WORK_PATTERNS, app_tags, restic_for
 from kamal_backup.services.baseline import judge_run, suspicious_message
 from kamal_backup.services.check import run_check
@@ -167,13 +173,16 @@ def snapshot_database(
     """
     filename = adapter.dump_filename(run)
     name = adapter.database_name
-    log.info(
-        "backing up %s database %s (%s) as %s",
-        adapter.name,
-        name,
-        adapter.source_label(),
-        filename,
-    )
+
+    def started() -> None:  # logged once restic has the repository open (none on a bad password)
+        log.info(
+            "backing up %s database %s (%s) as %s",
+            adapter.name,
+            name,
+            adapter.source_label(),
+            filename,
+        )
+
     with adapter.dump_command(figures=on_figures is not None) as command:
         summary = restic.backup_command(
             command.argv,
@@ -189,6 +198,13 @@ def snapshot_database(
             ),
             on_status=(lambda status: on_status("database", status)) if on_status else None,
             host=host,
+            # With several databases, an error names the one that failed.
+            action=(
+                f"database backup ({name})"
+                if len(settings.database_list) > 1
+                else "database backup"
+            ),
+            on_open=started,
         )
         if on_figures is not None and command.figures is not None:
             on_figures(command.figures)
@@ -210,113 +226,108 @@ def _perform(
     on_status: StatusCallback | None,
     manifest: bool = True,
 ) -> None:
-    if restic.ensure_repository(settings.restic_init_if_missing):
-        log.info("initialised restic repository %s", settings.repository_display)
-
+    # The halves open the repository themselves: a missing one shows as their exit code 10,
+    # a refused connection or an unknown host in their retry lines (Restic._exec).
+    restic.require_supported_version()
     run_tag = f"run:{run.run}"
+    halves = _Halves(settings, run, restic, adapters, on_status, manifest)
+    outcome = halves.run()
+    failure = outcome.first_failure()
+    if (
+        failure is not None
+        and settings.restic_init_if_missing
+        and all(isinstance(exc, RepositoryMissing) for exc in outcome.failures.values())
+    ):
+        log.info("restic repository does not exist; initialising it (RESTIC_INIT_IF_MISSING=true)")
+        restic.init()
+        log.info("initialised restic repository %s", settings.repository_display)
+        halves = _Halves(settings, run, restic, adapters, on_status, manifest)
+        outcome = halves.run()
+        failure = outcome.first_failure()
+    if process.cancelled():
+        raise Interrupted()
+    if failure is not None:
+        part, exc = failure
+        if part != "repository":
+            run.failed_part = halves.name_of(part)
+        if isinstance(exc, RepositoryMissing):
+            raise error_for(10, "", "opening the repository") from None
+        raise exc
+
     made: dict[str, str] = {}  # part label -> snapshot id
-    database_ids: dict[str, str] = {}
-    db_figures: dict[str, DatabaseFigures] = {}
-    for adapter in adapters:
+    for name, summary in halves.database_summaries.items():
+        made[f"database {name}"] = summary.snapshot_id
+    if halves.files_summary is not None:
+        made["files"] = halves.files_summary.snapshot_id
 
-        def keep_figures(
-            compute: Callable[[], DatabaseFigures], name: str = adapter.database_name
-        ) -> None:
-            figures = _figures_or_none(run, compute)
-            if figures is not None:
-                db_figures[name] = figures
-
-        summary = snapshot_database(
-            settings,
-            restic,
-            adapter,
-            run.run,
-            on_status=on_status,
-            on_figures=keep_figures if manifest else None,
-        )
-        made[f"database {adapter.database_name}"] = summary.snapshot_id
-        database_ids[adapter.database_name] = summary.snapshot_id
-        process.raise_if_cancelled()
-
-    file_id: str | None = None
-    file_figures: FilesFigures | None = None
+    # The manifest is saved while the repository is listed: two restic processes at once. The
+    # app's whole listing: verification, the comparison with the last good run and retention
+    # all read it.
+    after: dict[str, Callable[[], object]] = {
+        "listing": lambda: restic.snapshots(app_tags(settings)),
+    }
     document: Manifest | None = None
-    excludes = [path for adapter in adapters for path in adapter.excluded_paths()]
-    if settings.backup_paths:
-        paths = list(settings.backup_paths)
-        for live in unconfigured_live_databases(paths, excludes):
-            warning = (
-                f"{live} is a live SQLite database (it has a -wal file) that is not configured: "
-                "it is copied raw with the files and may be torn; add it to databases"
-            )
-            log.warning("%s", warning)
-            run.warnings.append(warning)
-        log.info("backing up files: %s", ", ".join(str(p) for p in paths))
-        if on_status is not None:
-            on_status("files", ResticStatus())  # the phase starts before restic's first status line
-        # The files are hashed beside restic (page cache shared): a file changed while restic
-        # reads it may then show as a mismatch in a drill, never as a false match.
-        patterns = [*settings.backup_excludes, *RESTORE_WORK_PATTERNS]
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            hashing = pool.submit(source_files, paths, excludes, patterns) if manifest else None
-            file_summary = restic.backup_paths(
-                paths,
-                tags=app_tags(settings, "type:files", run_tag),
-                excludes=excludes,
-                exclude_patterns=patterns,
-                on_status=(lambda status: on_status("files", status)) if on_status else None,
-            )
-            file_figures = _figures_or_none(run, hashing.result) if hashing else None
-        log.info(
-            "file snapshot %s saved (%d files, %d bytes)",
-            file_summary.snapshot_id[:8],
-            file_summary.total_files_processed,
-            file_summary.total_bytes_processed,
-        )
-        file_id = made["files"] = file_summary.snapshot_id
-    else:
-        log.info("no BACKUP_PATHS: this run has no file snapshot")
-    if manifest and (db_figures or file_figures is not None):
+    if manifest and (halves.db_figures or halves.file_figures is not None):
         document = Manifest(
             app_name=settings.app_name,
             run=run.run,
             created_at=datetime.now(UTC),
-            databases=db_figures,
-            files=file_figures,
+            databases=halves.db_figures,
+            files=halves.file_figures,
         )
-        saved = restic.backup_bytes(
+        after["manifest"] = lambda: restic.backup_bytes(
             document.model_dump_json().encode(),
             filename=manifest_filename(settings, run.run),
             tags=app_tags(settings, "type:manifest", run_tag),
         )
+    finished = process.run_parts(after)
+    if process.cancelled():
+        raise Interrupted()
+    if (failed := finished.first_failure()) is not None:
+        raise failed[1]
+    saved = finished.results.get("manifest")
+    if isinstance(saved, BackupSummary):
         run.manifest_snapshot = saved.snapshot_id[:8]
         log.info("manifest %s saved", saved.snapshot_id[:8])
+    listed = cast(list[Snapshot], finished.results["listing"])
 
     # Trust the repository, not restic's summary line: every snapshot must be listed.
-    # The app's whole listing: the comparison with the last good run reads it too.
-    every = restic.snapshots(app_tags(settings))
-    found = {s.id: s for s in every if s.run == run.run}
+    found = {s.id: s for s in listed if s.run == run.run}
     for label, snapshot_id in made.items():
         if snapshot_id not in found:
             raise OperationFailed(
                 f"the {label} snapshot {snapshot_id[:8]} is not in the repository after backup"
             )
-    found.update(judge_run(settings, restic, run, every, document))
+    retagged = judge_run(
+        settings,
+        restic,
+        run,
+        listed,
+        document,
+        manifest_id=saved.snapshot_id if isinstance(saved, BackupSummary) else None,
+    )
+    if retagged:
+        # Tagging gave the run's snapshots new ids: everything below reads the new ones.
+        found.update(retagged)
+        listed = [retagged.get(s.id, s) for s in listed]
     run.database_snapshots = {
-        name: SnapshotRecord.from_snapshot(found[snapshot_id])
-        for name, snapshot_id in database_ids.items()
+        name: SnapshotRecord.from_snapshot(found[summary.snapshot_id])
+        for name, summary in halves.database_summaries.items()
     }
     if run.database_snapshots:
         run.database_snapshot = run.database_snapshots.get(
             "primary", next(iter(run.database_snapshots.values()))
         )
-    if file_id is not None:
-        run.files_snapshot = SnapshotRecord.from_snapshot(found[file_id])
-    log.info("verified snapshots %s in the repository", ", ".join(i[:8] for i in made.values()))
+    if halves.files_summary is not None:
+        run.files_snapshot = SnapshotRecord.from_snapshot(found[halves.files_summary.snapshot_id])
+    log.info(
+        "verified snapshots %s in the repository",
+        ", ".join(found[i].short_id for i in made.values()),
+    )
 
     if settings.restic_forget_after_backup:
         try:
-            run.retention = apply_retention(settings, restic)
+            run.retention = apply_retention(settings, restic, snapshots=listed)
         except Interrupted:
             raise
         except KamalBackupError as exc:
@@ -327,3 +338,154 @@ def _perform(
 
     if settings.restic_check_after_backup:
         run.check = run_check(settings, restic)
+
+
+# Failures of the repository itself, which every half meets alike.
+_REPOSITORY_ERRORS = (
+    RepositoryMissing,
+    RepositoryUnreachable,
+    RepositoryLocked,
+    WrongPassword,
+    ConfigError,
+)
+
+
+class _Halves:
+    """The two halves of a run, run at the same time: the database snapshot(s), one database
+    after another, and the file snapshot. restic takes a non-exclusive lock for a backup, so
+    both write to the repository at once; each half is a part of the operation's cancel scope.
+
+    When a half fails, the other is stopped, except after an incomplete file snapshot (restic
+    saved it, some files unreadable): then the databases finish, as they did when the halves
+    ran one after the other.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        run: BackupRun,
+        restic: Restic,
+        adapters: list[DatabaseAdapter],
+        on_status: StatusCallback | None,
+        manifest: bool,
+    ) -> None:
+        self.settings = settings
+        self.run_record = run
+        self.restic = restic
+        self.adapters = adapters
+        self.on_status = on_status
+        self.manifest = manifest
+        self.database_summaries: dict[str, BackupSummary] = {}
+        self.db_figures: dict[str, DatabaseFigures] = {}
+        self.files_summary: BackupSummary | None = None
+        self.file_figures: FilesFigures | None = None
+        self._current_database = ""
+
+    def name_of(self, part: str) -> str:
+        """'database primary' or 'files' for messages and the run record."""
+        if part == "database" and self._current_database:
+            return f"database {self._current_database}"
+        return part
+
+    def run(self) -> process.PartsOutcome[None]:
+        parts: dict[str, Callable[[], None]] = {}
+        if not is_local_repository(self.settings.restic_repository or "?:"):
+            # A network backend that does not answer at all would hold a backup for good (restic
+            # retries for many minutes): a bounded probe beside the halves stops them after
+            # KAMAL_BACKUP_REPOSITORY_TIMEOUT_SECONDS. A local directory needs none.
+            parts["repository"] = self.probe
+        if self.adapters:
+            parts["database"] = self.back_up_databases
+        if self.settings.backup_paths:
+            parts["files"] = self.back_up_files
+        else:
+            log.info("no BACKUP_PATHS: this run has no file snapshot")
+        return process.run_parts(
+            parts,
+            let_finish=lambda exc: isinstance(exc, SnapshotIncomplete),
+            on_failure=self.log_failure,
+        )
+
+    def probe(self) -> None:
+        if not self.restic.repository_exists():
+            raise error_for(10, "", "opening the repository")
+
+    def log_failure(
+        self, part: str, exc: BaseException, running: list[str], stopping: bool
+    ) -> None:
+        """One line when a half fails, saying what becomes of the other (the error itself ends
+        the run's own message)."""
+        if part == "repository" or isinstance(exc, _REPOSITORY_ERRORS):
+            return  # not a half's own failure: the run's error says it
+        others = " and ".join(self.name_of(other) for other in running)
+        then = ""
+        if others:
+            then = (
+                f"; stopping the {others} backup" if stopping else f"; the {others} backup goes on"
+            )
+        log.error("the %s backup failed%s", self.name_of(part), then)
+
+    def back_up_databases(self) -> None:
+        run = self.run_record
+        for adapter in self.adapters:
+            name = adapter.database_name
+            self._current_database = name
+
+            def keep_figures(compute: Callable[[], DatabaseFigures], name: str = name) -> None:
+                figures = _figures_or_none(run, compute)
+                if figures is not None:
+                    self.db_figures[name] = figures
+
+            if self.on_status is not None:
+                self.on_status("database", ResticStatus())  # both bars show from the start
+            self.database_summaries[name] = snapshot_database(
+                self.settings,
+                self.restic,
+                adapter,
+                run.run,
+                on_status=self.on_status,
+                on_figures=keep_figures if self.manifest else None,
+            )
+            process.raise_if_cancelled()
+
+    def back_up_files(self) -> None:
+        settings, run = self.settings, self.run_record
+        excludes = [path for adapter in self.adapters for path in adapter.excluded_paths()]
+        paths = list(settings.backup_paths)
+        for live in unconfigured_live_databases(paths, excludes):
+            warning = (
+                f"{live} is a live SQLite database (it has a -wal file) that is not configured: "
+                "it is copied raw with the files and may be torn; add it to databases"
+            )
+            if warning not in run.warnings:  # the halves start again after `restic init`
+                log.warning("%s", warning)
+                run.warnings.append(warning)
+        on_status = self.on_status
+        if on_status is not None:
+            on_status("files", ResticStatus())  # the phase starts before restic's first status line
+        # The files are hashed beside restic (page cache shared): a file changed while restic
+        # reads it may then show as a mismatch in a drill, never as a false match.
+        patterns = [*settings.backup_excludes, *RESTORE_WORK_PATTERNS]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # In this half's context: a stopped or cancelled half stops hashing too.
+            hashing = (
+                pool.submit(contextvars.copy_context().run, source_files, paths, excludes, patterns)
+                if self.manifest
+                else None
+            )
+            summary = self.restic.backup_paths(
+                paths,
+                tags=app_tags(settings, "type:files", f"run:{run.run}"),
+                excludes=excludes,
+                exclude_patterns=patterns,
+                on_status=(lambda status: on_status("files", status)) if on_status else None,
+                on_open=lambda: log.info("backing up files: %s", ", ".join(map(str, paths))),
+            )
+            self.file_figures = _figures_or_none(run, hashing.result) if hashing else None
+        log.info(
+            "file snapshot %s saved (%d files, %d bytes)",
+            summary.snapshot_id[:8],
+            summary.total_files_processed,
+            summary.total_bytes_processed,
+        )
+        self.files_summary = summary

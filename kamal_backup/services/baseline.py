@@ -178,11 +178,12 @@ def judge_run(
     run: BackupRun,
     snapshots: Sequence[Snapshot],
     manifest: Manifest | None,
+    manifest_id: str | None = None,
 ) -> dict[str, Snapshot]:
     """Compares the run just saved with the last good run; a suspicious run is tagged.
 
     `snapshots` is the app's listing taken after the run's snapshots were saved; `manifest` the
-    run's own figures. The previous manifest costs one `restic dump`, the tag one `restic tag`
+    run's own figures, saved as `manifest_id` (while the listing was taken, so maybe not in it). The previous manifest costs one `restic dump`, the tag one `restic tag`
     (only when something shrank). Returns the run's snapshots that were re-tagged, by their old
     id (restic gives a snapshot whose tags change a new id).
     """
@@ -204,8 +205,11 @@ def judge_run(
     for line in findings:
         log.warning("suspicious against run %s: %s", baseline, line)
     mine = [s for s in snapshots if s.run == run.run and not s.pre_restore]
+    ids = [s.id for s in mine]
+    if manifest_id is not None and manifest_id not in ids:
+        ids.append(manifest_id)
     try:
-        renamed = restic.change_tags([s.id for s in mine], add=[SUSPICIOUS_TAG])
+        renamed = restic.change_tags(ids, add=[SUSPICIOUS_TAG])
     except Interrupted:
         raise
     except KamalBackupError as exc:
@@ -213,7 +217,9 @@ def judge_run(
         run.suspicious.append(f"the {SUSPICIOUS_TAG} tag could not be written: {exc}")
         log.error("run %s could not be tagged %s: %s", run.run, SUSPICIOUS_TAG, exc)
         return {}
-    if len(renamed) < len(mine):
+    if manifest_id is not None and manifest_id in renamed:
+        run.manifest_snapshot = renamed[manifest_id][:8]
+    if len(renamed) < len(ids):
         # An append-only repository: restic wrote the tagged copies but kept the originals.
         log.warning(
             "the untagged originals of run %s stay (the repository refuses deletes)", run.run

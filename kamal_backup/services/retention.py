@@ -67,6 +67,7 @@ def database_groups(
     before databases had names carry no database: tag and belong to it). Once other databases
     exist, each group filters on its own tag, and untagged older snapshots are first tagged
     database:primary (restic rewrites them; skipped by a dry run, which then leaves them out).
+    `snapshots`, when given, is the app's listing (every type) to read instead of listing again.
     """
     names = [database.name for database in settings.database_list]
     if snapshots is None:
@@ -90,6 +91,7 @@ def apply_retention(
     *,
     dry_run: bool = False,
     now: datetime | None = None,
+    snapshots: Sequence[Snapshot] | None = None,
 ) -> list[RetentionResult]:
     """Applies RESTIC_KEEP_* to each database's snapshots and to the file snapshots separately.
 
@@ -97,52 +99,66 @@ def apply_retention(
     grouped by host only: each dump has its own path, so restic's default grouping by paths
     would keep every one. A database no longer configured keeps all its snapshots. With
     `dry_run`, restic only says what it would remove.
+
+    The app's snapshots are listed once (or taken from `snapshots`, a backup's own listing)
+    and every decision below reads that one listing. A stale lock left by a killed restic is
+    removed only when it is in the way (Restic._exclusive).
     """
     if not any(settings.retention.values()):
         log.warning("every RESTIC_KEEP_* is 0; retention skipped so nothing is deleted")
         return []
-    if not dry_run:
-        # forget --prune needs an exclusive lock, which a lock left by a killed restic would
-        # block for good. `restic unlock` removes only stale locks (dead process on this host,
-        # or not refreshed for 30 minutes; live ones are refreshed every 5), never a running
-        # backup's.
-        restic.unlock()
+    listed = list(snapshots) if snapshots is not None else restic.snapshots(app_tags(settings))
     cutoff = (now or datetime.now(UTC)) - timedelta(days=SAFETY_SNAPSHOT_DAYS)
-    every = restic.snapshots(app_tags(settings))
-    expired = [s for s in every if s.kind == "database" and s.pre_restore and s.time < cutoff]
-    protected = protected_tags(settings, every)
+    expired = [s for s in listed if s.kind == "database" and s.pre_restore and s.time < cutoff]
+    protected = protected_tags(settings, listed)
     expired_ids = [s.id for s in expired]
     if expired and not dry_run:
         restic.forget_ids(expired_ids, prune=False)  # the policy's forget below prunes their data
     groups: list[tuple[SnapshotType, str | None]] = (
         [
             ("database", name)
-            for name in database_groups(settings, restic, dry_run=dry_run, snapshots=every)
+            for name in database_groups(settings, restic, dry_run=dry_run, snapshots=listed)
         ]
         if settings.database_list
         else []
     )
+    if (
+        not dry_run
+        and any(name is not None for _, name in groups)
+        and any(s.kind == "database" and s.tag_value("database") is None for s in listed)
+    ):
+        # database_groups has rewritten untagged snapshots under new ids: list them again.
+        listed = restic.snapshots(app_tags(settings))
     groups.append(("files", None))
+    tags_of = {group: _group_tags(settings, *group) for group in groups}
+    # A group whose forget provably removes nothing is not run (a restic process saved).
+    needed = [
+        group for group in groups if expired or _removes_any(settings, listed, tags_of[group])
+    ]
     results = []
-    for index, (kind, database) in enumerate(groups):
-        tags = app_tags(settings, f"type:{kind}")
-        if database is not None:
-            tags.append(f"database:{database}")
-        found: list[Any] = restic.forget(
-            tags,
-            settings.retention,
-            # One prune, with the last forget: pruning reads the whole index each time.
-            prune=index == len(groups) - 1,
-            keep_tags=[PRE_RESTORE_TAG, *protected] if kind == "database" else protected,
-            dry_run=dry_run,
-        )
-        kept_ids = [i for i in _ids(found, "keep") if i not in expired_ids]
+    removed_all = set(expired_ids)
+    for kind, database in groups:
+        tags = tags_of[(kind, database)]
+        found: list[Any] = []
+        if (kind, database) in needed:
+            found = restic.forget(
+                tags,
+                settings.retention,
+                # One prune, with the last forget: pruning reads the whole index each time.
+                prune=(kind, database) == needed[-1],
+                keep_tags=[PRE_RESTORE_TAG, *protected] if kind == "database" else protected,
+                dry_run=dry_run,
+            )
+            kept_ids = [i for i in _ids(found, "keep") if i not in expired_ids]
+        else:
+            kept_ids = [s.id for s in listed if set(tags) <= set(s.tags)]
         removed_ids = _ids(found, "remove")
         if database is not None:
             removed_ids += [s.id for s in expired if s.database == database]
         if kind == "database" and database is None:
             database = LEGACY_DATABASE  # the one database, with its untagged older snapshots
             removed_ids += [s.id for s in expired if s.id not in removed_ids]
+        removed_all.update(removed_ids)
         label = f"database {database}" if database else kind
         log.info(
             "retention for %s snapshots: kept %d, %s %d",
@@ -161,7 +177,8 @@ def apply_retention(
             )
         )
     if not dry_run:
-        forget_orphan_manifests(settings, restic)
+        remaining = [s for s in listed if s.id not in removed_all]
+        forget_orphan_manifests(settings, restic, remaining)
     return results
 
 
@@ -174,6 +191,22 @@ def protected_tags(settings: Settings, snapshots: Sequence[Snapshot]) -> list[st
     return [SUSPICIOUS_TAG, *(f"run:{run}" for run in kept)]
 
 
+def _group_tags(settings: Settings, kind: str, database: str | None) -> list[str]:
+    tags = app_tags(settings, f"type:{kind}")
+    if database is not None:
+        tags.append(f"database:{database}")
+    return tags
+
+
+def _removes_any(settings: Settings, listed: Sequence[Snapshot], tags: Sequence[str]) -> bool:
+    """False only when restic's forget of this group cannot remove a snapshot: it has no more
+    snapshots (over every host, so at least as many as any host group) than RESTIC_KEEP_LAST,
+    which keeps that many of the newest in each group whatever the other RESTIC_KEEP_* say."""
+    keep_last = settings.retention.get("keep_last", 0)
+    count = sum(1 for s in listed if set(tags) <= set(s.tags))
+    return not (keep_last > 0 and count <= keep_last)
+
+
 def _ids(groups: list[Any], key: str) -> list[str]:
     return [
         str(snapshot.get("id"))
@@ -184,14 +217,18 @@ def _ids(groups: list[Any], key: str) -> list[str]:
     ]
 
 
-def forget_orphan_manifests(settings: Settings, restic: Restic) -> int:
+def forget_orphan_manifests(
+    settings: Settings, restic: Restic, snapshots: Sequence[Snapshot] | None = None
+) -> int:
     """Forgets each manifest whose run has no database or file snapshot left.
 
     A manifest goes with its run; drill records (type:drill) are never forgotten here, so the
     drill history a reviewer reads outlives the backups it proved. No prune: the next retention
-    pass prunes the few bytes.
+    pass prunes the few bytes. `snapshots`, when given, are the app's snapshots as they stand
+    now (the retention pass's listing without what it removed).
     """
-    snapshots = restic.snapshots(app_tags(settings))
+    if snapshots is None:
+        snapshots = restic.snapshots(app_tags(settings))
     runs = {s.run for s in snapshots if s.kind in SNAPSHOT_TYPES and s.run}
     orphans = [s.id for s in snapshots if s.kind == "manifest" and s.run not in runs]
     restic.forget_ids(orphans, prune=False)

@@ -278,7 +278,10 @@ async def test_cancel_key_stops_a_backup_and_every_view_reads_normally_after(app
         text = await wait_for_text(pilot, "Latest database  FRESH")
         assert "unknown: interrupted" not in text
         await pilot.press("s")
-        text = await wait_for_text(pilot, "2 of 2 snapshots in 1 runs")
+        # The file half of the cancelled run may have finished before the cancel (the halves
+        # run at once, issue 14): then its snapshot is listed as a partial run.
+        text = await wait_for_text(pilot, "snapshots in")
+        assert "2 of 2 snapshots in 1 runs" in text or "3 of 3 snapshots in 2 runs" in text
         assert "cannot list" not in text
         await pilot.press("e")
         text = await wait_for_text(pilot, '"schema_version": 1')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import timedelta
@@ -51,11 +52,21 @@ class SlowListing(Backend):
 @pytest.mark.integration
 async def test_cancelling_an_operation_leaves_a_concurrent_listing_alive(app: App) -> None:
     app.cli("backup", check=True)
+    add_bulk(app.db, 20000)  # both halves of the next backup run for a moment
+    for i in range(10):
+        (app.files / f"upload-{i}.bin").write_bytes(os.urandom(2_000_000))
     tui = tui_for(app, SlowListing)
     async with tui.run_test(size=(80, 24)) as pilot:
         await wait_for_text(pilot, "Latest database  FRESH", timeout=30)
         await pilot.press("b")
         await wait_for(pilot, lambda: tui.operation_scope is not None, what="the backup")
+        # The database and the file half run at once, each a part of the backup's scope
+        # (issue 14): both restic processes are the operation's children.
+        scope = tui.operation_scope
+        await wait_for(
+            pilot, lambda: scope is not None and len(scope.children) >= 2, what="both halves"
+        )
+        halves = list(scope.children) if scope is not None else []
         tui.reload_snapshots()  # a listing now runs beside the backup
         await wait_for(
             pilot,
@@ -66,6 +77,7 @@ async def test_cancelling_an_operation_leaves_a_concurrent_listing_alive(app: Ap
         await pilot.press("x")
         await wait_for(pilot, lambda: tui.operation is None, timeout=30, what="the cancel")
         assert not listing.cancelled
+        assert all(child.poll() is not None for child in halves)  # both halves stopped
         await idle(pilot)
         text = await wait_for_text(pilot, "Latest database  FRESH")
         assert "unknown: interrupted" not in text and "cancelled" in text

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from kamal_backup import process
-from kamal_backup.errors import Interrupted
+from kamal_backup.errors import Interrupted, OperationFailed
 from kamal_backup.redact import Redactor
 from kamal_backup.restic import unreachable_cause
 
@@ -81,6 +81,73 @@ def test_a_thread_sees_its_operations_scope_only_through_a_copied_context() -> N
             thread.start()
             thread.join()
     assert seen == ["unscoped", "operation"]
+
+
+def test_a_failing_part_stops_the_other_part_but_not_the_operation() -> None:
+    heard: list[tuple[str, list[str], bool]] = []
+
+    def failing() -> None:
+        process.run(["sleep", "0.3"], env=ENV)
+        raise OperationFailed("the dump failed")
+
+    with process.cancel_scope("backup") as operation:
+        started = time.monotonic()
+        outcome = process.run_parts(
+            {"database": failing, "files": lambda: process.run(["sleep", "30"], env=ENV)},
+            on_failure=lambda part, exc, running, stopping: heard.append((part, running, stopping)),
+        )
+        assert not operation.cancelled
+        assert process.run(["true"], env=ENV).returncode == 0  # the operation goes on
+    assert time.monotonic() - started < 10
+    assert list(outcome.failures) == ["database"]  # the stopped half is not a failure
+    assert outcome.stopped == ["files"] and outcome.results == {}
+    assert heard == [("database", ["files"], True)]
+
+
+def test_a_part_may_let_the_other_finish() -> None:
+    def incomplete() -> str:
+        raise OperationFailed("some files could not be read")
+
+    with process.cancel_scope("backup"):
+        outcome = process.run_parts(
+            {
+                "files": incomplete,
+                "database": lambda: process.run(["sh", "-c", "sleep 0.5; echo saved"], env=ENV),
+            },
+            let_finish=lambda exc: True,
+        )
+    assert list(outcome.failures) == ["files"] and outcome.stopped == []
+    saved = outcome.results["database"]
+    assert isinstance(saved, process.Completed) and saved.stdout == "saved\n"
+
+
+def test_cancelling_the_operation_kills_the_children_of_every_part() -> None:
+    operation = process.CancelScope("backup")
+    outcome: list[process.PartsOutcome[object]] = []
+
+    def run() -> None:
+        with operation.entered():
+            outcome.append(
+                process.run_parts(
+                    {
+                        "database": lambda: process.run(["sleep", "30"], env=ENV),
+                        "files": lambda: process.run(["sleep", "30"], env=ENV),
+                    }
+                )
+            )
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while len(operation.children) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    children = operation.children
+    assert len(children) == 2  # each part's child is the operation's child too
+    operation.cancel(grace_seconds=1)
+    thread.join(10)
+    assert all(child.poll() is not None for child in children)
+    assert all(isinstance(exc, Interrupted) for exc in outcome[0].failures.values())
+    assert outcome[0].results == {}
 
 
 def test_give_up_kills_the_child_at_the_first_hopeless_line() -> None:
