@@ -190,6 +190,7 @@ def test_two_apps_share_a_rest_server_repository(
                 "RESTIC_KEEP_WEEKLY": "0",
                 "RESTIC_KEEP_MONTHLY": "0",
                 "RESTIC_KEEP_YEARLY": "0",
+                "KAMAL_BACKUP_KEEP_GOOD": "0",  # the policy alone (issue 15)
             },
             check=True,
         )
