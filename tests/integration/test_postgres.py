@@ -251,27 +251,36 @@ def test_pg_dump_killed_mid_stream_leaves_no_snapshot(pg_app: tuple[App, str, st
     assert app.snapshot_ids() == []
 
 
+def back_up_a_bulk_table(app: App, source: str, rows: int) -> None:
+    """A table big enough for a restore to take a moment (about 0.5 KB a row), backed up."""
+    psql(
+        "CREATE TABLE public.bulk AS SELECT g, md5(g::text) || repeat('x', 400) AS pad "
+        f"FROM generate_series(1, {rows}) g",
+        source,
+    )
+    app.cli("backup", check=True)
+
+
+def start_restore(app: App, target: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "kamal_backup", "restore-db"],
+        env={**app.env, **restore_env(target)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_restore_killed_mid_stream_leaves_the_target_as_it_was(
     pg_app: tuple[App, str, str],
 ) -> None:
     app, source, target = pg_app
-    psql(
-        "CREATE TABLE public.bulk AS SELECT g, md5(g::text) || repeat('x', 400) AS pad "
-        "FROM generate_series(1, 300000) g",
-        source,
-    )
-    app.cli("backup", check=True)
+    back_up_a_bulk_table(app, source, 300000)
     psql(f'CREATE DATABASE "{target}"')
     psql(
         "CREATE TABLE public.precious (x text); INSERT INTO public.precious VALUES ('keep me')",
         target,
     )
-    proc = subprocess.Popen(
-        ["python", "-m", "kamal_backup", "restore-db"],
-        env={**app.env, **restore_env(target)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_restore(app, target)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         # Only this test's restic dump: a child of the restore process.
@@ -307,18 +316,8 @@ def test_the_restore_streams_restic_into_pg_restore_into_psql_with_no_python_bet
 ) -> None:
     # Issue 14: the dump's bytes go from process to process over OS pipes.
     app, source, target = pg_app
-    psql(
-        "CREATE TABLE public.bulk AS SELECT g, md5(g::text) || repeat('x', 400) AS pad "
-        "FROM generate_series(1, 200000) g",
-        source,
-    )
-    app.cli("backup", check=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kamal_backup", "restore-db"],
-        env={**app.env, **restore_env(target)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    back_up_a_bulk_table(app, source, 200000)
+    proc = start_restore(app, target)
     pipes: dict[str, str] = {}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None and len(pipes) < 4:
