@@ -109,8 +109,12 @@ def stream_into(
     importer: Importer,
     converter: Step | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    prepare: Callable[[], None] | None = None,
 ) -> int:
     """Runs the pipeline to the end and returns the dump's size in bytes.
+
+    `prepare` (e.g. emptying the target) runs once restic has started, so restic opens the
+    repository meanwhile, and before any client program starts.
 
     Raises OperationFailed naming the step that failed.
     """
@@ -125,6 +129,8 @@ def stream_into(
     with contextlib.ExitStack() as stack:
         dump = stack.enter_context(restic.dump(snapshot.id, dump_path(snapshot)))
         dump_err = process.StderrTail(dump.stderr)
+        if prepare is not None:
+            prepare()
         conv = conv_err = feed = None
         source = _out(dump)
         if converter is not None:
@@ -242,6 +248,7 @@ def pipe_into(
     epilogue: bytes,
     abandon: bytes,
     on_bytes: Callable[[int], None] | None = None,
+    prepare: Callable[[], None] | None = None,
 ) -> int:
     """restic dump | converter | importer over OS pipes; returns the dump's size in bytes.
 
@@ -249,14 +256,16 @@ def pipe_into(
     prelude file, then its stdin, then the epilogue file. The epilogue is written only when
     restic and the converter both succeeded (and the operation was not cancelled); otherwise
     the importer reads `abandon` (e.g. ROLLBACK) there, so a truncated stream is never
-    committed. Raises OperationFailed (or restic's typed error) naming the step that failed,
-    in the same order as stream_into.
+    committed. `prepare` runs as in stream_into. Raises OperationFailed (or restic's typed
+    error) naming the step that failed, in the same order as stream_into.
     """
     if len(prelude) > 16 * 1024:  # written before the importer starts: must fit a pipe buffer
         raise ValueError("the prelude must fit in a pipe buffer")
     with contextlib.ExitStack() as stack:
         dump = stack.enter_context(restic.dump(snapshot.id, dump_path(snapshot)))
         dump_err = process.StderrTail(dump.stderr)
+        if prepare is not None:
+            prepare()
         conv = stack.enter_context(
             process.spawn(converter.argv, env=converter.env, stdin=dump.stdout)
         )

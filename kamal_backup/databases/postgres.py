@@ -433,7 +433,7 @@ class PostgresAdapter(ServerAdapter):
         admin_env = client_env(target, password, self.settings.environ, database="postgres")
         env = client_env(target, password, self.settings.environ)
         client = self.client_for(admin_env)
-        created = self.ensure_database(client, target, admin_env)
+        created: list[bool] = []
 
         # pg_restore turns the archive into SQL; psql runs the cleanup and that SQL in ONE
         # transaction that is committed only when restic and pg_restore both succeeded, so a
@@ -462,11 +462,13 @@ class PostgresAdapter(ServerAdapter):
             prelude=CLEAN_TARGET,
             epilogue=b"\nCOMMIT;\n",
             abandon=b"\nROLLBACK;\n",
+            # While restic opens the repository.
+            prepare=lambda: created.append(self.ensure_database(client, target, admin_env)),
         )
         return {
             "bytes": restored,
             "database": target.database,
-            "created_database": created,
+            "created_database": created[0],
             "client_major": client.major,
         }
 

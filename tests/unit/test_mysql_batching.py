@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from kamal_backup.databases.mysql import batch_inserts, insert_prefix
+import io
+
+from kamal_backup.databases.mysql import (
+    BATCH_BYTES,
+    batch_inserts,
+    batched,
+    dump_lines,
+    insert_prefix,
+)
 
 
 def run(text: bytes, max_bytes: int = 1 << 20) -> bytes:
@@ -86,3 +94,19 @@ def test_prefix_parsing() -> None:
 def test_column_lists_must_match_to_batch() -> None:
     dump = b"INSERT INTO `t` (`a`) VALUES (1);\nINSERT INTO `t` (`b`) VALUES (2);\n"
     assert run(dump) == dump
+
+
+def test_dump_lines_are_the_streams_lines_across_read_blocks() -> None:
+    long_row = b"INSERT INTO `t` VALUES (1,'" + b"x" * (BATCH_BYTES + 10) + b"');\n"
+    text = b"-- header\n" + long_row + b"INSERT INTO `t` VALUES (2);\n" * 3 + b"-- no newline"
+    assert list(dump_lines(io.BytesIO(text))) == text.splitlines(keepends=True)
+
+
+def test_the_restore_checks_unique_keys_again_after_the_dumps_header() -> None:
+    # mariadb-dump turns them off; with them off MariaDB loads an empty table in its slower
+    # "bulk insert" mode inside the restore's one transaction (issue 14, docs/benchmarks.md).
+    header = b"/*!40014 SET @OLD_UNIQUE_CHECKS=@@UNIQUE_CHECKS, UNIQUE_CHECKS=0 */;\n"
+    rows = b"INSERT INTO `t` VALUES (1);\nINSERT INTO `t` VALUES (2);\n"
+    footer = b"/*!40014 SET UNIQUE_CHECKS=@OLD_UNIQUE_CHECKS */;\n"
+    out = b"".join(batched(io.BytesIO(header + rows + footer)))
+    assert out == header + b"SET UNIQUE_CHECKS=1;\n" + b"INSERT INTO `t` VALUES (1),(2);\n" + footer
