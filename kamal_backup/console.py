@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,10 +25,13 @@ class LazyConsole:
     def __init__(self, make: Callable[[], Console]) -> None:
         self._make = make
         self._console: Console | None = None
+        self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         if self._console is None:
-            self._console = self._make()
+            with self._lock:  # one Console, whichever thread prints first
+                if self._console is None:
+                    self._console = self._make()
         return getattr(self._console, name)
 
 
