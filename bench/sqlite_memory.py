@@ -9,7 +9,6 @@ process's peak RSS must stay flat as the database grows. Prints one row per size
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -18,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-PASSWORD = "bench-password"
+from issue14 import app_env
 
 
 def make_database(path: Path, megabytes: int) -> None:
@@ -62,23 +61,9 @@ def main() -> None:
     try:
         for megabytes in sizes:
             root = work / str(megabytes)
-            (root / "files").mkdir(parents=True)
-            (root / "files" / "x.txt").write_text("x")
             db = root / "app.sqlite3"
+            env = app_env(root, "bench", DATABASE_ADAPTER="sqlite", SQLITE_DATABASE_PATH=str(db))
             make_database(db, megabytes)
-            env = {
-                **os.environ,
-                "APP_NAME": "bench",
-                "DATABASE_ADAPTER": "sqlite",
-                "SQLITE_DATABASE_PATH": str(db),
-                "BACKUP_PATHS": str(root / "files"),
-                "RESTIC_REPOSITORY": str(root / "repo"),
-                "RESTIC_PASSWORD": PASSWORD,
-                "RESTIC_INIT_IF_MISSING": "true",
-                "RESTIC_FORGET_AFTER_BACKUP": "false",
-                "KAMAL_BACKUP_STATE_DIR": str(root / "state"),
-                "TMPDIR": str(root),
-            }
             code, seconds, peak = peak_rss_of([sys.executable, "-m", "kamal_backup", "backup"], env)
             size = db.stat().st_size / 1024 / 1024
             result = f"{peak / 1024:.1f} MiB" if code == 0 else f"FAILED (exit {code})"

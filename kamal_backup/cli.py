@@ -14,15 +14,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar, cast
 
 import typer
-from rich.console import Console
-from rich.table import Column, Table
-from rich.text import Text
 
 from kamal_backup import __version__, process
-from kamal_backup.console import live_progress, setup_logging, stderr
+from kamal_backup.console import LazyConsole, live_progress, setup_logging, stderr
 from kamal_backup.errors import (
     ConfigError,
     ExitCode,
@@ -32,13 +29,28 @@ from kamal_backup.errors import (
 )
 from kamal_backup.humanize import check_word, human_bytes
 from kamal_backup.humanize import count as count_of
-from kamal_backup.models import RestoreResult, SnapshotRecord
 from kamal_backup.redact import redact
-from kamal_backup.settings import Settings, load_settings
+
+# `version` and `--help` need none of these: settings (pydantic-settings), models (pydantic)
+# and rich are imported where a command uses them, so start-up stays short.
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from kamal_backup.models import RestoreResult, SnapshotRecord
+    from kamal_backup.settings import Settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
-stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+
+def _stdout_console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+
+# Typed as the Console it stands for: commands use it exactly like one.
+stdout = cast("Console", LazyConsole(_stdout_console))
 log = logging.getLogger("kamal_backup.cli")
 
 app = typer.Typer(
@@ -57,6 +69,8 @@ class Options:
     config: Path | None = None
 
     def settings(self) -> Settings:
+        from kamal_backup.settings import load_settings
+
         return load_settings(self.env_file, config=self.config)
 
 
@@ -477,6 +491,7 @@ def redact_json(data: Any) -> Any:
 
 def render_drill(record: Any) -> None:
     from rich.markup import escape
+    from rich.table import Table
 
     verification = record.verification
     named = len(verification.databases) > 1
@@ -529,6 +544,9 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the snapshots as JSON.")] = False,
 ) -> None:
     """List this app's snapshots, newest first."""
+    from rich.table import Column, Table
+    from rich.text import Text
+
     from kamal_backup.models import SnapshotRecord
     from kamal_backup.services.snapshots import list_snapshots
 
@@ -645,6 +663,8 @@ def notify(
     Channels: KAMAL_BACKUP_HEALTHCHECK_URL, KAMAL_BACKUP_NTFY_URL, KAMAL_BACKUP_WEBHOOK_URL and
     KAMAL_BACKUP_METRICS_FILE. URLs are shown as their host only. --test exits 1 if any fails.
     """
+    from rich.table import Table
+
     from kamal_backup import notify as channels
 
     settings = _options(ctx).settings()
@@ -687,6 +707,9 @@ def validate(
 
     Exit 0 when no check fails (warnings allowed), 1 when one fails, 2 for a configuration error.
     """
+    from rich.table import Table
+    from rich.text import Text
+
     from kamal_backup.services.validate import validate as run_validation
 
     report = run_validation(_options(ctx).settings())
@@ -815,6 +838,8 @@ def accept(
     Removes its suspicious tag and records who accepted it and when (in tags, shown by
     evidence); later backups compare against it.
     """
+    from rich.text import Text
+
     from kamal_backup.services.baseline import accept_run
 
     result = accept_run(_options(ctx).settings(), run)
@@ -843,6 +868,8 @@ def adopt(
     --new-host --forget, which deletes: run it from a trusted machine on append-only
     repositories.
     """
+    from rich.text import Text
+
     from kamal_backup.services.adopt import adopt as adopt_snapshots
 
     result = adopt_snapshots(_options(ctx).settings(), dry_run=dry_run)
@@ -949,6 +976,11 @@ def _error_line(message: str) -> None:
 
 def main() -> None:
     """Entry point: typed errors become one redacted line and their exit code; never a traceback."""
+    if sys.argv[1:] in (["version"], ["--version"], ["-v"]):
+        # Answered before Typer parses anything: parsing coerces the root options through
+        # pydantic, which costs more than the whole answer. The output is the command's own.
+        sys.stdout.write(f"kamal-backup {__version__}\n")
+        return
     try:
         app(prog_name="kamal-backup")
     except KamalBackupError as exc:

@@ -8,14 +8,41 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
 
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-
-from kamal_backup.models import ResticStatus
 from kamal_backup.redact import RedactingFilter
 
-stderr = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
+
+    from kamal_backup.models import ResticStatus
+
+
+class LazyConsole:
+    """A rich Console made on first use, so `version` and `--help` never import rich."""
+
+    def __init__(self, make: Callable[[], Console]) -> None:
+        self._make = make
+        self._console: Console | None = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            with self._lock:  # one Console, whichever thread prints first
+                if self._console is None:
+                    self._console = self._make()
+        return getattr(self._console, name)
+
+
+def _stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+# Typed as the Console it stands for: callers use it exactly like one.
+stderr = cast("Console", LazyConsole(_stderr_console))
 
 
 class UTCFormatter(logging.Formatter):
@@ -55,6 +82,8 @@ def live_progress() -> Iterator[Callable[[str, ResticStatus], None] | None]:
     One bar per label: a backup's database and file halves run at once, each on its own
     thread, and show as two bars at the same time.
     """
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
     if not stderr.is_terminal:
         yield None
         return

@@ -298,8 +298,12 @@ def spawn(
     stdin: int | IO[Any] | None = subprocess.DEVNULL,
     stdout: int | IO[Any] | None = subprocess.PIPE,
     stderr: int | IO[Any] | None = subprocess.PIPE,
+    pass_fds: Sequence[int] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Starts argv in its own process group; on exit (also by exception) it is reaped or killed."""
+    """Starts argv in its own process group; on exit (also by exception) it is reaped or killed.
+
+    `pass_fds` stay open in the child under the same numbers (e.g. for a /dev/fd/N argument).
+    """
     scope = _current.get()
     scope.raise_if_cancelled()
     if not argv or isinstance(argv, str):
@@ -317,6 +321,7 @@ def spawn(
             stderr=stderr,
             start_new_session=True,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
         )
     except FileNotFoundError:
         raise ToolMissing(f"{argv[0]} is not installed or not on PATH") from None

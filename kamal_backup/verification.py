@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
+import logging
 import os
+import re
+import sqlite3
 import stat
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +22,8 @@ from kamal_backup.errors import Interrupted
 from kamal_backup.process import cancelled
 
 MANIFEST_VERSION = 1
+log = logging.getLogger(__name__)
+
 FigureMethod = Literal["checksum", "count"]
 _CHUNK = 1024 * 1024
 # A verification lists at most this many mismatching paths or tables: enough to act on, while a
@@ -77,23 +84,91 @@ class Manifest(BaseModel):
 # Files ------------------------------------------------------------------------------------------
 
 
-def file_digest(path: Path) -> str:
+def file_digest(path: Path | str) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        while chunk := os.read(fd, _CHUNK):
             digest.update(chunk)
+    finally:
+        os.close(fd)
     return digest.hexdigest()
 
 
-def _entry(path: Path) -> tuple[int, str] | None:
+def _entry(path: str, hashes: HashCache | None = None) -> tuple[int, str] | None:
     """(size, hash) of a regular file or symlink; None for anything else."""
-    info = path.lstat()
+    info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode):
         target = os.readlink(path)
         return 0, "link:" + hashlib.sha256(os.fsencode(target)).hexdigest()
     if stat.S_ISREG(info.st_mode):
-        return info.st_size, file_digest(path)
+        digest = hashes.digest(path, info) if hashes is not None else file_digest(path)
+        return info.st_size, digest
     return None
+
+
+HASH_CACHE = "file-hashes.sqlite3"
+# A file changed this recently may change again within the same timestamp tick without its
+# mtime moving, so its hash is not remembered (git's "racily clean" rule).
+_RACY_NS = 2_000_000_000
+_Known = tuple[int, int, int, int, str]
+
+
+class HashCache:
+    """The SHA-256 of each backed-up file, remembered with the size, mtime, ctime and inode.
+
+    A file whose four figures are unchanged since the last backup is not read again: restic
+    trusts exactly these figures to skip an unchanged file, so the manifest costs a stat per
+    file instead of a read beside a `restic backup` that reads nothing new. The cache is a
+    convenience: an unreadable or unwritable one is ignored and every file is hashed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._started = time.time_ns()
+        self._known: dict[str, _Known] = {}
+        self._seen: dict[str, _Known] = {}
+        if not path.is_file():
+            return
+        try:
+            with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
+                self._known = {
+                    row[0]: tuple(row[1:])
+                    for row in db.execute(
+                        "SELECT path, size, mtime_ns, ctime_ns, inode, digest FROM files"
+                    )
+                }
+        except (sqlite3.Error, OSError) as exc:
+            log.debug("file hash cache %s not read: %s", path, exc)
+
+    def digest(self, path: str, info: os.stat_result) -> str:
+        figures = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+        known = self._known.get(path)
+        if known is not None and known[:4] == figures:
+            self._seen[path] = known
+            return known[4]
+        digest = file_digest(path)
+        if max(info.st_mtime_ns, info.st_ctime_ns) < self._started - _RACY_NS:
+            self._seen[path] = (*figures, digest)
+        return digest
+
+    def save(self) -> None:
+        """Keeps what this walk learned; forgets files that are gone (or were not walked)."""
+        changed = [(p, *k) for p, k in self._seen.items() if self._known.get(p) != k]
+        gone = [(p,) for p in self._known.keys() - self._seen.keys()]
+        if not changed and not gone:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.closing(sqlite3.connect(self.path, timeout=5)) as db, db:
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
+                    "mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, digest TEXT)"
+                )
+                db.executemany("DELETE FROM files WHERE path = ?", gone)
+                db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", changed)
+        except (sqlite3.Error, OSError) as exc:
+            log.debug("file hash cache %s not saved: %s", self.path, exc)
 
 
 def excluded_by_pattern(key: str, root: str, patterns: Sequence[str]) -> bool:
@@ -124,49 +199,148 @@ def excluded_by_pattern(key: str, root: str, patterns: Sequence[str]) -> bool:
     return False
 
 
+class _Exclusions:
+    """`excluded_by_pattern`, split so a walk asks only what a new path component adds.
+
+    Every run of components (relative pattern) or prefix (absolute pattern) of a file's key
+    either lies within its directory's key or ends at the file's name. The walk asks the first
+    kind once per directory (`directory_adds`: a directory that matches takes its whole
+    subtree) and the second per file (`name_adds`), so the answer is the same as asking
+    `excluded_by_pattern` about every file, at a fraction of the cost.
+    """
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        cleaned = [raw.strip().rstrip("/") for raw in patterns]
+        self.absolute = [re.compile(fnmatch.translate(p)) for p in cleaned if p.startswith("/")]
+        self.relative = [
+            (p.count("/") + 1, re.compile(fnmatch.translate(p)))
+            for p in cleaned
+            if p and not p.startswith("/")
+        ]
+        # One-component patterns (the usual kind) asked of a name in one match.
+        single = [fnmatch.translate(p) for p in cleaned if p and "/" not in p]
+        self.single = re.compile("|".join(f"(?:{r})" for r in single)) if single else None
+        self.multi = [(width, regex) for width, regex in self.relative if width > 1]
+
+    def root_adds(self, root: str) -> bool:
+        """Whether the root itself, or a parent of it, matches an absolute pattern."""
+        parts = root.split("/")
+        return any(
+            regex.match("/".join(parts[:end]))
+            for regex in self.absolute
+            for end in range(2, len(parts) + 1)
+        )
+
+    def directory_adds(self, key: str, relative: list[str]) -> bool:
+        """Whether a match ends exactly at this directory (full-width runs only)."""
+        n = len(relative)
+        return any(regex.match(key) for regex in self.absolute) or any(
+            width <= n and regex.match("/".join(relative[n - width :]))
+            for width, regex in self.relative
+        )
+
+    def name_adds(self, key: str, directory: list[str], name: str) -> bool:
+        """Whether a match includes the last component (a run may be cut short at the end)."""
+        if self.single is not None and self.single.match(name):
+            return True
+        if self.absolute and any(regex.match(key) for regex in self.absolute):
+            return True
+        if not self.multi:
+            return False
+        relative = [*directory, name]
+        n = len(relative)
+        return any(
+            regex.match("/".join(relative[start : start + width]))
+            for width, regex in self.multi
+            for start in range(max(0, n - width), n)
+        )
+
+
 def walk_files(
     roots: Iterable[tuple[Path, str]],
     excluded: Sequence[str] = (),
     patterns: Sequence[str] = (),
+    hashes: HashCache | None = None,
 ) -> FilesFigures:
     """Hashes every file under each (directory on disk, original path it stands for).
 
     Restored trees are walked with the original path they were backed up from, so the keys of
-    a restored tree and of the backed-up tree are the same.
+    a restored tree and of the backed-up tree are the same. Files are visited as `os.walk`
+    visits them (directories sorted, symlinks to directories recorded as links, never
+    followed); the walk works on strings and prunes excluded directories, so it stays cheap
+    beside a `restic backup` of many small files.
     """
     skip = set(excluded)
+    exclusions = _Exclusions(patterns)
     entries: dict[str, str] = {}
     total = 0
     for root, original in roots:
         if not root.exists() and not root.is_symlink():
             continue
-        for directory, dirs, names in os.walk(root):
+        if exclusions.root_adds(original):
+            continue
+        # (directory on disk, its key, its components below the root), depth first in order.
+        pending: list[tuple[str, str, list[str]]] = [(str(root), original, [])]
+        while pending:
+            directory, dir_key, dir_relative = pending.pop()
             if cancelled():
                 raise Interrupted()
-            dirs.sort()
-            base = Path(directory)
-            for name in sorted(names + [d for d in dirs if (base / d).is_symlink()]):
-                path = base / name
-                key = original + "/" + str(path.relative_to(root)) if path != root else original
-                if key in skip or excluded_by_pattern(key, original, patterns):
+            try:
+                with os.scandir(directory) as listing:
+                    found = list(listing)
+            except OSError:
+                continue  # as os.walk: an unreadable directory is left out
+            names: list[str] = []
+            subdirectories: list[str] = []
+            for item in found:
+                try:
+                    is_dir = item.is_dir()
+                except OSError:
+                    is_dir = False
+                if not is_dir:
+                    names.append(item.name)
+                elif item.is_symlink():
+                    names.append(item.name)  # recorded as a link, never walked into
+                else:
+                    subdirectories.append(item.name)
+            names.sort()
+            for name in names:
+                key = f"{dir_key}/{name}"
+                if key in skip or exclusions.name_adds(key, dir_relative, name):
                     continue
                 try:
-                    found = _entry(path)
+                    entry = _entry(f"{directory}/{name}", hashes)
                 except (FileNotFoundError, PermissionError):
                     continue  # gone meanwhile, or unreadable (restic reports those itself)
-                if found is None:
+                if entry is None:
                     continue
-                size, digest = found
+                size, digest = entry
                 entries[key] = f"{size}:{digest}"
                 total += size
+            for name in sorted(subdirectories, reverse=True):
+                key = f"{dir_key}/{name}"
+                relative = [*dir_relative, name]
+                if not exclusions.directory_adds(key, relative):
+                    pending.append((f"{directory}/{name}", key, relative))
     return FilesFigures(files=len(entries), bytes=total, entries=entries)
 
 
 def source_files(
-    paths: Sequence[Path], excluded: Sequence[str], patterns: Sequence[str] = ()
+    paths: Sequence[Path],
+    excluded: Sequence[str],
+    patterns: Sequence[str] = (),
+    cache: Path | None = None,
 ) -> FilesFigures:
-    """The backed-up side: what restic reads, minus what its --exclude options leave out."""
-    return walk_files(((path, str(path)) for path in paths), excluded, patterns)
+    """The backed-up side: what restic reads, minus what its --exclude options leave out.
+
+    With `cache` (a file in the state directory, see HASH_CACHE), files unchanged since the
+    last backup are not read again.
+    """
+    hashes = HashCache(cache) if cache is not None else None
+    figures = walk_files(((path, str(path)) for path in paths), excluded, patterns, hashes)
+    if hashes is not None:
+        hashes.save()
+    return figures
 
 
 def restored_files(target: Path, originals: Sequence[str]) -> FilesFigures:

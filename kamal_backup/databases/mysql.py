@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -26,8 +27,6 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 3306
 BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER")
 BATCH_BYTES = 1024 * 1024  # like mysqldump's own net_buffer_length-sized extended inserts
-_INSERT = b"INSERT INTO `"
-_VALUES = b" VALUES ("
 
 
 def find_client(preferred: str, fallback: str, env: Mapping[str, str]) -> str:
@@ -51,85 +50,134 @@ def insert_prefix(line: bytes) -> bytes | None:
     mysqldump writes each statement on one line and escapes newlines inside values, so a line
     that starts with the prefix and ends with ");" is exactly one statement.
     """
-    if not line.startswith(_INSERT) or not line.endswith(b");"):
-        return None
-    end = _end_of_identifier(line, len(_INSERT))
-    if end is None:
-        return None
-    if line[end : end + 2] == b" (":  # --complete-insert column list: back-quoted names only
-        close = line.find(b") VALUES (", end)
-        if close < 0:
-            return None
-        end = close + 1
-    if line[end : end + len(_VALUES)] != _VALUES:
-        return None
-    return line[: end + len(_VALUES) - 1]
+    found = _PREFIX.match(line)
+    return found.group(1) if found is not None and line.endswith(b");") else None
 
 
-def _end_of_identifier(line: bytes, start: int) -> int | None:
-    """Index just past the closing backquote of an identifier (`` escapes a backquote)."""
-    i = start
-    while (j := line.find(b"`", i)) >= 0:
-        if line[j + 1 : j + 2] == b"`":
-            i = j + 2
-            continue
-        return j + 1
-    return None
+_IDENTIFIER = rb"`(?:[^`\n]|``)*`"
+# The statement up to the first row's "(": a back-quoted table, perhaps a --complete-insert
+# column list of back-quoted names.
+_PREFIX = re.compile(
+    rb"(INSERT INTO "
+    + _IDENTIFIER
+    + rb"(?: \("
+    + _IDENTIFIER
+    + rb"(?:, ?"
+    + _IDENTIFIER
+    + rb")*\))? VALUES )\("
+)
+# mariadb-dump turns unique checks off in its header. MariaDB (10.6+) then loads a table that
+# starts empty inside one transaction (the restore's autocommit=0) in its "bulk insert" mode,
+# which took 2.4 times the server CPU of ordinary inserts on the bench's tables
+# (docs/benchmarks.md). The restore checks unique keys again; a valid dump has no duplicates.
+_UNIQUE_CHECKS_ON = b"SET UNIQUE_CHECKS=1;\n"
+
+
+class _Rebatcher:
+    """Rewrites a dump block by block (whole lines): consecutive single-row INSERTs into one
+    table become one multi-row INSERT, never across blocks, so a statement stays about a
+    block's size. Only statements under the default ';' delimiter are touched: trigger and
+    routine bodies (between DELIMITER ;; lines) pass through byte for byte."""
+
+    def __init__(self, recheck_unique: bool) -> None:
+        self.delimiter = b";"
+        self.recheck_unique = recheck_unique
+
+    def block(self, block: bytes) -> bytes:
+        if self.delimiter == b";":
+            joined = _one_table(block)
+            if joined is not None:
+                return joined
+        return b"".join(self._lines(block.split(b"\n")[:-1]))
+
+    def _lines(self, lines: list[bytes]) -> Iterator[bytes]:
+        """The general case, one line at a time: a block with other statements in it."""
+        prefix = b""
+        batch: list[bytes] = []
+        for line in lines:
+            found = insert_prefix(line) if self.delimiter == b";" else None
+            if batch and found != prefix:
+                yield prefix + b",".join(batch) + b";\n"
+                batch = []
+            if found is not None:
+                prefix = found
+                batch.append(line[len(found) : -1])  # "(...)" without the final ";"
+                continue
+            yield line + b"\n"
+            if line.startswith(b"DELIMITER "):
+                self.delimiter = line[len(b"DELIMITER ") :].strip()
+            elif (
+                self.recheck_unique
+                and line.startswith(b"/*!40014 SET ")
+                and line.endswith(b"UNIQUE_CHECKS=0 */;")
+            ):
+                yield _UNIQUE_CHECKS_ON
+                self.recheck_unique = False
+        if batch:
+            yield prefix + b",".join(batch) + b";\n"
+
+
+def _one_table(block: bytes) -> bytes | None:
+    """A block that is nothing but single-row INSERTs into one table (most blocks of a big
+    table's rows) as one multi-row INSERT, joined by the bytes engine; None for any other block.
+
+    No raw newline is inside a row (mysqldump escapes them), so every newline ends a line:
+    when the prefix starts every line and ");" ends every line, each `);\\nP(` ends one row
+    and starts the next.
+    """
+    found = _PREFIX.match(block)
+    if found is None:
+        return None
+    prefix = found.group(1)
+    lines = block.count(b"\n")
+    if block.count(b"\n" + prefix + b"(") != lines - 1 or block.count(b");\n") != lines:
+        return None
+    return block.replace(b");\n" + prefix + b"(", b"),(")
+
+
+def _line_blocks(lines: Iterable[bytes], max_bytes: int) -> Iterator[bytes]:
+    """Whole lines (each ending in a newline) grouped into blocks of at most max_bytes (or one
+    longer line)."""
+    pending: list[bytes] = []
+    size = 0
+    for raw in lines:
+        line = raw if raw.endswith(b"\n") else raw + b"\n"
+        if pending and size + len(line) > max_bytes:
+            yield b"".join(pending)
+            pending, size = [], 0
+        pending.append(line)
+        size += len(line)
+    if pending:
+        yield b"".join(pending)
 
 
 def batch_inserts(lines: Iterable[bytes], max_bytes: int = BATCH_BYTES) -> Iterator[bytes]:
-    """Joins consecutive single-row INSERTs into one table into multi-row INSERTs.
+    """Joins consecutive single-row INSERTs into one table into multi-row INSERTs of at most
+    about max_bytes."""
+    rebatcher = _Rebatcher(recheck_unique=False)
+    for block in _line_blocks(lines, max_bytes):
+        yield rebatcher.block(block)
 
-    Only statements under the default ';' delimiter are touched: trigger and routine bodies
-    (between DELIMITER ;; lines) pass through byte for byte.
-    """
-    delimiter = b";"
-    prefix: bytes | None = None
-    batch: list[bytes] = []
-    size = 0
 
-    def flush() -> bytes:
-        nonlocal prefix, batch, size
-        out = prefix + b",".join(batch) + b";\n" if prefix is not None and batch else b""
-        prefix, batch, size = None, [], 0
-        return out
-
-    for raw in lines:
-        line = raw.rstrip(b"\n")
-        if line.startswith(b"DELIMITER "):
-            if batch:
-                yield flush()
-            delimiter = line[len(b"DELIMITER ") :].strip()
-            yield raw if raw.endswith(b"\n") else raw + b"\n"
-            continue
-        found = insert_prefix(line) if delimiter == b";" else None
-        if found is None:
-            if batch:
-                yield flush()
-            yield raw if raw.endswith(b"\n") else raw + b"\n"
-            continue
-        row = line[len(found) : -1]  # "(...)" without the final ";"
-        if batch and (found != prefix or size + len(row) > max_bytes):
-            yield flush()
-        prefix = found
-        batch.append(row)
-        size += len(row) + 1
-    if batch:
-        yield flush()
+def dump_blocks(stream: IO[bytes]) -> Iterator[bytes]:
+    """The stream in blocks of whole lines, about BATCH_BYTES each; a last line gets its newline."""
+    rest = b""
+    while chunk := stream.read(BATCH_BYTES):
+        data = rest + chunk
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield data[:cut]
+        rest = data[cut:]
+    if rest:
+        yield rest + b"\n"
 
 
 def batched(stream: IO[bytes]) -> Iterator[bytes]:
-    """The pipeline transform: the dump's lines, batched, in chunks of about a megabyte."""
-    pending: list[bytes] = []
-    size = 0
-    for piece in batch_inserts(iter(stream.readline, b"")):
-        pending.append(piece)
-        size += len(piece)
-        if size >= BATCH_BYTES:
-            yield b"".join(pending)
-            pending, size = [], 0
-    if pending:
-        yield b"".join(pending)
+    """The pipeline transform: the dump rebatched in blocks of about a megabyte, unique keys
+    checked again after the dump's header."""
+    rebatcher = _Rebatcher(recheck_unique=True)
+    for block in dump_blocks(stream):
+        yield rebatcher.block(block)
 
 
 MYSQL_CONSISTENCY = (
@@ -413,7 +461,7 @@ class MysqlAdapter(ServerAdapter):
     ) -> dict[str, Any]:
         target = self.require_target()
         env = client_env(self.target_password(target), self.settings.environ)
-        created, dropped = self.clean_target(target, env)
+        cleaned: list[tuple[bool, int]] = []
         # No --force: the import stops at the first error. Row-level work runs with autocommit
         # off and is committed once at the end (DDL commits implicitly along the way).
         restored = stream_into(
@@ -434,7 +482,10 @@ class MysqlAdapter(ServerAdapter):
                 epilogue=b"COMMIT;\n",
                 transform=batched,
             ),
+            # While restic opens the repository.
+            prepare=lambda: cleaned.append(self.clean_target(target, env)),
         )
+        created, dropped = cleaned[0]
         return {
             "bytes": restored,
             "database": target.database,

@@ -1,13 +1,20 @@
 """Streams a dump out of restic into a database client: restic dump -> [converter] -> importer.
 
-Python pumps the bytes between the processes (fixed-size chunks, so memory does not grow with
-the dump), which lets an adapter add a prelude, transform the stream, and decide at the end
-whether to send its epilogue (e.g. COMMIT) depending on whether everything upstream succeeded.
+Two ways, both deciding at the end whether the importer gets its epilogue (e.g. COMMIT) from
+whether everything upstream succeeded:
+
+- `pipe_into`: the processes are connected by OS pipes, so no byte of the dump passes through
+  Python; the importer reads its prelude and epilogue from two more pipes it is handed as
+  /dev/fd/N files (psql -f). The fast way, for an importer that can read several files.
+- `stream_into`: Python pumps the bytes between the processes (fixed-size chunks, so memory
+  does not grow with the dump), which lets an adapter transform the stream (the MySQL
+  re-batcher) or send a prelude and epilogue on the importer's one input.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -102,8 +109,12 @@ def stream_into(
     importer: Importer,
     converter: Step | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    prepare: Callable[[], None] | None = None,
 ) -> int:
     """Runs the pipeline to the end and returns the dump's size in bytes.
+
+    `prepare` (e.g. emptying the target) runs once restic has started, so restic opens the
+    repository meanwhile, and before any client program starts.
 
     Raises OperationFailed naming the step that failed.
     """
@@ -118,6 +129,8 @@ def stream_into(
     with contextlib.ExitStack() as stack:
         dump = stack.enter_context(restic.dump(snapshot.id, dump_path(snapshot)))
         dump_err = process.StderrTail(dump.stderr)
+        if prepare is not None:
+            prepare()
         conv = conv_err = feed = None
         source = _out(dump)
         if converter is not None:
@@ -175,6 +188,132 @@ def stream_into(
         if not upstream_ok:
             raise OperationFailed(f"{importer.label} stopped reading before the end of the dump")
     return total
+
+
+class ByteProgress(threading.Thread):
+    """Reports a growing byte count, measured outside the byte path, to on_bytes as deltas."""
+
+    def __init__(
+        self, measure: Callable[[], int | None], on_bytes: Callable[[int], None] | None
+    ) -> None:
+        super().__init__(daemon=True, name="restore-progress")
+        self.measure = measure
+        self.on_bytes = on_bytes
+        self.done = 0
+        self._finished = threading.Event()
+
+    def poll(self) -> None:
+        found = self.measure()
+        if found is not None and found > self.done:
+            if self.on_bytes is not None:
+                self.on_bytes(found - self.done)
+            self.done = found
+
+    def run(self) -> None:
+        while not self._finished.wait(0.25):
+            self.poll()
+
+    def __enter__(self) -> ByteProgress:
+        self.start()  # also without on_bytes: `done` is the size when restic's summary is absent
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._finished.set()
+        self.join()
+
+
+def bytes_read_by(pid: int) -> int | None:
+    """How many bytes a process has read so far (Linux /proc/PID/io), or None."""
+    try:
+        with open(f"/proc/{pid}/io", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"rchar:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+ArgvWithFiles = Callable[[str, str], Sequence[str]]
+
+
+def pipe_into(
+    restic: Restic,
+    snapshot: Snapshot,
+    converter: Step,
+    importer: Step,
+    importer_argv: ArgvWithFiles,
+    *,
+    prelude: bytes,
+    epilogue: bytes,
+    abandon: bytes,
+    on_bytes: Callable[[int], None] | None = None,
+    prepare: Callable[[], None] | None = None,
+) -> int:
+    """restic dump | converter | importer over OS pipes; returns the dump's size in bytes.
+
+    `importer_argv(prelude_file, epilogue_file)` is the importer's argv: it must read the
+    prelude file, then its stdin, then the epilogue file. The epilogue is written only when
+    restic and the converter both succeeded (and the operation was not cancelled); otherwise
+    the importer reads `abandon` (e.g. ROLLBACK) there, so a truncated stream is never
+    committed. `prepare` runs as in stream_into. Raises OperationFailed (or restic's typed
+    error) naming the step that failed, in the same order as stream_into.
+    """
+    if len(prelude) > 16 * 1024:  # written before the importer starts: must fit a pipe buffer
+        raise ValueError("the prelude must fit in a pipe buffer")
+    with contextlib.ExitStack() as stack:
+        dump = stack.enter_context(restic.dump(snapshot.id, dump_path(snapshot)))
+        dump_err = process.StderrTail(dump.stderr)
+        if prepare is not None:
+            prepare()
+        conv = stack.enter_context(
+            process.spawn(converter.argv, env=converter.env, stdin=dump.stdout)
+        )
+        # Only the converter reads restic's output now: if it stops, restic sees a broken pipe.
+        _close(dump.stdout)
+        conv_err = process.StderrTail(conv.stderr)
+        prelude_read, prelude_write = os.pipe()
+        epilogue_read, epilogue_write = os.pipe()
+        # File objects close once, however the block ends.
+        to_importer = stack.enter_context(os.fdopen(epilogue_write, "wb", buffering=0))
+        try:
+            with os.fdopen(prelude_write, "wb", buffering=0) as pre:
+                pre.write(prelude)
+            imp = stack.enter_context(
+                process.spawn(
+                    importer_argv(f"/dev/fd/{prelude_read}", f"/dev/fd/{epilogue_read}"),
+                    env=importer.env,
+                    stdin=conv.stdout,
+                    stdout=subprocess.DEVNULL,
+                    pass_fds=(prelude_read, epilogue_read),
+                )
+            )
+        finally:
+            os.close(prelude_read)
+            os.close(epilogue_read)
+        _close(conv.stdout)
+        imp_err = process.StderrTail(imp.stderr)
+        with ByteProgress(lambda: bytes_read_by(conv.pid), on_bytes) as progress:
+            dump_code = dump.wait()
+            conv_code = conv.wait()
+        upstream_ok = dump_code == 0 and conv_code == 0 and not process.cancelled()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            to_importer.write(epilogue if upstream_ok else abandon)
+        to_importer.close()
+        imp_code = imp.wait()
+
+        if process.cancelled():
+            raise Interrupted()
+        if imp_code != 0:
+            said = redact(error_line(imp_err.text()))
+            raise OperationFailed(f"{importer.label} failed: {said or f'exit {imp_code}'}")
+        if dump_code != 0:
+            raise error_for(dump_code, dump_err.text(), "reading the database dump")
+        if conv_code != 0:
+            said = redact(error_line(conv_err.text()))
+            raise OperationFailed(f"{converter.label} failed: {said or f'exit {conv_code}'}")
+    summary = snapshot.summary
+    return summary.total_bytes_processed if summary else progress.done
 
 
 def _out(child: subprocess.Popen[bytes]) -> IO[bytes]:

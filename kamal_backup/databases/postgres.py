@@ -18,7 +18,7 @@ from typing import Any
 
 from kamal_backup import process
 from kamal_backup.databases.base import ByteCounter, DumpCommand, ServerAdapter, TargetTables
-from kamal_backup.databases.pipeline import Importer, Step, error_line, stream_into
+from kamal_backup.databases.pipeline import Step, error_line, pipe_into
 from kamal_backup.databases.urls import DatabaseUrl
 from kamal_backup.errors import ConfigError, OperationFailed, ToolMissing
 from kamal_backup.models import Snapshot
@@ -456,12 +456,14 @@ class PostgresAdapter(ServerAdapter):
         admin_env = client_env(target, password, self.settings.environ, database="postgres")
         env = client_env(target, password, self.settings.environ)
         client = self.client_for(admin_env)
-        created = self.ensure_database(client, target, admin_env)
+        created: list[bool] = []
 
         # pg_restore turns the archive into SQL; psql runs the cleanup and that SQL in ONE
         # transaction that is committed only when restic and pg_restore both succeeded, so a
-        # failure at any point leaves the target database as it was.
-        restored = stream_into(
+        # failure at any point leaves the target database as it was. The dump goes from restic
+        # to pg_restore to psql over OS pipes: no byte of it passes through Python.
+        psql = [client.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+        restored = pipe_into(
             restic,
             snapshot,
             on_bytes=on_bytes,
@@ -470,18 +472,26 @@ class PostgresAdapter(ServerAdapter):
                 env=env,
                 label="pg_restore",
             ),
-            importer=Importer(
-                argv=[client.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"],
-                env=env,
-                label="psql",
-                prelude=CLEAN_TARGET,
-                epilogue=b"\nCOMMIT;\n",
-            ),
+            importer=Step(argv=psql, env=env, label="psql"),
+            importer_argv=lambda prelude, epilogue: [
+                *psql,
+                "-f",
+                prelude,
+                "-f",
+                "-",
+                "-f",
+                epilogue,
+            ],
+            prelude=CLEAN_TARGET,
+            epilogue=b"\nCOMMIT;\n",
+            abandon=b"\nROLLBACK;\n",
+            # While restic opens the repository.
+            prepare=lambda: created.append(self.ensure_database(client, target, admin_env)),
         )
         return {
             "bytes": restored,
             "database": target.database,
-            "created_database": created,
+            "created_database": created[0],
             "client_major": client.major,
         }
 

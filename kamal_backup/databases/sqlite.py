@@ -23,6 +23,7 @@ from kamal_backup.databases.base import (
     TargetTables,
     dump_path,
 )
+from kamal_backup.databases.pipeline import ByteProgress
 from kamal_backup.errors import ConfigError, Interrupted, OperationFailed
 from kamal_backup.humanize import count
 from kamal_backup.models import Snapshot
@@ -35,7 +36,6 @@ from kamal_backup.verification import DatabaseFigures, FigureMethod, TableFigure
 SIDECARS = ("-wal", "-shm", "-journal")
 _HEADER = b"SQLite format 3\x00"
 _PAGES_PER_STEP = 4096
-_CHUNK = 1024 * 1024
 _MODULUS = 2**64
 
 
@@ -276,14 +276,12 @@ class SqliteAdapter(DatabaseAdapter):
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as handle:
-                with restic.dump(snapshot.id, dump_path(snapshot)) as child:
+                # restic writes the file itself: no byte of it passes through Python.
+                with (
+                    restic.dump(snapshot.id, dump_path(snapshot), stdout=handle.fileno()) as child,
+                    ByteProgress(lambda: os.fstat(handle.fileno()).st_size, on_bytes),
+                ):
                     tail = StderrTail(child.stderr)
-                    stdout = child.stdout
-                    if stdout is not None:
-                        for chunk in iter(lambda: stdout.read(_CHUNK), b""):
-                            handle.write(chunk)
-                            if on_bytes is not None:
-                                on_bytes(len(chunk))
                     returncode = child.wait()
                     stderr = tail.text()
                 if cancelled():

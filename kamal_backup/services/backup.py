@@ -34,7 +34,13 @@ from kamal_backup.services.baseline import judge_run, suspicious_message
 from kamal_backup.services.check import run_check
 from kamal_backup.services.retention import apply_retention, refuses_deletes
 from kamal_backup.settings import Settings
-from kamal_backup.verification import DatabaseFigures, FilesFigures, Manifest, source_files
+from kamal_backup.verification import (
+    HASH_CACHE,
+    DatabaseFigures,
+    FilesFigures,
+    Manifest,
+    source_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -469,7 +475,16 @@ class _Halves:
         with ThreadPoolExecutor(max_workers=1) as pool:
             # In this half's context: a stopped or cancelled half stops hashing too.
             hashing = (
-                pool.submit(contextvars.copy_context().run, source_files, paths, excludes, patterns)
+                pool.submit(
+                    contextvars.copy_context().run,
+                    source_files,
+                    paths,
+                    excludes,
+                    patterns,
+                    # Files unchanged since the last run (size, mtime, ctime, inode) are not
+                    # read again: their hashes come from the state directory.
+                    cache=self.settings.state_dir / HASH_CACHE,
+                )
                 if self.manifest
                 else None
             )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -248,27 +251,36 @@ def test_pg_dump_killed_mid_stream_leaves_no_snapshot(pg_app: tuple[App, str, st
     assert app.snapshot_ids("type:database") == []  # the file half may have finished (issue 14)
 
 
+def back_up_a_bulk_table(app: App, source: str, rows: int) -> None:
+    """A table big enough for a restore to take a moment (about 0.5 KB a row), backed up."""
+    psql(
+        "CREATE TABLE public.bulk AS SELECT g, md5(g::text) || repeat('x', 400) AS pad "
+        f"FROM generate_series(1, {rows}) g",
+        source,
+    )
+    app.cli("backup", check=True)
+
+
+def start_restore(app: App, target: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "kamal_backup", "restore-db"],
+        env={**app.env, **restore_env(target)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_restore_killed_mid_stream_leaves_the_target_as_it_was(
     pg_app: tuple[App, str, str],
 ) -> None:
     app, source, target = pg_app
-    psql(
-        "CREATE TABLE public.bulk AS SELECT g, md5(g::text) || repeat('x', 400) AS pad "
-        "FROM generate_series(1, 300000) g",
-        source,
-    )
-    app.cli("backup", check=True)
+    back_up_a_bulk_table(app, source, 300000)
     psql(f'CREATE DATABASE "{target}"')
     psql(
         "CREATE TABLE public.precious (x text); INSERT INTO public.precious VALUES ('keep me')",
         target,
     )
-    proc = subprocess.Popen(
-        ["python", "-m", "kamal_backup", "restore-db"],
-        env={**app.env, **restore_env(target)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_restore(app, target)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         # Only this test's restic dump: a child of the restore process.
@@ -282,6 +294,90 @@ def test_restore_killed_mid_stream_leaves_the_target_as_it_was(
     assert proc.returncode == 1, stderr
     assert psql("SELECT x FROM public.precious", target).strip() == "keep me"
     assert psql("SELECT count(*) FROM pg_tables WHERE tablename = 'bulk'", target).strip() == "0"
+
+
+def _children(pid: int) -> dict[str, int]:
+    """The running children of `pid` by program: restic, pg_restore, psql."""
+    found: dict[str, int] = {}
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        names = [Path(a.decode()).name for a in argv if a]
+        for program in ("restic", "pg_restore", "psql"):
+            if program in names:
+                found[program] = int(child)
+    return found
+
+
+def test_the_restore_streams_restic_into_pg_restore_into_psql_with_no_python_between(
+    pg_app: tuple[App, str, str],
+) -> None:
+    # Issue 14: the dump's bytes go from process to process over OS pipes.
+    app, source, target = pg_app
+    back_up_a_bulk_table(app, source, 200000)
+    proc = start_restore(app, target)
+    pipes: dict[str, str] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and len(pipes) < 4:
+        children = _children(proc.pid)
+        if {"restic", "pg_restore", "psql"} <= children.keys():
+            with contextlib.suppress(FileNotFoundError):
+                pipes = {
+                    "restic out": os.readlink(f"/proc/{children['restic']}/fd/1"),
+                    "pg_restore in": os.readlink(f"/proc/{children['pg_restore']}/fd/0"),
+                    "pg_restore out": os.readlink(f"/proc/{children['pg_restore']}/fd/1"),
+                    "psql in": os.readlink(f"/proc/{children['psql']}/fd/0"),
+                }
+        time.sleep(0.01)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert len(pipes) == 4, "the restore ended before its three processes were seen"
+    assert pipes["restic out"].startswith("pipe:")
+    assert pipes["restic out"] == pipes["pg_restore in"]
+    assert pipes["pg_restore out"].startswith("pipe:")
+    assert pipes["pg_restore out"] == pipes["psql in"]
+    assert psql("SELECT count(*) FROM public.bulk", target).strip() == "200000"
+
+
+def test_a_dump_pg_restore_cannot_read_fails_naming_pg_restore_and_changes_nothing(
+    pg_app: tuple[App, str, str],
+) -> None:
+    app, _, target = pg_app
+    psql(f'CREATE DATABASE "{target}"')
+    psql(
+        "CREATE TABLE public.precious (x text); INSERT INTO public.precious VALUES ('keep')", target
+    )
+    run = "20260101T000000Z"
+    stored = subprocess.run(
+        [
+            "restic",
+            "backup",
+            "--json",
+            "--stdin",
+            "--host",
+            "shop",
+            "--stdin-filename",
+            f"databases-shop-postgres-{run}.pgdump",
+            "--tag",
+            f"kamal-backup,app:shop,type:database,adapter:postgres,database:primary,run:{run}",
+        ],
+        input=b"not a PostgreSQL archive\n" * 100,
+        env={
+            **os.environ,
+            "RESTIC_REPOSITORY": str(app.repo),
+            "RESTIC_PASSWORD": app.env["RESTIC_PASSWORD"],
+        },
+        capture_output=True,
+        check=True,
+    )
+    snapshot = json.loads(stored.stdout.splitlines()[-1])["snapshot_id"]
+    result = app.cli("restore-db", snapshot[:8], extra=restore_env(target))
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("kamal-backup: error: pg_restore failed:"), last
+    assert psql("SELECT x FROM public.precious", target).strip() == "keep"
 
 
 def test_wrong_restore_password_fails_cleanly(pg_app: tuple[App, str, str]) -> None:
