@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, tzinfo
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import HorizontalScroll, ScrollableContainer, VerticalScroll
@@ -86,6 +87,35 @@ def shown_within(widget: Widget, where: Widget) -> bool:
             return False
         node = node.parent
     return True
+
+
+class LogPanel(RichLog):
+    """The log panel. A RichLog renders a line at the width it has when the line is written, and a
+    hidden one has none (one character a row): lines logged while the panel is hidden wait, and
+    are rendered at the panel's width once it is shown."""
+
+    def __init__(self, max_lines: int) -> None:
+        # min_width=1: RichLog's default (78) wraps wider than an 80-column panel shows.
+        super().__init__(
+            id="log", max_lines=max_lines, wrap=True, markup=False, highlight=False, min_width=1
+        )
+        self.waiting: deque[Text] = deque(maxlen=max_lines)
+
+    def add_line(self, line: Text) -> None:
+        if self.waiting or not self.scrollable_content_region.width:
+            self.waiting.append(line)
+        else:
+            self.write(line)
+
+    def write_waiting(self) -> None:
+        while self.waiting and self.scrollable_content_region.width:
+            self.write(self.waiting.popleft())
+
+    def on_show(self, event: events.Show) -> None:
+        self.write_waiting()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.write_waiting()
 
 
 class PanelHandler(logging.Handler):
@@ -170,10 +200,7 @@ class KamalBackupApp(App[None]):
                 yield EvidenceView()
             with TabPane("[b]d[/b]\u00a0Restore drill", id="drill"):
                 yield DrillView()
-        # min_width=1: RichLog's default (78) wraps wider than an 80-column panel shows.
-        log = RichLog(
-            id="log", max_lines=1000, wrap=True, markup=False, highlight=False, min_width=1
-        )
+        log = LogPanel(max_lines=1000)
         log.border_title = "log (l: larger)"
         log.display = self.log_size != "hidden"
         yield log
@@ -285,7 +312,7 @@ class KamalBackupApp(App[None]):
             return
         # Text, never markup: a path or an error message may contain "[...]".
         style = "bold red" if message.level >= logging.ERROR else ""
-        self.query_one("#log", RichLog).write(Text(message.line, style=style))
+        self.query_one("#log", LogPanel).add_line(Text(message.line, style=style))
 
     def log_error(self, text: str) -> None:
         logging.getLogger("kamal_backup.tui").error(text)
