@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import RichLog
+from textual.widgets import Input, RichLog
 
 from kamal_backup.models import BackupRun
 from kamal_backup.services.backup import check_backup_paths
 from tests.tui.fixed import FixedBackend, fixed_app
-from tests.tui.screen import idle, screen_text, wait_for
+from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
 
 
 class MissingPath(FixedBackend):
@@ -49,3 +49,29 @@ async def test_lines_logged_while_the_log_is_hidden_wrap_normally_when_shown(
     assert "backup failed: BACKUP_PATHS:" in shown, shown
     said = f"backup failed: BACKUP_PATHS: {missing} does not exist"
     assert "".join(said.split()) in "".join(shown.split()), shown
+
+
+async def test_the_drill_files_target_is_restore_files_path_and_resets_to_it(
+    tmp_path: Path,
+) -> None:
+    tui = fixed_app(
+        tmp_path,
+        KAMAL_BACKUP_ALLOW_RESTORE="true",
+        RESTORE_DATABASE_URL="postgres://drill:pw@127.0.0.1:5432/shop_drill",
+        RESTORE_FILES_PATH="/srv/drill-files",
+    )
+    async with tui.run_test(size=(140, 50)) as pilot:
+        await idle(pilot)
+        await pilot.press("d")
+        await wait_for_text(pilot, "latest: ")
+        await pilot.press("down")  # files
+        await idle(pilot)
+        target = tui.query_one("#drill-target", Input)
+        assert target.value == "/srv/drill-files"
+        assert "/srv/drill-files/<original path>" in screen_text(tui)
+        target.value = "/tmp/elsewhere"
+        tui.query_one("#drill-confirm", Input).value = "shop"
+        await pilot.press("ctrl+r")
+        await wait_for_text(pilot, "drill finished in")
+        await idle(pilot)
+        assert target.value == "/srv/drill-files"  # the reset goes back to the setting

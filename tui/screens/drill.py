@@ -34,7 +34,6 @@ from kamal_backup.models import (
     SnapshotType,
     TargetContents,
 )
-from kamal_backup.services.restore import DEFAULT_FILES_TARGET
 from kamal_backup.services.snapshots import complete_runs, expected_parts, latest_complete
 from kamal_backup.verification import DrillRecord
 from tui.messages import Fetched, OperationDone, OperationProgress
@@ -133,7 +132,7 @@ class DrillView(VerticalScroll, View):
             yield RunSelect([("latest", "latest")], id="drill-files-run", allow_blank=False)
         with Horizontal(classes="row", id="drill-target-row"):
             yield Label("files into", classes="field")
-            yield Input(DEFAULT_FILES_TARGET, id="drill-target")
+            yield Input(self.default_files_target(), id="drill-target")
         yield Label("3. Targets and safety gates", classes="step")
         yield Static(id="drill-gates")
         yield Label("4. Confirm", classes="step")
@@ -493,7 +492,12 @@ class DrillView(VerticalScroll, View):
         self.query_one("#drill-mix", Checkbox).value = False
         for select_id in ("#drill-run", "#drill-files-run"):
             self.query_one(select_id, Select).value = "latest"
-        self.query_one("#drill-target", Input).value = DEFAULT_FILES_TARGET
+        self.query_one("#drill-target", Input).value = self.default_files_target()
+
+    def default_files_target(self) -> str:
+        """Where the files go unless the operator types another directory: RESTORE_FILES_PATH
+        (itself /restore/files when unset), as `run_drill` resolves a drill without one."""
+        return str(self.tui.settings.restore_files_path)
 
     @staticmethod
     def failure(record: DrillRecord) -> str:
