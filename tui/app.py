@@ -433,10 +433,13 @@ class KamalBackupApp(App[None]):
         self.operation = None
         self.operation_scope = None
         self.refresh_bindings()
+        # markup=False: an error names paths and targets, which may hold "[...]".
         if message.cancelled:
-            self.notify(message.error or "", title=f"{message.operation} cancelled")
+            self.notify(message.error or "", title=f"{message.operation} cancelled", markup=False)
         elif message.error:
-            self.notify(message.error, title=f"{message.operation} failed", severity="error")
+            self.notify(
+                message.error, title=f"{message.operation} failed", severity="error", markup=False
+            )
         # Every view shows the repository as the operation left it (and Last restore/check).
         self.reload_snapshots()
 

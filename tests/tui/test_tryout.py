@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import Input, RichLog
+from textual.widgets import Input, RichLog, Tree
 
-from kamal_backup.models import BackupRun
+from kamal_backup.models import BackupRun, FileEntry, Snapshot
 from kamal_backup.services.backup import check_backup_paths
-from tests.tui.fixed import FixedBackend, fixed_app
+from tests.tui.fixed import FixedBackend, fixed_app, fixed_snapshots
 from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
 
 
@@ -75,3 +75,79 @@ async def test_the_drill_files_target_is_restore_files_path_and_resets_to_it(
         await wait_for_text(pilot, "drill finished in")
         await idle(pilot)
         assert target.value == "/srv/drill-files"  # the reset goes back to the setting
+
+
+MARKUP_PATH = "/x/[bold]x[/]/storage"
+
+
+class MarkupNames(MissingPath):
+    """A repository whose files snapshot holds a path, a directory and a file named like markup."""
+
+    def snapshots(self) -> list[Snapshot]:
+        snapshots = fixed_snapshots()
+        for snapshot in snapshots:
+            if snapshot.kind == "files":
+                snapshot.paths = [MARKUP_PATH]
+                snapshot.tags.append("note:[i]t[/i]")
+        return snapshots
+
+    def files(self, snapshot_id: str, directory: str) -> list[FileEntry]:
+        if directory == MARKUP_PATH:
+            return [
+                FileEntry(name="[red]d[", type="dir", path=f"{MARKUP_PATH}/[red]d["),
+                FileEntry(name="[b]f[/b]", type="file", path=f"{MARKUP_PATH}/[b]f[/b]", size=9),
+            ]
+        return []
+
+
+def words(app: Any) -> str:
+    """The screen's text with every run of blanks (and line ends) made one space."""
+    return " ".join(screen_text(app).split())
+
+
+async def test_paths_and_names_are_shown_literally_never_as_markup(tmp_path: Path) -> None:
+    tui = fixed_app(
+        tmp_path, MarkupNames, BACKUP_PATHS=MARKUP_PATH, KAMAL_BACKUP_ALLOW_RESTORE="true"
+    )
+    async with tui.run_test(size=(140, 40)) as pilot:
+        await idle(pilot)
+        assert f"Backup paths {MARKUP_PATH}" in words(tui)
+        await pilot.press("b")  # the path does not exist: the error names it, literally
+        await wait_for(pilot, lambda: tui.operation is None, what="the failed backup")
+        await idle(pilot)
+        said = f"BACKUP_PATHS: {MARKUP_PATH} does not exist"
+        assert f"backup failed: {said}" in words(tui)  # the status line
+        assert [n.message for n in tui._notifications] == [said]
+        assert not [n for n in tui._notifications if n.markup]  # the toast is plain text
+
+        await pilot.press("s")
+        await idle(pilot)
+        await pilot.press("down")  # the newest run's files snapshot: its detail
+        await idle(pilot)
+        text = words(tui)
+        assert f"paths {MARKUP_PATH}" in text and "note:[i]t[/i]" in text
+        await pilot.press("v")  # and its tree
+        await idle(pilot)
+        tree = tui.query_one("#snapshot-files", Tree)
+        assert [str(node.label) for node in tree.root.children] == [MARKUP_PATH]
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: len(tree.root.children[0].children) == 2, what="the list")
+        await idle(pilot)
+        labels = [node.label.plain for node in tree.root.children[0].children]
+        assert labels == ["[red]d[/", "[b]f[/b]  9 B"], labels
+        assert tree.root.children[0].label.plain == MARKUP_PATH  # "(loading…)" gone, literally
+        text = screen_text(tui)
+        assert MARKUP_PATH in text and "[red]d[/" in text and "[b]f[/b]  9 B" in text
+
+        await pilot.press("d", "down")  # the drill, files only, into a directory named so
+        await idle(pilot)
+        tui.query_one("#drill-target", Input).value = "/tmp/[bold]t[/]"
+        await idle(pilot)
+        assert "/tmp/[bold]t[/]/<original path>" in words(tui)
+        tui.query_one("#drill-target", Input).value = f"{MARKUP_PATH}/scratch"
+        await idle(pilot)
+        await pilot.press("ctrl+r")  # refused: the target is inside a backup path
+        await pilot.pause(0.2)
+        refusals = [n for n in tui._notifications if n.message.startswith("refused:")]
+        assert refusals and MARKUP_PATH in refusals[-1].message and not refusals[-1].markup
+        assert MARKUP_PATH in words(tui)  # the toast, as typed

@@ -38,7 +38,7 @@ from kamal_backup.services.snapshots import complete_runs, expected_parts, lates
 from kamal_backup.verification import DrillRecord
 from tui.messages import Fetched, OperationDone, OperationProgress
 from tui.screens import View
-from tui.screens.gates import add_gate_rows, how_to_allow
+from tui.screens.gates import add_gate_rows, said_refused
 
 KINDS: dict[str, tuple[SnapshotType, ...]] = {
     "kind-database": ("database",),
@@ -210,7 +210,9 @@ class DrillView(VerticalScroll, View):
         found = latest_complete(self.snapshots, kinds[0], expected_parts(self.tui.settings))
         return found.run if found else None
 
-    def run_options(self, kinds: tuple[SnapshotType, ...]) -> list[tuple[str, str]]:
+    def run_options(self, kinds: tuple[SnapshotType, ...]) -> list[tuple[Text, str]]:
+        """(entry, value) for each run holding every part of `kinds`, 'latest' first; an entry is
+        Text, never markup (a run is a tag's value)."""
         complete = complete_runs(self.snapshots, expected_parts(self.tui.settings))
         runs = self.runs()
         latest = self.latest_run(kinds)
@@ -219,12 +221,12 @@ class DrillView(VerticalScroll, View):
             if latest and latest in runs
             else "latest (no complete run yet)"
         )
-        options: list[tuple[str, str]] = [(latest_label, "latest")]
+        options: list[tuple[Text, str]] = [(Text(latest_label), "latest")]
         for run, snapshots in runs.items():
             if not all(any(s.kind == kind for s in snapshots) for kind in kinds):
                 continue
             partial = "" if run in complete else "  partial run"
-            options.append((f"{self.run_label(snapshots, kinds)}{partial}", run))
+            options.append((Text(f"{self.run_label(snapshots, kinds)}{partial}"), run))
         return options
 
     def run_label(self, snapshots: list[Snapshot], kinds: tuple[SnapshotType, ...]) -> str:
@@ -387,7 +389,7 @@ class DrillView(VerticalScroll, View):
                     table.add_row("now", "", now.pop(part))
         if "files" in self.kinds:
             value = self.query_one("#drill-target", Input).value.strip()
-            table.add_row("target", "files", f"{value or '(empty)'}/<original path>")
+            table.add_row("target", "files", Text(f"{value or '(empty)'}/<original path>"))
             if "files" in now:
                 table.add_row("now", "", now.pop("files"))
         for part, line in now.items():  # loading, or the whole answer failed
@@ -416,9 +418,7 @@ class DrillView(VerticalScroll, View):
 
     def action_start(self) -> None:
         verdicts = self.verdicts()
-        if not all(verdict.allowed for _, verdict in verdicts):
-            refused = next(v for _, v in verdicts if not v.allowed)
-            self.notify(f"refused: {refused.reason}; {how_to_allow(refused)}", severity="error")
+        if said_refused(self, verdicts):
             return
         if not self.can_start(verdicts):
             self.notify(f"type {self.tui.settings.app_name} in the confirm field to start")
@@ -525,7 +525,9 @@ class DrillView(VerticalScroll, View):
                 human_bytes(part.bytes_restored),
             )
         verification = record.verification
-        checks = Table(title=f"verification: {verification.summary()}", expand=True)
+        checks = Table(
+            title=Text(f"verification: {verification.summary()}", style="table.title"), expand=True
+        )
         checks.add_column("table or files")
         checks.add_column("rows expected", justify="right")
         checks.add_column("rows restored", justify="right")

@@ -18,7 +18,7 @@ from kamal_backup.models import GateVerdict, ResticStatus, RestoreResult, Snapsh
 from kamal_backup.services.gates import ALLOW_IN_PLACE
 from kamal_backup.services.restore import DEFAULT_FILES_TARGET
 from tui.messages import OperationDone
-from tui.screens.gates import add_gate_rows, flags_text, how_to_allow
+from tui.screens.gates import add_gate_rows, flags_text, said_refused
 
 if TYPE_CHECKING:
     from tui.app import KamalBackupApp
@@ -156,9 +156,7 @@ class RestoreFileScreen(ModalScreen[None]):
 
     def action_start(self) -> None:
         verdicts = self.verdicts()
-        refused = next((v for _, v in verdicts if not v.allowed), None)
-        if refused is not None:
-            self.notify(f"refused: {refused.reason}; {how_to_allow(refused)}", severity="error")
+        if said_refused(self, verdicts):
             return
         if not self.can_start(verdicts):
             self.notify(f"type {self.tui.settings.app_name} in the confirm field to restore")
