@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import Input, RichLog, Tree
+from textual.widgets import Checkbox, Input, RichLog, Select, Tree
 
 from kamal_backup.models import BackupRun, FileEntry, Snapshot
 from kamal_backup.services.backup import check_backup_paths
@@ -54,18 +54,9 @@ async def test_lines_logged_while_the_log_is_hidden_wrap_normally_when_shown(
 async def test_the_drill_files_target_is_restore_files_path_and_resets_to_it(
     tmp_path: Path,
 ) -> None:
-    tui = fixed_app(
-        tmp_path,
-        KAMAL_BACKUP_ALLOW_RESTORE="true",
-        RESTORE_DATABASE_URL="postgres://drill:pw@127.0.0.1:5432/shop_drill",
-        RESTORE_FILES_PATH="/srv/drill-files",
-    )
+    tui = drill_app(tmp_path, RESTORE_FILES_PATH="/srv/drill-files")
     async with tui.run_test(size=(140, 50)) as pilot:
-        await idle(pilot)
-        await pilot.press("d")
-        await wait_for_text(pilot, "latest: ")
-        await pilot.press("down")  # files
-        await idle(pilot)
+        await open_drill(pilot, "down")  # files
         target = tui.query_one("#drill-target", Input)
         assert target.value == "/srv/drill-files"
         assert "/srv/drill-files/<original path>" in screen_text(tui)
@@ -151,3 +142,43 @@ async def test_paths_and_names_are_shown_literally_never_as_markup(tmp_path: Pat
         refusals = [n for n in tui._notifications if n.message.startswith("refused:")]
         assert refusals and MARKUP_PATH in refusals[-1].message and not refusals[-1].markup
         assert MARKUP_PATH in words(tui)  # the toast, as typed
+
+
+def drill_app(tmp_path: Path, backend: type[FixedBackend] = FixedBackend, **extra: str) -> Any:
+    """The fixed app with drills allowed into a scratch database."""
+    return fixed_app(
+        tmp_path,
+        backend,
+        KAMAL_BACKUP_ALLOW_RESTORE="true",
+        RESTORE_DATABASE_URL="postgres://drill:pw@127.0.0.1:5432/shop_drill",
+        **extra,
+    )
+
+
+async def open_drill(pilot: Any, *keys: str) -> None:
+    """Opens the wizard once the runs are listed, then presses `keys` (down: the next kind)."""
+    await idle(pilot)
+    await pilot.press("d")
+    await wait_for_text(pilot, "latest: ")
+    await pilot.press(*keys)
+    await idle(pilot)
+
+
+async def test_mixing_warns_only_when_the_two_runs_differ(tmp_path: Path) -> None:
+    tui = drill_app(tmp_path)
+    async with tui.run_test(size=(140, 50)) as pilot:
+        await open_drill(pilot, "down", "down")  # database and files
+        tui.query_one("#drill-mix", Checkbox).value = True
+        await idle(pilot)
+        database = tui.query_one("#drill-run", Select)
+        files = tui.query_one("#drill-files-run", Select)
+        newest = "20261126T030000Z"
+        for first, second in (("latest", newest), (newest, "latest"), (newest, newest)):
+            database.value, files.value = first, second
+            await idle(pilot)
+            text = words(tui)
+            assert "MIXED" not in text, (first, second)
+            assert f"restores the database and files of run {newest}" in text
+        files.value = "20261125T030000Z"
+        await idle(pilot)
+        assert "⚠ MIXED RUNS: the database of run" in words(tui)

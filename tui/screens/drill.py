@@ -330,6 +330,10 @@ class DrillView(VerticalScroll, View):
         files = str(self.query_one("#drill-files-run", Select).value) if self.mixing else first
         return first, files
 
+    def resolved(self, choice: str, kinds: tuple[SnapshotType, ...]) -> str | None:
+        """The run a choice means: itself, or for 'latest' the newest complete run (if any)."""
+        return self.latest_run(kinds) if choice == "latest" else choice
+
     def summary(self) -> Text:
         """What the drill will restore from which run: a mixed choice says so plainly."""
 
@@ -340,7 +344,9 @@ class DrillView(VerticalScroll, View):
             return f"run {latest} (latest)" if latest else "the latest complete run"
 
         first, files = self.chosen_runs()
-        if self.mixing and named(first, ("database",)) != named(files, ("files",)):
+        # Runs compared as resolved: 'latest' in one list and that same run in the other is
+        # one run, not a mix.
+        if self.mixing and self.resolved(first, ("database",)) != self.resolved(files, ("files",)):
             return Text.assemble(
                 ("⚠ MIXED RUNS", "bold reverse yellow"),
                 f": the database of {named(first, ('database',))}, the files of "
