@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from textual.widgets import Footer, Header, Input, RichLog, TabbedContent, TabPa
 from kamal_backup import process
 from kamal_backup.console import preserved_logging
 from kamal_backup.errors import Interrupted
-from kamal_backup.models import ResticStatus
+from kamal_backup.models import ResticStatus, SnapshotType
 from kamal_backup.redact import RedactingFilter
 from kamal_backup.settings import Settings
 from tui.backend import Backend
@@ -68,15 +69,27 @@ DRILL_DATABASE_UNTOUCHED = {
 FILES_UNTOUCHED = "the files target is as it was (files are swapped in only at the end)"
 
 
-def cancelled_text(operation: str, exc: BaseException | None, adapter: str = "") -> str:
-    """One line for a cancelled operation: that it was cancelled, and what it left untouched."""
+def cancelled_text(
+    operation: str,
+    exc: BaseException | None,
+    adapter: str = "",
+    kinds: tuple[SnapshotType, ...] = ("database", "files"),
+) -> str:
+    """One line for a cancelled operation: that it was cancelled, and what it left untouched
+    (of a drill, only the parts it restores: `kinds`)."""
     if operation != "restore drill":
         return f"cancelled: {UNTOUCHED.get(operation, 'nothing more was started')}"
     said = describe_error(exc) if exc is not None and not isinstance(exc, Interrupted) else ""
-    if "restored into" in said:  # the database part had finished: it stays restored
-        return f"cancelled: {said.split(', but', 1)[0]}; {FILES_UNTOUCHED}"
-    database = DRILL_DATABASE_UNTOUCHED.get(adapter, "the target database may be part-way")
-    return f"cancelled: {database}; {FILES_UNTOUCHED}"
+    done = said.split(", but", 1)[0] if "restored into" in said else ""
+    # A part that had finished stays restored (the service says which, "<part> snapshot …");
+    # each other part is as the cancel left it.
+    finished = {kind for kind in kinds if re.search(rf"(^|, ){kind}\b", done)}
+    lines = [done] if done else []
+    if "database" in kinds and "database" not in finished:
+        lines.append(DRILL_DATABASE_UNTOUCHED.get(adapter, "the target database may be part-way"))
+    if "files" in kinds and "files" not in finished:
+        lines.append(FILES_UNTOUCHED)
+    return f"cancelled: {'; '.join(lines)}"
 
 
 def shown_within(widget: Widget, where: Widget) -> bool:
@@ -387,8 +400,15 @@ class KamalBackupApp(App[None]):
 
     # Operations: one at a time, each a thread worker calling one service function ---------
 
-    def start_operation(self, name: str, target: Widget, call: Operation) -> bool:
-        """Runs `call` in a thread worker; progress and the outcome are posted to `target`."""
+    def start_operation(
+        self,
+        name: str,
+        target: Widget,
+        call: Operation,
+        kinds: tuple[SnapshotType, ...] = ("database", "files"),
+    ) -> bool:
+        """Runs `call` in a thread worker; progress and the outcome are posted to `target`.
+        `kinds`: the parts a drill restores (a cancel says what it left of those only)."""
         if self.operation is not None:
             self.notify(f"{self.operation} is running; wait for it or press x to cancel it")
             return False
@@ -398,12 +418,17 @@ class KamalBackupApp(App[None]):
             # Keys typed now are meant for the app (x cancels), not for the field just used.
             self.focus_first_control(target, inputs=False)
         self.refresh_bindings()
-        self._run_operation(name, target, call, scope)
+        self._run_operation(name, target, call, scope, kinds)
         return True
 
     @work(thread=True, group="operation", exit_on_error=False)
     def _run_operation(
-        self, name: str, target: Widget, call: Operation, scope: process.CancelScope
+        self,
+        name: str,
+        target: Widget,
+        call: Operation,
+        scope: process.CancelScope,
+        kinds: tuple[SnapshotType, ...],
     ) -> None:
         clock = time.monotonic()
 
@@ -417,7 +442,7 @@ class KamalBackupApp(App[None]):
             seconds = time.monotonic() - clock
             if scope.cancelled or isinstance(exc, KeyboardInterrupt):
                 adapters = self.backend.adapters
-                text = cancelled_text(name, exc, adapters[0].name if adapters else "")
+                text = cancelled_text(name, exc, adapters[0].name if adapters else "", kinds)
                 logging.getLogger("kamal_backup.tui").warning("%s %s", name, text)
                 target.post_message(OperationDone(name, None, text, seconds, cancelled=True))
                 return

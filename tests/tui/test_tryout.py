@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import Checkbox, Input, RichLog, Select, Tree
+import pytest
+from textual.widgets import Checkbox, Input, RadioSet, RichLog, Select, Static, Tree
 
+from kamal_backup import process
+from kamal_backup.errors import OperationFailed
 from kamal_backup.models import BackupRun, FileEntry, Snapshot
 from kamal_backup.services.backup import check_backup_paths
+from kamal_backup.verification import DrillRecord
 from tests.tui.fixed import FixedBackend, fixed_app, fixed_snapshots
 from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
+from tui.app import cancelled_text
 
 
 class MissingPath(FixedBackend):
@@ -182,3 +188,68 @@ async def test_mixing_warns_only_when_the_two_runs_differ(tmp_path: Path) -> Non
         files.value = "20261125T030000Z"
         await idle(pilot)
         assert "⚠ MIXED RUNS: the database of run" in words(tui)
+
+
+class CancellableDrill(FixedBackend):
+    """A drill that runs until the operator cancels it, then stops as the service does."""
+
+    def drill(self, *args: Any, **kwargs: Any) -> DrillRecord:
+        deadline = time.monotonic() + 10
+        while not process.cancelled() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.raise_if_cancelled()
+        raise AssertionError("the drill was not cancelled")
+
+
+async def cancel_a_drill(pilot: Any) -> str:
+    """Starts the drill as chosen, cancels it with x, and returns the status line's words."""
+    tui = pilot.app
+    tui.query_one("#drill-confirm", Input).value = "shop"
+    await pilot.press("ctrl+r")
+    await wait_for(pilot, lambda: tui.operation_scope is not None, what="the drill")
+    await pilot.press("x")
+    await wait_for(pilot, lambda: tui.operation is None, what="the cancel")
+    await idle(pilot)
+    return str(tui.query_one("#drill-status", Static).render())
+
+
+async def test_a_cancelled_drill_says_only_what_applies_to_its_parts(tmp_path: Path) -> None:
+    tui = drill_app(tmp_path, CancellableDrill)
+    async with tui.run_test(size=(140, 50)) as pilot:
+        await open_drill(pilot)  # the database only
+        said = await cancel_a_drill(pilot)
+        assert said.startswith("drill cancelled: the target database is as it was"), said
+        assert "files" not in said, said
+        tui.query_one("#drill-kind", RadioSet).focus()
+        await pilot.press("down")  # the files only
+        await idle(pilot)
+        said = await cancel_a_drill(pilot)
+        assert said == f"drill cancelled: {FILES_UNTOUCHED}", said
+        tui.query_one("#drill-kind", RadioSet).focus()
+        await pilot.press("down")  # both
+        await idle(pilot)
+        said = await cancel_a_drill(pilot)
+        assert "the target database is as it was" in said and "the files target" in said, said
+
+
+FILES_UNTOUCHED = "the files target is as it was (files are swapped in only at the end)"
+DATABASE_UNTOUCHED = "the target database is as it was (the restore commits only at its end)"
+
+
+@pytest.mark.parametrize(
+    ("done", "failed", "untouched"),
+    [
+        ("database snapshot 1a2b3c4d was restored into shop_drill", "file", FILES_UNTOUCHED),
+        (
+            "files snapshot 5e6f7a8b was restored into /restore/files",
+            "database",
+            DATABASE_UNTOUCHED,
+        ),
+    ],
+)
+def test_a_drill_cancelled_after_one_part_says_that_part_stays_and_the_other_is_untouched(
+    done: str, failed: str, untouched: str
+) -> None:
+    error = OperationFailed(f"{done}, but the {failed} restore failed: interrupted")
+    said = cancelled_text("restore drill", error, "postgres", ("database", "files"))
+    assert said == f"cancelled: {done}; {untouched}"

@@ -438,7 +438,7 @@ class DrillView(VerticalScroll, View):
             # The drill service restores, verifies and records; this screen only shows it.
             return backend.drill(kinds, first, files_choice, target, on_status)
 
-        if self.tui.start_operation("restore drill", self, drill):
+        if self.tui.start_operation("restore drill", self, drill, kinds):
             self.running = True
             self.query_one("#drill-confirm", Input).value = ""
             self.query_one("#drill-result", Static).update("")
