@@ -18,6 +18,7 @@ from textual.widgets.tree import TreeNode, UnknownNodeID
 from kamal_backup.humanize import describe_age, human_bytes
 from kamal_backup.models import FileEntry, Snapshot
 from kamal_backup.process import CancelScope
+from kamal_backup.services.baseline import ACCEPTED_AT, ACCEPTED_BY
 from kamal_backup.services.snapshots import complete_runs, expected_parts, suspicious_runs
 from tui.messages import describe_error
 from tui.screens import View
@@ -59,6 +60,8 @@ class SnapshotsView(Container, View):
         self.by_id: dict[str, Snapshot] = {}
         self.complete: set[str] = set()
         self.suspicious: set[str] = set()
+        # Runs once suspicious and accepted (`kamal-backup accept`): who, and when.
+        self.accepted: dict[str, tuple[str, str]] = {}
         self.filter = "all"
         self.shown: str | None = None
 
@@ -101,17 +104,24 @@ class SnapshotsView(Container, View):
         self.by_id = {s.id: s for s in snapshots}
         self.complete = complete_runs(snapshots, expected_parts(self.tui.settings))
         self.suspicious = suspicious_runs(snapshots)
+        self.accepted = {
+            s.run: (by, s.tag_value(ACCEPTED_AT) or "?")
+            for s in snapshots
+            if s.run and (by := s.tag_value(ACCEPTED_BY))
+        }
         self.shown = None
         self.fill_table()
 
     def run_note(self, snapshot: Snapshot) -> str:
         """Why a run is not `latest`: a production restore's safety snapshot, partial, or
-        suspicious (it shrank against the last good run)."""
+        suspicious (it shrank against the last good run); or that it was accepted so."""
         if snapshot.pre_restore:
             return " pre-restore"
         if snapshot.run and snapshot.run not in self.complete:
             return " partial"
-        return " suspicious" if snapshot.run in self.suspicious else ""
+        if snapshot.run in self.suspicious:
+            return " suspicious"
+        return " accepted" if snapshot.run in self.accepted else ""
 
     def tick(self) -> None:
         """Redraws the ages in the list and the detail from one clock reading."""
@@ -246,7 +256,13 @@ class SnapshotsView(Container, View):
             if snapshot.pre_restore:
                 complete = "safety snapshot taken before a production restore"
             elif snapshot.run in self.suspicious and snapshot.run in self.complete:
-                complete = f"complete, suspicious: not latest; accept with `accept {snapshot.run}`"
+                complete = (
+                    "complete, suspicious: not latest; accept with "
+                    f"`kamal-backup accept {snapshot.run}`"
+                )
+            elif snapshot.run in self.accepted and snapshot.run in self.complete:
+                by, at = self.accepted[snapshot.run]
+                complete = f"complete, accepted by {by} at {at}"
             elif snapshot.run in self.complete:
                 complete = "complete"
             else:
