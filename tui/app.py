@@ -312,7 +312,13 @@ class KamalBackupApp(App[None]):
         self.action_show("evidence")
         self.query_one(EvidenceView).action_ask_path()
 
+    def refresh_asked(self) -> None:
+        """The operator pressed r (in any view): the last operation's outcome line goes."""
+        if self.operation is None:  # a running operation's progress line stays
+            self.query_one(OverviewView).clear_outcome()
+
     def action_refresh(self) -> None:
+        self.refresh_asked()
         view = self.active_view()
         refresh = getattr(view, "action_refresh", None)
         if callable(refresh):
@@ -414,6 +420,7 @@ class KamalBackupApp(App[None]):
             return False
         self.operation = name
         self.operation_scope = scope = process.CancelScope(name)
+        self.query_one(OverviewView).clear_outcome()  # the last outcome is history now
         if isinstance(self.focused, Input):
             # Keys typed now are meant for the app (x cancels), not for the field just used.
             self.focus_first_control(target, inputs=False)

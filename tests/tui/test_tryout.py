@@ -17,6 +17,7 @@ from kamal_backup.verification import DrillRecord
 from tests.tui.fixed import FixedBackend, fixed_app, fixed_snapshots
 from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
 from tui.app import cancelled_text
+from tui.screens.overview import HINT
 
 
 class MissingPath(FixedBackend):
@@ -190,15 +191,25 @@ async def test_mixing_warns_only_when_the_two_runs_differ(tmp_path: Path) -> Non
         assert "⚠ MIXED RUNS: the database of run" in words(tui)
 
 
-class CancellableDrill(FixedBackend):
-    """A drill that runs until the operator cancels it, then stops as the service does."""
+def until_cancelled() -> None:
+    """Runs until the operator cancels, then stops as a service does (Interrupted)."""
+    deadline = time.monotonic() + 10
+    while not process.cancelled() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.raise_if_cancelled()
+    raise AssertionError("the operation was not cancelled")
 
+
+class CancellableDrill(FixedBackend):
     def drill(self, *args: Any, **kwargs: Any) -> DrillRecord:
-        deadline = time.monotonic() + 10
-        while not process.cancelled() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        process.raise_if_cancelled()
-        raise AssertionError("the drill was not cancelled")
+        until_cancelled()
+        raise AssertionError("unreachable")
+
+
+class CancellableBackup(FixedBackend):
+    def backup(self, on_status: Any) -> BackupRun:
+        until_cancelled()
+        raise AssertionError("unreachable")
 
 
 async def cancel_a_drill(pilot: Any) -> str:
@@ -253,3 +264,40 @@ def test_a_drill_cancelled_after_one_part_says_that_part_stays_and_the_other_is_
     error = OperationFailed(f"{done}, but the {failed} restore failed: interrupted")
     said = cancelled_text("restore drill", error, "postgres", ("database", "files"))
     assert said == f"cancelled: {done}; {untouched}"
+
+
+async def test_a_cancelled_backups_banner_goes_on_refresh_and_when_a_later_operation_starts(
+    tmp_path: Path,
+) -> None:
+    tui = drill_app(tmp_path, CancellableBackup)
+
+    def banner() -> str:  # the overview's outcome line
+        return str(tui.query_one("#operation-status", Static).render())
+
+    async def cancel_a_backup() -> None:
+        await pilot.press("o", "b")
+        await wait_for(pilot, lambda: tui.operation_scope is not None, what="the backup")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: tui.operation is None, what="the cancel")
+        await idle(pilot)
+        assert banner().startswith("backup cancelled: the run is incomplete"), banner()
+
+    async with tui.run_test(size=(140, 50)) as pilot:
+        await idle(pilot)
+        await cancel_a_backup()
+        await pilot.press("r")
+        await idle(pilot)
+        assert banner() == HINT
+        await cancel_a_backup()
+        await pilot.press("s", "r")  # a refresh from another view clears it too
+        await idle(pilot)
+        assert banner() == HINT
+        await cancel_a_backup()
+        await open_drill(pilot, "r")  # the wizard's own r
+        assert banner() == HINT
+        await cancel_a_backup()
+        await open_drill(pilot)
+        tui.query_one("#drill-confirm", Input).value = "shop"
+        await pilot.press("ctrl+r")  # a later operation: the banner is history
+        await wait_for_text(pilot, "drill finished in")
+        assert banner() == HINT

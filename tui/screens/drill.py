@@ -160,6 +160,7 @@ class DrillView(VerticalScroll, View):
     # Snapshot choices --------------------------------------------------------------------
 
     def action_refresh(self) -> None:
+        self.tui.refresh_asked()  # this r is the wizard's own binding, not the app's
         self.tui.reload_snapshots()
         self.inspect_targets(force=True)
 

@@ -93,6 +93,11 @@ class OverviewView(VerticalScroll, View):
         if self.tui.start_operation("check", self, lambda _status: backend.check()):
             self._show_progress("checking the repository…", indeterminate=True)
 
+    def clear_outcome(self) -> None:
+        """The last operation's outcome line gives way to the hint: the operator refreshed, or
+        another operation started (its outcome is in the facts: Last backup run, Last check)."""
+        self.query_one("#operation-status", Static).update(HINT)
+
     def _show_progress(self, text: str, indeterminate: bool = False) -> None:
         self.query_one("#operation-status", Static).update(Text(text, style="bold"))
         bar = self.query_one("#operation-progress", ProgressBar)
