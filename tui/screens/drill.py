@@ -39,6 +39,7 @@ from kamal_backup.verification import DrillRecord
 from tui.messages import Fetched, OperationDone, OperationProgress
 from tui.screens import View
 from tui.screens.gates import add_gate_rows, said_refused
+from tui.widgets.toggles import MarkedCheckbox, MarkedRadioButton
 
 KINDS: dict[str, tuple[SnapshotType, ...]] = {
     "kind-database": ("database",),
@@ -118,15 +119,15 @@ class DrillView(VerticalScroll, View):
     def compose(self) -> ComposeResult:
         yield Label("1. What to restore", classes="step")
         with ArrowRadioSet(id="drill-kind"):
-            yield RadioButton("database", id="kind-database", value=True)
-            yield RadioButton("files", id="kind-files")
-            yield RadioButton("database and files", id="kind-both")
+            yield MarkedRadioButton("database", id="kind-database", value=True)
+            yield MarkedRadioButton("files", id="kind-files")
+            yield MarkedRadioButton("database and files", id="kind-both")
         yield Label("2. Which run", classes="step")
         with Horizontal(classes="row", id="drill-run-row"):
             yield Label("run", classes="field", id="drill-run-label")
             yield RunSelect([("latest", "latest")], id="drill-run", allow_blank=False)
         # Database and files come from one run; another run for the files is an explicit choice.
-        yield Checkbox("mix runs: files from another run than the database", id="drill-mix")
+        yield MarkedCheckbox("mix runs: files from another run than the database", id="drill-mix")
         with Horizontal(classes="row", id="drill-files-run-row"):
             yield Label("files from", classes="field")
             yield RunSelect([("latest", "latest")], id="drill-files-run", allow_blank=False)
