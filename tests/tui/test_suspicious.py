@@ -5,23 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from kamal_backup.models import SUSPICIOUS_TAG, Snapshot
-from tests.tui.fixed import FixedBackend, fixed_app, fixed_snapshots
+from kamal_backup.models import SUSPICIOUS_TAG
+from tests.tui.fixed import TaggedRuns, fixed_app, fixed_snapshots
 from tests.tui.screen import idle, open_snapshot_list, screen_text
-
-
-class TaggedRuns(FixedBackend):
-    """The fixed runs with extra tags on some: by position, the newest run first."""
-
-    extra: ClassVar[dict[int, list[str]]] = {}
-
-    def snapshots(self) -> list[Snapshot]:
-        snapshots = fixed_snapshots()
-        runs = sorted({s.run for s in snapshots if s.run}, reverse=True)
-        for snapshot in snapshots:
-            if snapshot.run:
-                snapshot.tags += self.extra.get(runs.index(snapshot.run), [])
-        return snapshots
 
 
 class NewestRunSuspicious(TaggedRuns):

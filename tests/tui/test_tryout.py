@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from textual.widgets import Checkbox, Input, RadioSet, RichLog, Select, Static, Tree
 
 from kamal_backup import process
 from kamal_backup.errors import OperationFailed
-from kamal_backup.models import BackupRun, FileEntry, Snapshot
+from kamal_backup.models import SUSPICIOUS_TAG, BackupRun, FileEntry, Snapshot
 from kamal_backup.services.backup import check_backup_paths
 from kamal_backup.verification import DrillRecord
-from tests.tui.fixed import FixedBackend, fixed_app, fixed_snapshots
+from tests.tui.fixed import FixedBackend, TaggedRuns, fixed_app, fixed_snapshots
 from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
 from tui.app import cancelled_text
 from tui.screens.overview import HINT
@@ -301,3 +301,39 @@ async def test_a_cancelled_backups_banner_goes_on_refresh_and_when_a_later_opera
         await pilot.press("ctrl+r")  # a later operation: the banner is history
         await wait_for_text(pilot, "drill finished in")
         assert banner() == HINT
+
+
+class SecondRunSuspicious(TaggedRuns):
+    extra: ClassVar[dict[int, list[str]]] = {1: [SUSPICIOUS_TAG]}
+
+
+SHRANK = (
+    "run 20261125T030000Z is suspicious (it shrank against the last good run): a passing drill "
+    "proves the restore, not that the data is right"
+)
+
+
+async def test_the_drill_marks_suspicious_runs_and_says_what_a_pass_proves(tmp_path: Path) -> None:
+    tui = drill_app(tmp_path, SecondRunSuspicious)
+    async with tui.run_test(size=(140, 50)) as pilot:
+        await open_drill(pilot)
+        database = tui.query_one("#drill-run", Select)
+        entries = {value: str(prompt) for prompt, value in database._options}
+        assert entries["20261125T030000Z"].startswith("run 20261125T030000Z  ")
+        assert entries["20261125T030000Z"].endswith("  ⚠ suspicious")
+        assert [v for v, entry in entries.items() if "suspicious" in entry] == ["20261125T030000Z"]
+        assert SHRANK not in words(tui)  # latest is never a suspicious run
+        database.value = "20261125T030000Z"
+        await idle(pilot)
+        assert SHRANK in words(tui)
+        database.value = "20261126T030000Z"
+        await pilot.press("down", "down")  # database and files; the files from another run
+        tui.query_one("#drill-mix", Checkbox).value = True
+        await idle(pilot)
+        assert SHRANK not in words(tui)
+        files = tui.query_one("#drill-files-run", Select)
+        assert "⚠ suspicious" in str(dict((v, p) for p, v in files._options)["20261125T030000Z"])
+        files.value = "20261125T030000Z"
+        await idle(pilot)
+        text = words(tui)
+        assert "⚠ MIXED RUNS" in text and SHRANK in text

@@ -34,7 +34,12 @@ from kamal_backup.models import (
     SnapshotType,
     TargetContents,
 )
-from kamal_backup.services.snapshots import complete_runs, expected_parts, latest_complete
+from kamal_backup.services.snapshots import (
+    complete_runs,
+    expected_parts,
+    latest_complete,
+    suspicious_runs,
+)
 from kamal_backup.verification import DrillRecord
 from tui.messages import Fetched, OperationDone, OperationProgress
 from tui.screens import View
@@ -216,6 +221,7 @@ class DrillView(VerticalScroll, View):
         """(entry, value) for each run holding every part of `kinds`, 'latest' first; an entry is
         Text, never markup (a run is a tag's value)."""
         complete = complete_runs(self.snapshots, expected_parts(self.tui.settings))
+        suspicious = suspicious_runs(self.snapshots)  # never 'latest'; chosen only by name
         runs = self.runs()
         latest = self.latest_run(kinds)
         latest_label = (
@@ -228,7 +234,8 @@ class DrillView(VerticalScroll, View):
             if not all(any(s.kind == kind for s in snapshots) for kind in kinds):
                 continue
             partial = "" if run in complete else "  partial run"
-            options.append((Text(f"{self.run_label(snapshots, kinds)}{partial}"), run))
+            flagged = "  ⚠ suspicious" if run in suspicious else ""
+            options.append((Text(f"{self.run_label(snapshots, kinds)}{partial}{flagged}"), run))
         return options
 
     def run_label(self, snapshots: list[Snapshot], kinds: tuple[SnapshotType, ...]) -> str:
@@ -348,14 +355,28 @@ class DrillView(VerticalScroll, View):
         first, files = self.chosen_runs()
         # Runs compared as resolved: 'latest' in one list and that same run in the other is
         # one run, not a mix.
-        if self.mixing and self.resolved(first, ("database",)) != self.resolved(files, ("files",)):
-            return Text.assemble(
+        database_run = self.resolved(first, ("database",) if self.mixing else self.kinds)
+        files_run = self.resolved(files, ("files",)) if self.mixing else database_run
+        if self.mixing and database_run != files_run:
+            text = Text.assemble(
                 ("⚠ MIXED RUNS", "bold reverse yellow"),
                 f": the database of {named(first, ('database',))}, the files of "
                 f"{named(files, ('files',))}; they were not backed up together",
             )
-        what = " and ".join(self.kinds)
-        return Text(f"restores the {what} of {named(first, self.kinds)}", overflow="fold")
+        else:
+            what = " and ".join(self.kinds)
+            text = Text(f"restores the {what} of {named(first, self.kinds)}")
+        # A suspicious run is drilled only when named: say what a pass then proves.
+        suspicious = suspicious_runs(self.snapshots)
+        for run in dict.fromkeys((database_run, files_run)):
+            if run in suspicious:
+                text.append(
+                    f"\n⚠ run {run} is suspicious (it shrank against the last good run): a "
+                    "passing drill proves the restore, not that the data is right",
+                    style="bold yellow",
+                )
+        text.overflow = "fold"
+        return text
 
     def can_start(self, verdicts: list[tuple[str, GateVerdict]] | None = None) -> bool:
         verdicts = self.verdicts() if verdicts is None else verdicts
