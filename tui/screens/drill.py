@@ -422,7 +422,7 @@ class DrillView(VerticalScroll, View):
             if "files" in now:
                 table.add_row("now", "", now.pop("files"))
         for part, line in now.items():  # loading, or the whole answer failed
-            table.add_row("now", part, line)
+            table.add_row("now", Text(part), line)
         add_gate_rows(table, verdicts, self.tui.settings, "drill", unjudged=self.listing_error)
         return table
 
