@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, tzinfo
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import HorizontalScroll, ScrollableContainer, VerticalScroll
@@ -22,7 +24,7 @@ from textual.widgets import Footer, Header, Input, RichLog, TabbedContent, TabPa
 from kamal_backup import process
 from kamal_backup.console import preserved_logging
 from kamal_backup.errors import Interrupted
-from kamal_backup.models import ResticStatus
+from kamal_backup.models import ResticStatus, SnapshotType
 from kamal_backup.redact import RedactingFilter
 from kamal_backup.settings import Settings
 from tui.backend import Backend
@@ -67,15 +69,27 @@ DRILL_DATABASE_UNTOUCHED = {
 FILES_UNTOUCHED = "the files target is as it was (files are swapped in only at the end)"
 
 
-def cancelled_text(operation: str, exc: BaseException | None, adapter: str = "") -> str:
-    """One line for a cancelled operation: that it was cancelled, and what it left untouched."""
+def cancelled_text(
+    operation: str,
+    exc: BaseException | None,
+    adapter: str = "",
+    kinds: tuple[SnapshotType, ...] = ("database", "files"),
+) -> str:
+    """One line for a cancelled operation: that it was cancelled, and what it left untouched
+    (of a drill, only the parts it restores: `kinds`)."""
     if operation != "restore drill":
         return f"cancelled: {UNTOUCHED.get(operation, 'nothing more was started')}"
     said = describe_error(exc) if exc is not None and not isinstance(exc, Interrupted) else ""
-    if "restored into" in said:  # the database part had finished: it stays restored
-        return f"cancelled: {said.split(', but', 1)[0]}; {FILES_UNTOUCHED}"
-    database = DRILL_DATABASE_UNTOUCHED.get(adapter, "the target database may be part-way")
-    return f"cancelled: {database}; {FILES_UNTOUCHED}"
+    done = said.split(", but", 1)[0] if "restored into" in said else ""
+    # A part that had finished stays restored (the service says which, "<part> snapshot …");
+    # each other part is as the cancel left it.
+    finished = {kind for kind in kinds if re.search(rf"(^|, ){kind}\b", done)}
+    lines = [done] if done else []
+    if "database" in kinds and "database" not in finished:
+        lines.append(DRILL_DATABASE_UNTOUCHED.get(adapter, "the target database may be part-way"))
+    if "files" in kinds and "files" not in finished:
+        lines.append(FILES_UNTOUCHED)
+    return f"cancelled: {'; '.join(lines)}"
 
 
 def shown_within(widget: Widget, where: Widget) -> bool:
@@ -86,6 +100,35 @@ def shown_within(widget: Widget, where: Widget) -> bool:
             return False
         node = node.parent
     return True
+
+
+class LogPanel(RichLog):
+    """The log panel. A RichLog renders a line at the width it has when the line is written, and a
+    hidden one has none (one character a row): lines logged while the panel is hidden wait, and
+    are rendered at the panel's width once it is shown."""
+
+    def __init__(self, max_lines: int) -> None:
+        # min_width=1: RichLog's default (78) wraps wider than an 80-column panel shows.
+        super().__init__(
+            id="log", max_lines=max_lines, wrap=True, markup=False, highlight=False, min_width=1
+        )
+        self.waiting: deque[Text] = deque(maxlen=max_lines)
+
+    def add_line(self, line: Text) -> None:
+        if self.waiting or not self.scrollable_content_region.width:
+            self.waiting.append(line)
+        else:
+            self.write(line)
+
+    def write_waiting(self) -> None:
+        while self.waiting and self.scrollable_content_region.width:
+            self.write(self.waiting.popleft())
+
+    def on_show(self, event: events.Show) -> None:
+        self.write_waiting()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.write_waiting()
 
 
 class PanelHandler(logging.Handler):
@@ -170,10 +213,7 @@ class KamalBackupApp(App[None]):
                 yield EvidenceView()
             with TabPane("[b]d[/b]\u00a0Restore drill", id="drill"):
                 yield DrillView()
-        # min_width=1: RichLog's default (78) wraps wider than an 80-column panel shows.
-        log = RichLog(
-            id="log", max_lines=1000, wrap=True, markup=False, highlight=False, min_width=1
-        )
+        log = LogPanel(max_lines=1000)
         log.border_title = "log (l: larger)"
         log.display = self.log_size != "hidden"
         yield log
@@ -272,7 +312,13 @@ class KamalBackupApp(App[None]):
         self.action_show("evidence")
         self.query_one(EvidenceView).action_ask_path()
 
+    def refresh_asked(self) -> None:
+        """The operator pressed r (in any view): the last operation's outcome line goes."""
+        if self.operation is None:  # a running operation's progress line stays
+            self.query_one(OverviewView).clear_outcome()
+
     def action_refresh(self) -> None:
+        self.refresh_asked()
         view = self.active_view()
         refresh = getattr(view, "action_refresh", None)
         if callable(refresh):
@@ -285,7 +331,7 @@ class KamalBackupApp(App[None]):
             return
         # Text, never markup: a path or an error message may contain "[...]".
         style = "bold red" if message.level >= logging.ERROR else ""
-        self.query_one("#log", RichLog).write(Text(message.line, style=style))
+        self.query_one("#log", LogPanel).add_line(Text(message.line, style=style))
 
     def log_error(self, text: str) -> None:
         logging.getLogger("kamal_backup.tui").error(text)
@@ -360,23 +406,36 @@ class KamalBackupApp(App[None]):
 
     # Operations: one at a time, each a thread worker calling one service function ---------
 
-    def start_operation(self, name: str, target: Widget, call: Operation) -> bool:
-        """Runs `call` in a thread worker; progress and the outcome are posted to `target`."""
+    def start_operation(
+        self,
+        name: str,
+        target: Widget,
+        call: Operation,
+        kinds: tuple[SnapshotType, ...] = ("database", "files"),
+    ) -> bool:
+        """Runs `call` in a thread worker; progress and the outcome are posted to `target`.
+        `kinds`: the parts a drill restores (a cancel says what it left of those only)."""
         if self.operation is not None:
             self.notify(f"{self.operation} is running; wait for it or press x to cancel it")
             return False
         self.operation = name
         self.operation_scope = scope = process.CancelScope(name)
+        self.query_one(OverviewView).clear_outcome()  # the last outcome is history now
         if isinstance(self.focused, Input):
             # Keys typed now are meant for the app (x cancels), not for the field just used.
             self.focus_first_control(target, inputs=False)
         self.refresh_bindings()
-        self._run_operation(name, target, call, scope)
+        self._run_operation(name, target, call, scope, kinds)
         return True
 
     @work(thread=True, group="operation", exit_on_error=False)
     def _run_operation(
-        self, name: str, target: Widget, call: Operation, scope: process.CancelScope
+        self,
+        name: str,
+        target: Widget,
+        call: Operation,
+        scope: process.CancelScope,
+        kinds: tuple[SnapshotType, ...],
     ) -> None:
         clock = time.monotonic()
 
@@ -390,7 +449,7 @@ class KamalBackupApp(App[None]):
             seconds = time.monotonic() - clock
             if scope.cancelled or isinstance(exc, KeyboardInterrupt):
                 adapters = self.backend.adapters
-                text = cancelled_text(name, exc, adapters[0].name if adapters else "")
+                text = cancelled_text(name, exc, adapters[0].name if adapters else "", kinds)
                 logging.getLogger("kamal_backup.tui").warning("%s %s", name, text)
                 target.post_message(OperationDone(name, None, text, seconds, cancelled=True))
                 return
@@ -406,10 +465,13 @@ class KamalBackupApp(App[None]):
         self.operation = None
         self.operation_scope = None
         self.refresh_bindings()
+        # markup=False: an error names paths and targets, which may hold "[...]".
         if message.cancelled:
-            self.notify(message.error or "", title=f"{message.operation} cancelled")
+            self.notify(message.error or "", title=f"{message.operation} cancelled", markup=False)
         elif message.error:
-            self.notify(message.error, title=f"{message.operation} failed", severity="error")
+            self.notify(
+                message.error, title=f"{message.operation} failed", severity="error", markup=False
+            )
         # Every view shows the repository as the operation left it (and Last restore/check).
         self.reload_snapshots()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from kamal_backup.errors import ResticError
 from kamal_backup.models import (
@@ -201,6 +201,20 @@ class FixedBackend(Backend):
         on_status: Any,
     ) -> DrillRecord:
         return fixed_drill(self.settings.restore_database_url is not None)
+
+
+class TaggedRuns(FixedBackend):
+    """The fixed runs with extra tags on some: by position, the newest run first."""
+
+    extra: ClassVar[dict[int, list[str]]] = {}
+
+    def snapshots(self) -> list[Snapshot]:
+        snapshots = fixed_snapshots()
+        runs = sorted({s.run for s in snapshots if s.run}, reverse=True)
+        for snapshot in snapshots:
+            if snapshot.run:
+                snapshot.tags += self.extra.get(runs.index(snapshot.run), [])
+        return snapshots
 
 
 class FailingListing(FixedBackend):

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from rich.console import Console
 from textual.app import App
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 
 def screen_text(app: App[object]) -> str:
@@ -52,3 +53,13 @@ async def idle(pilot: Pilot[object]) -> None:
     await pilot.pause(0.2)
     await pilot.wait_for_scheduled_animations()  # e.g. a scroll to the focused control
     await asyncio.sleep(0)
+
+
+async def open_snapshot_list(pilot: Pilot[object]) -> DataTable[object]:
+    """Opens the snapshots view and waits for its rows."""
+    await idle(pilot)
+    await pilot.press("s")
+    table: DataTable[object] = pilot.app.query_one("#snapshots-table", DataTable)
+    await wait_for(pilot, lambda: table.row_count > 0, timeout=10, what="the rows")
+    await idle(pilot)
+    return table

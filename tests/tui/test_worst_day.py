@@ -239,7 +239,7 @@ async def test_80x24_shows_every_safety_flag_whole_and_the_database_name(tmp_pat
         assert "shop_production" in text  # the database name survives shortening
 
 
-async def test_a_chosen_radio_is_visible_without_colour(
+async def test_a_chosen_radio_and_a_ticked_checkbox_are_visible_without_colour(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
@@ -247,12 +247,22 @@ async def test_a_chosen_radio_is_visible_without_colour(
     async with tui.run_test(size=(100, 34)) as pilot:
         await pilot.press("d")
         await idle(pilot)
-        buttons = list(tui.query(RadioButton))
-        chosen = [b for b in buttons if b.value]
-        assert chosen and len(chosen) < len(buttons)
-        for button in buttons:
-            style = button.get_component_rich_style("toggle--button")
-            assert bool(style.reverse) == button.value, button.id  # not only a colour
+        await pilot.press("down", "down")  # database and files: the "mix runs" box shows
+        await idle(pilot)
+        mix = tui.query_one("#drill-mix", Checkbox)
+        for ticked in (False, True):
+            mix.value = ticked
+            await idle(pilot)
+            buttons = [*tui.query(RadioButton), mix]
+            chosen = [b for b in buttons if b.value]
+            assert chosen and len(chosen) < len(buttons)
+            for button in buttons:
+                style = button.get_component_rich_style("toggle--button")
+                assert bool(style.reverse) == button.value, button.id  # not only a colour
+            # ... and the glyph itself differs: the screen read as plain text tells them apart.
+            text = screen_text(tui)
+            assert "▐○▌ database ▐○▌ files ▐●▌ database and files" in " ".join(text.split())
+            assert ("▐X▌ mix runs" if ticked else "▐ ▌ mix runs") in text, text
 
 
 async def test_log_grows_to_most_of_the_screen_and_hides(tmp_path: Path) -> None:

@@ -34,12 +34,17 @@ from kamal_backup.models import (
     SnapshotType,
     TargetContents,
 )
-from kamal_backup.services.restore import DEFAULT_FILES_TARGET
-from kamal_backup.services.snapshots import complete_runs, expected_parts, latest_complete
+from kamal_backup.services.snapshots import (
+    complete_runs,
+    expected_parts,
+    latest_complete,
+    suspicious_runs,
+)
 from kamal_backup.verification import DrillRecord
 from tui.messages import Fetched, OperationDone, OperationProgress
 from tui.screens import View
-from tui.screens.gates import add_gate_rows, how_to_allow
+from tui.screens.gates import add_gate_rows, said_refused
+from tui.widgets.toggles import MarkedCheckbox, MarkedRadioButton
 
 KINDS: dict[str, tuple[SnapshotType, ...]] = {
     "kind-database": ("database",),
@@ -119,21 +124,21 @@ class DrillView(VerticalScroll, View):
     def compose(self) -> ComposeResult:
         yield Label("1. What to restore", classes="step")
         with ArrowRadioSet(id="drill-kind"):
-            yield RadioButton("database", id="kind-database", value=True)
-            yield RadioButton("files", id="kind-files")
-            yield RadioButton("database and files", id="kind-both")
+            yield MarkedRadioButton("database", id="kind-database", value=True)
+            yield MarkedRadioButton("files", id="kind-files")
+            yield MarkedRadioButton("database and files", id="kind-both")
         yield Label("2. Which run", classes="step")
         with Horizontal(classes="row", id="drill-run-row"):
             yield Label("run", classes="field", id="drill-run-label")
             yield RunSelect([("latest", "latest")], id="drill-run", allow_blank=False)
         # Database and files come from one run; another run for the files is an explicit choice.
-        yield Checkbox("mix runs: files from another run than the database", id="drill-mix")
+        yield MarkedCheckbox("mix runs: files from another run than the database", id="drill-mix")
         with Horizontal(classes="row", id="drill-files-run-row"):
             yield Label("files from", classes="field")
             yield RunSelect([("latest", "latest")], id="drill-files-run", allow_blank=False)
         with Horizontal(classes="row", id="drill-target-row"):
             yield Label("files into", classes="field")
-            yield Input(DEFAULT_FILES_TARGET, id="drill-target")
+            yield Input(self.default_files_target(), id="drill-target")
         yield Label("3. Targets and safety gates", classes="step")
         yield Static(id="drill-gates")
         yield Label("4. Confirm", classes="step")
@@ -161,6 +166,7 @@ class DrillView(VerticalScroll, View):
     # Snapshot choices --------------------------------------------------------------------
 
     def action_refresh(self) -> None:
+        self.tui.refresh_asked()  # this r is the wizard's own binding, not the app's
         self.tui.reload_snapshots()
         self.inspect_targets(force=True)
 
@@ -211,8 +217,11 @@ class DrillView(VerticalScroll, View):
         found = latest_complete(self.snapshots, kinds[0], expected_parts(self.tui.settings))
         return found.run if found else None
 
-    def run_options(self, kinds: tuple[SnapshotType, ...]) -> list[tuple[str, str]]:
+    def run_options(self, kinds: tuple[SnapshotType, ...]) -> list[tuple[Text, str]]:
+        """(entry, value) for each run holding every part of `kinds`, 'latest' first; an entry is
+        Text, never markup (a run is a tag's value)."""
         complete = complete_runs(self.snapshots, expected_parts(self.tui.settings))
+        suspicious = suspicious_runs(self.snapshots)  # never 'latest'; chosen only by name
         runs = self.runs()
         latest = self.latest_run(kinds)
         latest_label = (
@@ -220,12 +229,13 @@ class DrillView(VerticalScroll, View):
             if latest and latest in runs
             else "latest (no complete run yet)"
         )
-        options: list[tuple[str, str]] = [(latest_label, "latest")]
+        options: list[tuple[Text, str]] = [(Text(latest_label), "latest")]
         for run, snapshots in runs.items():
             if not all(any(s.kind == kind for s in snapshots) for kind in kinds):
                 continue
             partial = "" if run in complete else "  partial run"
-            options.append((f"{self.run_label(snapshots, kinds)}{partial}", run))
+            flagged = "  ⚠ suspicious" if run in suspicious else ""
+            options.append((Text(f"{self.run_label(snapshots, kinds)}{partial}{flagged}"), run))
         return options
 
     def run_label(self, snapshots: list[Snapshot], kinds: tuple[SnapshotType, ...]) -> str:
@@ -329,6 +339,10 @@ class DrillView(VerticalScroll, View):
         files = str(self.query_one("#drill-files-run", Select).value) if self.mixing else first
         return first, files
 
+    def resolved(self, choice: str, kinds: tuple[SnapshotType, ...]) -> str | None:
+        """The run a choice means: itself, or for 'latest' the newest complete run (if any)."""
+        return self.latest_run(kinds) if choice == "latest" else choice
+
     def summary(self) -> Text:
         """What the drill will restore from which run: a mixed choice says so plainly."""
 
@@ -339,14 +353,30 @@ class DrillView(VerticalScroll, View):
             return f"run {latest} (latest)" if latest else "the latest complete run"
 
         first, files = self.chosen_runs()
-        if self.mixing and named(first, ("database",)) != named(files, ("files",)):
-            return Text.assemble(
+        # Runs compared as resolved: 'latest' in one list and that same run in the other is
+        # one run, not a mix.
+        database_run = self.resolved(first, ("database",) if self.mixing else self.kinds)
+        files_run = self.resolved(files, ("files",)) if self.mixing else database_run
+        if self.mixing and database_run != files_run:
+            text = Text.assemble(
                 ("⚠ MIXED RUNS", "bold reverse yellow"),
                 f": the database of {named(first, ('database',))}, the files of "
                 f"{named(files, ('files',))}; they were not backed up together",
             )
-        what = " and ".join(self.kinds)
-        return Text(f"restores the {what} of {named(first, self.kinds)}", overflow="fold")
+        else:
+            what = " and ".join(self.kinds)
+            text = Text(f"restores the {what} of {named(first, self.kinds)}")
+        # A suspicious run is drilled only when named: say what a pass then proves.
+        suspicious = suspicious_runs(self.snapshots)
+        for run in dict.fromkeys((database_run, files_run)):
+            if run in suspicious:
+                text.append(
+                    f"\n⚠ run {run} is suspicious (it shrank against the last good run): a "
+                    "passing drill proves the restore, not that the data is right",
+                    style="bold yellow",
+                )
+        text.overflow = "fold"
+        return text
 
     def can_start(self, verdicts: list[tuple[str, GateVerdict]] | None = None) -> bool:
         verdicts = self.verdicts() if verdicts is None else verdicts
@@ -388,11 +418,11 @@ class DrillView(VerticalScroll, View):
                     table.add_row("now", "", now.pop(part))
         if "files" in self.kinds:
             value = self.query_one("#drill-target", Input).value.strip()
-            table.add_row("target", "files", f"{value or '(empty)'}/<original path>")
+            table.add_row("target", "files", Text(f"{value or '(empty)'}/<original path>"))
             if "files" in now:
                 table.add_row("now", "", now.pop("files"))
         for part, line in now.items():  # loading, or the whole answer failed
-            table.add_row("now", part, line)
+            table.add_row("now", Text(part), line)
         add_gate_rows(table, verdicts, self.tui.settings, "drill", unjudged=self.listing_error)
         return table
 
@@ -417,9 +447,7 @@ class DrillView(VerticalScroll, View):
 
     def action_start(self) -> None:
         verdicts = self.verdicts()
-        if not all(verdict.allowed for _, verdict in verdicts):
-            refused = next(v for _, v in verdicts if not v.allowed)
-            self.notify(f"refused: {refused.reason}; {how_to_allow(refused)}", severity="error")
+        if said_refused(self, verdicts):
             return
         if not self.can_start(verdicts):
             self.notify(f"type {self.tui.settings.app_name} in the confirm field to start")
@@ -433,7 +461,7 @@ class DrillView(VerticalScroll, View):
             # The drill service restores, verifies and records; this screen only shows it.
             return backend.drill(kinds, first, files_choice, target, on_status)
 
-        if self.tui.start_operation("restore drill", self, drill):
+        if self.tui.start_operation("restore drill", self, drill, kinds):
             self.running = True
             self.query_one("#drill-confirm", Input).value = ""
             self.query_one("#drill-result", Static).update("")
@@ -493,7 +521,12 @@ class DrillView(VerticalScroll, View):
         self.query_one("#drill-mix", Checkbox).value = False
         for select_id in ("#drill-run", "#drill-files-run"):
             self.query_one(select_id, Select).value = "latest"
-        self.query_one("#drill-target", Input).value = DEFAULT_FILES_TARGET
+        self.query_one("#drill-target", Input).value = self.default_files_target()
+
+    def default_files_target(self) -> str:
+        """Where the files go unless the operator types another directory: RESTORE_FILES_PATH
+        (itself /restore/files when unset), as `run_drill` resolves a drill without one."""
+        return str(self.tui.settings.restore_files_path)
 
     @staticmethod
     def failure(record: DrillRecord) -> str:
@@ -521,7 +554,9 @@ class DrillView(VerticalScroll, View):
                 human_bytes(part.bytes_restored),
             )
         verification = record.verification
-        checks = Table(title=f"verification: {verification.summary()}", expand=True)
+        checks = Table(
+            title=Text(f"verification: {verification.summary()}", style="table.title"), expand=True
+        )
         checks.add_column("table or files")
         checks.add_column("rows expected", justify="right")
         checks.add_column("rows restored", justify="right")

@@ -140,7 +140,7 @@ class EvidenceView(Container, View):
             return
         self.close_save()
         self.query_one("#evidence-status", Static).update(Text(f"saved to {path}", "bold green"))
-        self.notify(f"evidence saved to {path}")
+        self.notify(f"evidence saved to {path}", markup=False)
 
     def on_key(self, event: Any) -> None:
         if event.key == "escape" and self.query_one("#evidence-save").display:

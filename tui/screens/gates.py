@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
+from textual.widget import Widget
 
 from kamal_backup.models import GateVerdict
 from kamal_backup.services.gates import (
@@ -24,6 +25,17 @@ def how_to_allow(verdict: GateVerdict) -> str:
     if verdict.variable:
         return f"set {verdict.variable}"
     return "choose another target directory"
+
+
+def said_refused(widget: Widget, verdicts: list[tuple[str, GateVerdict]]) -> bool:
+    """Whether a gate refuses; if one does, the first is notified with its remedy (as plain
+    text: a reason names paths, which may hold "[...]")."""
+    refused = next((verdict for _, verdict in verdicts if not verdict.allowed), None)
+    if refused is not None:
+        widget.notify(
+            f"refused: {refused.reason}; {how_to_allow(refused)}", severity="error", markup=False
+        )
+    return refused is not None
 
 
 def flags_text(settings: Settings) -> Text:
@@ -51,7 +63,7 @@ def add_gate_rows(
         else:
             mark = Text("✘ REFUSED", style="bold red")
             reason = Text(f"{verdict.reason}; {how_to_allow(verdict)}", overflow="fold")
-        table.add_row(mark, f"{part}: {verdict.gate}", reason)
+        table.add_row(mark, Text(f"{part}: {verdict.gate}"), reason)
     if flags:
         table.add_row("flags", "set now", flags_text(settings))
     if unjudged and all(verdict.allowed for _, verdict in verdicts):

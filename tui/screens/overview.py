@@ -93,6 +93,11 @@ class OverviewView(VerticalScroll, View):
         if self.tui.start_operation("check", self, lambda _status: backend.check()):
             self._show_progress("checking the repository…", indeterminate=True)
 
+    def clear_outcome(self) -> None:
+        """The last operation's outcome line gives way to the hint: the operator refreshed, or
+        another operation started (its outcome is in the facts: Last backup run, Last check)."""
+        self.query_one("#operation-status", Static).update(HINT)
+
     def _show_progress(self, text: str, indeterminate: bool = False) -> None:
         self.query_one("#operation-status", Static).update(Text(text, style="bold"))
         bar = self.query_one("#operation-progress", ProgressBar)
@@ -163,21 +168,22 @@ class OverviewView(VerticalScroll, View):
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
+        # Every value is Text, never markup: a path or a name may hold "[...]".
         table.add_row(
             "App",
-            f"{settings.app_name}  ·  every {describe_age(settings.backup_schedule_seconds)}",
+            Text(f"{settings.app_name}  ·  every {describe_age(settings.backup_schedule_seconds)}"),
         )
-        table.add_row("Repository", shorten_middle(settings.repository_display, width))
+        table.add_row("Repository", Text(shorten_middle(settings.repository_display, width)))
         for adapter in backend.adapters:
             label = (
                 "Database" if len(backend.adapters) == 1 else f"Database {adapter.database_name}"
             )
             source = f"{adapter.name}  {adapter.source_label()}"
-            table.add_row(label, Text(shorten_middle(source, width)))
+            table.add_row(Text(label), Text(shorten_middle(source, width)))
         if not backend.adapters:
             table.add_row("Database", "(none: a files-only app)")
         paths = ", ".join(str(p) for p in settings.backup_paths) or "(none)"
-        table.add_row("Backup paths", shorten_middle(paths, width))
+        table.add_row("Backup paths", Text(shorten_middle(paths, width)))
         for kind in SNAPSHOT_TYPES:
             table.add_row(f"Latest {kind}", self._latest_text(kind))
         table.add_row("Safety flags", self._flags_text(width))

@@ -12,13 +12,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Input, Label, RadioSet, Static
 
 from kamal_backup.models import GateVerdict, ResticStatus, RestoreResult, Snapshot
 from kamal_backup.services.gates import ALLOW_IN_PLACE
 from kamal_backup.services.restore import DEFAULT_FILES_TARGET
 from tui.messages import OperationDone
-from tui.screens.gates import add_gate_rows, flags_text, how_to_allow
+from tui.screens.gates import add_gate_rows, flags_text, said_refused
+from tui.widgets.toggles import MarkedRadioButton
 
 if TYPE_CHECKING:
     from tui.app import KamalBackupApp
@@ -52,8 +53,8 @@ class RestoreFileScreen(ModalScreen[None]):
         with VerticalScroll(id="restore-file-dialog"):
             yield Static(self.heading(), id="restore-file-what")
             with RadioSet(id="restore-file-where"):
-                yield RadioButton("into a scratch directory", id="where-scratch", value=True)
-                yield RadioButton(
+                yield MarkedRadioButton("into a scratch directory", id="where-scratch", value=True)
+                yield MarkedRadioButton(
                     "in place, at its original path"
                     if allowed
                     else f"in place (needs {ALLOW_IN_PLACE}=true)",
@@ -156,9 +157,7 @@ class RestoreFileScreen(ModalScreen[None]):
 
     def action_start(self) -> None:
         verdicts = self.verdicts()
-        refused = next((v for _, v in verdicts if not v.allowed), None)
-        if refused is not None:
-            self.notify(f"refused: {refused.reason}; {how_to_allow(refused)}", severity="error")
+        if said_refused(self, verdicts):
             return
         if not self.can_start(verdicts):
             self.notify(f"type {self.tui.settings.app_name} in the confirm field to restore")

@@ -18,12 +18,14 @@ from textual.widgets.tree import TreeNode, UnknownNodeID
 from kamal_backup.humanize import describe_age, human_bytes
 from kamal_backup.models import FileEntry, Snapshot
 from kamal_backup.process import CancelScope
+from kamal_backup.services.baseline import ACCEPTED_AT, ACCEPTED_BY
 from kamal_backup.services.snapshots import complete_runs, expected_parts, suspicious_runs
 from tui.messages import describe_error
 from tui.screens import View
 from tui.screens.restore_file import RestoreFileScreen
 
 FILTERS = ("all", "database", "files")
+LOADING = " (loading…)"  # beside a directory while it is listed
 
 
 def grouped_by_run(snapshots: list[Snapshot]) -> list[list[Snapshot]]:
@@ -58,6 +60,8 @@ class SnapshotsView(Container, View):
         self.by_id: dict[str, Snapshot] = {}
         self.complete: set[str] = set()
         self.suspicious: set[str] = set()
+        # Runs once suspicious and accepted (`kamal-backup accept`): who, and when.
+        self.accepted: dict[str, tuple[str, str]] = {}
         self.filter = "all"
         self.shown: str | None = None
 
@@ -100,17 +104,24 @@ class SnapshotsView(Container, View):
         self.by_id = {s.id: s for s in snapshots}
         self.complete = complete_runs(snapshots, expected_parts(self.tui.settings))
         self.suspicious = suspicious_runs(snapshots)
+        self.accepted = {
+            s.run: (by, s.tag_value(ACCEPTED_AT) or "?")
+            for s in snapshots
+            if s.run and (by := s.tag_value(ACCEPTED_BY))
+        }
         self.shown = None
         self.fill_table()
 
     def run_note(self, snapshot: Snapshot) -> str:
         """Why a run is not `latest`: a production restore's safety snapshot, partial, or
-        suspicious (it shrank against the last good run)."""
+        suspicious (it shrank against the last good run); or that it was accepted so."""
         if snapshot.pre_restore:
             return " pre-restore"
         if snapshot.run and snapshot.run not in self.complete:
             return " partial"
-        return " suspicious" if snapshot.run in self.suspicious else ""
+        if snapshot.run in self.suspicious:
+            return " suspicious"
+        return " accepted" if snapshot.run in self.accepted else ""
 
     def tick(self) -> None:
         """Redraws the ages in the list and the detail from one clock reading."""
@@ -174,11 +185,12 @@ class SnapshotsView(Container, View):
                     f"{self.tui.local(snapshot.time):%Y-%m-%d %H:%M}" if position == 0 else "  └"
                 )
                 size = snapshot.summary.total_bytes_processed if snapshot.summary else None
+                # Text, never markup: a tag's value is whatever the repository holds.
                 table.add_row(
                     Text(label + (self.run_note(snapshot) if position == 0 else "")),
                     self.age(snapshot, now),
-                    snapshot.kind or "-",
-                    snapshot.short,
+                    Text(snapshot.kind or "-"),
+                    Text(snapshot.short),
                     human_bytes(size),
                     Text(describe_database(snapshot)),
                     key=snapshot.id,
@@ -221,27 +233,36 @@ class SnapshotsView(Container, View):
         tree.display = snapshot.kind == "files"
         if snapshot.kind == "files":
             tree.clear()
-            tree.root.set_label(f"files in {snapshot.short} (v: go here, enter opens, f restores)")
+            tree.root.set_label(
+                Text(f"files in {snapshot.short} (v: go here, enter opens, f restores)")
+            )
             tree.root.data = snapshot.id
-            for path in snapshot.paths:
-                tree.root.add(path, data=path, allow_expand=True)
+            for path in snapshot.paths:  # Text: a str label is markup, and a path is not
+                tree.root.add(Text(path), data=path, allow_expand=True)
             tree.root.expand()
 
     def detail_table(self, snapshot: Snapshot, now: datetime) -> Table:
         table = Table.grid(padding=(0, 1))
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
-        table.add_row("id", snapshot.id)
+        # Text, never markup: ids, hosts, paths and tags are the repository's data.
+        table.add_row("id", Text(snapshot.id))
         table.add_row(
             "time",
             f"{self.tui.local(snapshot.time):%Y-%m-%d %H:%M:%S %Z} ({self.age(snapshot, now)})",
         )
-        table.add_row("type", snapshot.kind or "-")
+        table.add_row("type", Text(snapshot.kind or "-"))
         if snapshot.run:
             if snapshot.pre_restore:
                 complete = "safety snapshot taken before a production restore"
             elif snapshot.run in self.suspicious and snapshot.run in self.complete:
-                complete = f"complete, suspicious: not latest; accept with `accept {snapshot.run}`"
+                complete = (
+                    "complete, suspicious: not latest; accept with "
+                    f"`kamal-backup accept {snapshot.run}`"
+                )
+            elif snapshot.run in self.accepted and snapshot.run in self.complete:
+                by, at = self.accepted[snapshot.run]
+                complete = f"complete, accepted by {by} at {at}"
             elif snapshot.run in self.complete:
                 complete = "complete"
             else:
@@ -250,10 +271,10 @@ class SnapshotsView(Container, View):
         if snapshot.database:
             table.add_row("database", Text(snapshot.database))
         if snapshot.adapter:
-            table.add_row("adapter", snapshot.adapter)
-        table.add_row("host", snapshot.hostname)
-        table.add_row("paths", "\n".join(snapshot.paths))
-        table.add_row("tags", ", ".join(snapshot.tags))
+            table.add_row("adapter", Text(snapshot.adapter))
+        table.add_row("host", Text(snapshot.hostname))
+        table.add_row("paths", Text("\n".join(snapshot.paths)))
+        table.add_row("tags", Text(", ".join(snapshot.tags)))
         summary = snapshot.summary
         if summary is not None:
             table.add_row(
@@ -283,7 +304,7 @@ class SnapshotsView(Container, View):
         snapshot_id = node.tree.root.data
         if snapshot_id is None:
             return
-        node.set_label(f"{node.label} (loading…)")
+        node.set_label(Text.assemble(node.label, LOADING))
         scope = self.tui.read_scope(f"files in {node.data}")
         self.list_files(node, snapshot_id, node.data, scope)
 
@@ -309,7 +330,9 @@ class SnapshotsView(Container, View):
             tree.get_node_by_id(node.id)
         except UnknownNodeID:  # another snapshot was selected while this directory loaded
             return
-        label = str(node.label).removesuffix(" (loading…)")
+        label = Text.assemble(node.label)  # a copy, still Text (the label is never markup)
+        if label.plain.endswith(LOADING):
+            label.right_crop(len(LOADING))
         node.set_label(label)
         if message.error is not None:
             node.add_leaf(Text(f"cannot list: {message.error}", style="red"))
@@ -319,9 +342,9 @@ class SnapshotsView(Container, View):
             node.add_leaf(Text("(empty)", style="dim"))
         for entry in message.entries or []:
             if entry.is_dir:
-                node.add(entry.name + "/", data=entry.path, allow_expand=True)
+                node.add(Text(entry.name + "/"), data=entry.path, allow_expand=True)
             else:
-                node.add_leaf(f"{entry.name}  {human_bytes(entry.size)}", data=entry.path)
+                node.add_leaf(Text(f"{entry.name}  {human_bytes(entry.size)}"), data=entry.path)
 
 
 def describe_database(snapshot: Snapshot) -> str:
