@@ -51,6 +51,7 @@ from kamal_backup.services.snapshots import (
     list_snapshots,
     no_good_run,
     resolve_snapshot,
+    say_suspicious,
     validate_snapshot_argument,
 )
 from kamal_backup.settings import Settings, resolve_path, secret
@@ -190,6 +191,7 @@ def restore_all_databases(
             raise ConfigError(
                 "SNAPSHOT", no_good_run(every, expected_parts(settings), settings.app_name)
             )
+        say_suspicious(every, members[0].run, latest=True)
     else:
         run = resolve_snapshot(settings, restic, snapshot, "database", every).run
         members = [s for s in every if run is not None and s.run == run]
@@ -309,6 +311,7 @@ def find_run(
             f"run {value} is not complete (it has only its {', '.join(sorted(members))} "
             "snapshots); restore a snapshot by id with restore-db or restore-files",
         )
+    say_suspicious(snapshots, value, latest=argument.strip() == "latest")
     return {part: members[part] for part in sorted(expected, key=lambda p: p == FILES_PART)}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Collection, Sequence
 
@@ -16,6 +17,8 @@ from kamal_backup.models import (
 from kamal_backup.restic import Restic
 from kamal_backup.services import app_tags, restic_for
 from kamal_backup.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _SNAPSHOT_ID = re.compile(r"^[0-9a-f]{8,64}$")
 
@@ -85,6 +88,25 @@ def suspicious_runs(snapshots: Sequence[Snapshot]) -> set[str]:
 def good_runs(snapshots: Sequence[Snapshot], expected: Collection[str]) -> set[str]:
     """Complete runs that are not suspicious (accepted ones included): what `latest` means."""
     return complete_runs(snapshots, expected) - suspicious_runs(snapshots)
+
+
+def say_suspicious(snapshots: Sequence[Snapshot], run: str | None, latest: bool) -> None:
+    """Logs what an operator restoring `run` should know: that it is suspicious (named by id or
+    run), or, for `latest`, which newer suspicious runs it passed over."""
+    flagged = suspicious_runs(snapshots)
+    if run in flagged:
+        log.warning(
+            "run %s is suspicious (it shrank against the last good run): restoring it as asked",
+            run,
+        )
+    elif latest and run is not None and (newer := sorted(r for r in flagged if r > run)):
+        log.warning(
+            "latest is run %s: the newer suspicious run%s %s %s skipped (name one to restore it)",
+            run,
+            "s" if len(newer) > 1 else "",
+            ", ".join(newer),
+            "are" if len(newer) > 1 else "is",
+        )
 
 
 def no_good_run(snapshots: Sequence[Snapshot], expected: Collection[str], app_name: str) -> str:
@@ -161,9 +183,11 @@ def resolve_snapshot(
                     f"; name a {kind} snapshot id from `kamal-backup list` to restore a partial run"
                 )
             raise ConfigError("SNAPSHOT", why)
+        say_suspicious(every, latest.run, latest=True)
         return latest
     matches = [s for s in candidates if s.id.startswith(value)]
     if len(matches) == 1:
+        say_suspicious(every, matches[0].run, latest=False)
         return matches[0]
     if len(matches) > 1:
         raise ConfigError("SNAPSHOT", f"{value} matches {len(matches)} snapshots; give more digits")

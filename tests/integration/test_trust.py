@@ -105,10 +105,22 @@ def test_sqlite_emptied_table_is_kept_tagged_skipped_by_latest_until_accepted(
 
     # `latest` skips the suspicious run: restore-db latest brings back the 1,000 rows.
     target = tmp_path / "restored.sqlite3"
-    app.cli("restore-db", extra={**ALLOW, "RESTORE_SQLITE_DATABASE_PATH": str(target)}, check=True)
+    restored = app.cli(
+        "restore-db", extra={**ALLOW, "RESTORE_SQLITE_DATABASE_PATH": str(target)}, check=True
+    )
     with sqlite3.connect(target) as db:
         assert db.execute("SELECT count(*) FROM notes").fetchone() == (1000,)
     db.close()
+    assert f"latest is run {first['run']}: the newer suspicious run {bad_run} is skipped" in (
+        restored.stderr
+    )
+    # Named by its run, the suspicious run is restored, with a warning.
+    by_name = app.cli(
+        "restore", bad_run, extra={**ALLOW, "RESTORE_SQLITE_DATABASE_PATH": str(target),
+                                   "RESTORE_FILES_PATH": str(tmp_path / "files")},
+        check=True,
+    )  # fmt: skip
+    assert f"run {bad_run} is suspicious" in by_name.stderr
 
     # A string of empty backups stays suspicious (each is compared with the last good run), and
     # RESTIC_KEEP_LAST=1 does not rotate the good run out.
