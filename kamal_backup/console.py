@@ -28,11 +28,21 @@ class LazyConsole:
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+    def get(self) -> Console:
+        """The Console itself: for rich objects that use it as more than attributes (Progress's
+        Live enters it as a context manager, which no __getattr__ can stand in for)."""
         if self._console is None:
             with self._lock:  # one Console, whichever thread prints first
                 if self._console is None:
                     self._console = self._make()
-        return getattr(self._console, name)
+        return self._console
+
+
+def real_console(console: Console) -> Console:
+    """The rich Console behind `console` (made now if it is a LazyConsole)."""
+    return console.get() if isinstance(console, LazyConsole) else console
 
 
 def _stderr_console() -> Console:
@@ -93,7 +103,7 @@ def live_progress() -> Iterator[Callable[[str, ResticStatus], None] | None]:
         TextColumn("{task.percentage:>3.0f}%"),
         DownloadColumn(),
         TimeElapsedColumn(),
-        console=stderr,
+        console=real_console(stderr),
         transient=True,
     )
     tasks: dict[str, TaskID] = {}

@@ -44,8 +44,8 @@ def _ctr(key: bytes, nonce: bytes, data: bytes) -> bytes:
     return encryptor.update(data) + encryptor.finalize()
 
 
-def cheapen_keys(repo: Path, password: str, n: int = CHEAP_N) -> None:
-    """Re-wraps every key of the local repository `repo` with scrypt parameter N=`n`."""
+def cheapen_keys(repo: Path, password: str, n: int = CHEAP_N, p: int = 1) -> None:
+    """Re-wraps every key of the local repository `repo` with scrypt parameters N=`n`, p=`p`."""
     keys = repo / "keys"
     for keyfile in list(keys.iterdir()):
         doc = json.loads(keyfile.read_text())
@@ -58,12 +58,12 @@ def cheapen_keys(repo: Path, password: str, n: int = CHEAP_N) -> None:
             raise ValueError(f"{keyfile.name}: the password does not open this key")
         master = _ctr(enc, nonce, ciphertext)
         salt, nonce = os.urandom(64), os.urandom(16)
-        enc, mac_k, mac_r = _derive(password.encode(), salt, n, 8, 1)
+        enc, mac_k, mac_r = _derive(password.encode(), salt, n, 8, p)
         ciphertext = _ctr(enc, nonce, master)
         doc.update(
             N=n,
             r=8,
-            p=1,
+            p=p,
             salt=base64.b64encode(salt).decode(),
             data=base64.b64encode(
                 nonce + ciphertext + _mac(mac_k, mac_r, nonce, ciphertext)
@@ -72,3 +72,12 @@ def cheapen_keys(repo: Path, password: str, n: int = CHEAP_N) -> None:
         content = json.dumps(doc).encode()
         (keys / hashlib.sha256(content).hexdigest()).write_bytes(content)
         keyfile.unlink()
+
+
+def production_cost_keys(repo: Path, password: str) -> None:
+    """Gives the repository's key the cost restic's own calibration picks on this kind of
+    machine (N=32768, p=6: about half a second per restic process), so that every restic the
+    tool starts spends that long opening the repository before it writes anything. Tests that
+    cancel a running operation use it: the operation is then reliably still running when the
+    key arrives, as it is in production, however fast the cheap-key suite has become."""
+    cheapen_keys(repo, password, n=32768, p=6)

@@ -6,6 +6,7 @@ import contextlib
 import contextvars
 import hashlib
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -287,6 +288,12 @@ class SqliteAdapter(DatabaseAdapter):
                 if cancelled():
                     raise Interrupted()
                 if returncode != 0:
+                    # restic writes the file: its own write error is about the target's disk.
+                    if written := re.search(r"write /dev/stdout: ([^\n]+)", stderr):
+                        raise OperationFailed(
+                            f"cannot write the restored database in {target.parent}: "
+                            f"{written.group(1).strip()}"
+                        )
                     raise error_for(returncode, stderr, "reading the database dump")
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -46,7 +46,8 @@ def test_sqlite_restore_out_of_space_keeps_the_previous_file(app: App, small_dis
         extra={"KAMAL_BACKUP_ALLOW_RESTORE": "true", "RESTORE_SQLITE_DATABASE_PATH": str(target)},
     )
     assert result.returncode == 1, result.stderr
-    assert "No space left on device" in result.stderr and "Traceback" not in result.stderr
+    assert f"cannot write the restored database in {small_disk}: " in result.stderr
+    assert "no space left on device" in result.stderr.lower() and "Traceback" not in result.stderr
     assert target.read_bytes() == before
     assert sorted(p.name for p in small_disk.iterdir()) == ["restore.sqlite3"]
     assert sqlite_rows(app.db)  # the source is untouched too

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RESTIC_PASSWORD, App, add_bulk
+from tests.restic_keys import production_cost_keys
 
 pytestmark = pytest.mark.integration
 
@@ -160,7 +161,8 @@ def test_after_cancelling_a_backup_r_shows_the_snapshots_again(
     app: App, terminal: Terminal
 ) -> None:
     app.cli("backup", check=True)
-    add_bulk(app.db, 20000, 4000)  # the next backup is still streaming when x arrives
+    add_bulk(app.db, 20, 4_000_000)  # ~80 MB: the next backup is still streaming when x arrives
+    production_cost_keys(app.repo, RESTIC_PASSWORD)  # each restic opens the repository slowly
     start_tui(terminal, app, (100, 30))
     terminal.wait_for("Latest files     FRESH")
     terminal.keys("b")
@@ -171,7 +173,10 @@ def test_after_cancelling_a_backup_r_shows_the_snapshots_again(
     terminal.keys("r")
     time.sleep(0.5)
     terminal.keys("s")
-    screen = terminal.wait_for("2 of 2 snapshots in 1 runs")
+    # Either half of the cancelled run may have finished before the cancel (the halves run at
+    # once, issue 14): whatever it saved is listed, and the listing itself works.
+    screen = terminal.wait_for("snapshots in")
+    assert any(f"{n} of {n} snapshots in" in screen for n in (2, 3, 4)), screen
     assert "cannot list snapshots" not in screen
     terminal.keys("o")
     screen = terminal.wait_for("Latest database  FRESH")

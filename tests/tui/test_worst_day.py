@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from datetime import timedelta
@@ -26,8 +25,9 @@ from kamal_backup import process
 from kamal_backup.models import Snapshot
 from kamal_backup.settings import load_settings
 from kamal_backup.verification import DrillRecord
-from tests.conftest import App, add_bulk, make_sqlite
+from tests.conftest import RESTIC_PASSWORD, App, add_bulk, make_sqlite
 from tests.integration.databases import pg_databases, psql
+from tests.restic_keys import production_cost_keys
 from tests.tui.fixed import NOW, FailingListing, FixedBackend, fixed_app
 from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
 from tui import KamalBackupApp, make_app
@@ -52,9 +52,9 @@ class SlowListing(Backend):
 @pytest.mark.integration
 async def test_cancelling_an_operation_leaves_a_concurrent_listing_alive(app: App) -> None:
     app.cli("backup", check=True)
-    add_bulk(app.db, 20000)  # both halves of the next backup run for a moment
-    for i in range(10):
-        (app.files / f"upload-{i}.bin").write_bytes(os.urandom(2_000_000))
+    # Both halves of the next backup run for a moment: each restic opens the repository for
+    # about half a second before it writes anything.
+    production_cost_keys(app.repo, RESTIC_PASSWORD)
     tui = tui_for(app, SlowListing)
     async with tui.run_test(size=(80, 24)) as pilot:
         await wait_for_text(pilot, "Latest database  FRESH", timeout=30)
