@@ -56,8 +56,8 @@ PLAIN_CONTAINERS = (ScrollableContainer, VerticalScroll, HorizontalScroll)
 # unchanged where the restore commits (or swaps a file in) only at its end; MySQL commits DDL as
 # it goes, so a cancelled MySQL restore may leave the scratch database part-way.
 UNTOUCHED = {
-    "backup": "the run is incomplete and counts as no backup; the app's database and files "
-    "were only read",
+    "backup": "the app's database and files were only read; a run cancelled before both its "
+    "snapshots were saved counts as no backup (the snapshot list shows what it saved)",
     "check": "the repository was only read",
     "file restore": "the restored path is swapped in only at the end, so it is as it was",
 }
