@@ -280,7 +280,9 @@ async def test_a_cancelled_backups_banner_goes_on_refresh_and_when_a_later_opera
         await pilot.press("x")
         await wait_for(pilot, lambda: tui.operation is None, what="the cancel")
         await idle(pilot)
-        assert banner().startswith("backup cancelled: the run is incomplete"), banner()
+        assert banner().startswith(
+            "backup cancelled: the app's database and files were only read"
+        ), banner()
 
     async with tui.run_test(size=(140, 50)) as pilot:
         await idle(pilot)
