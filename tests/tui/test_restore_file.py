@@ -42,7 +42,7 @@ async def open_restore_of_a_txt(pilot: Pilot[None], app: App) -> RestoreFileScre
     a_txt: TreeNode[str] = uploads.children[1]
     assert a_txt.data == str(app.files / "uploads" / "a.txt")
     tree.move_cursor(a_txt)
-    await pilot.pause(0.1)
+    await idle(pilot)  # the cursor's file is the selection before f (a busy machine is slow)
     await pilot.press("f")
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, RestoreFileScreen), what="dialog")
     screen = pilot.app.screen
