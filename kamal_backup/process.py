@@ -273,6 +273,18 @@ def _death_signal_prefix() -> tuple[str, ...]:
     return (setpriv, "--pdeathsig", "KILL", "--") if probe.returncode == 0 else ()
 
 
+def stop(child: subprocess.Popen[Any], grace: float = 5) -> None:
+    """Ends a child started by `spawn` and its process group: SIGTERM (restic then removes its
+    lock), SIGKILL after `grace` seconds. A child that has ended is only reaped."""
+    if child.poll() is None:
+        _signal_group(child, signal.SIGTERM)
+        try:
+            child.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(child, signal.SIGKILL)
+            child.wait()
+
+
 def _signal_group(child: subprocess.Popen[Any], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(child.pid, sig)
@@ -333,13 +345,7 @@ def spawn(
         scope.raise_if_cancelled()
         yield child
     finally:
-        if child.poll() is None:
-            _signal_group(child, signal.SIGTERM)
-            try:
-                child.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                _signal_group(child, signal.SIGKILL)
-                child.wait()
+        stop(child)
         for stream in (child.stdin, child.stdout, child.stderr):
             if stream is not None:
                 with contextlib.suppress(OSError):

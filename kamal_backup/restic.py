@@ -38,6 +38,10 @@ _SNAPSHOTS = TypeAdapter(list[Snapshot])
 StatusCallback = Callable[[ResticStatus], None]
 
 
+# Commands that take no lock or a shared one: they may run beside a waiting early dump.
+_SHARED_LOCK = frozenset({"backup", "cat", "dump", "ls", "snapshots", "stats", "version"})
+
+
 def parse_version(text: str) -> tuple[int, int, int] | None:
     match = _VERSION.search(text)
     if not match:
@@ -201,6 +205,8 @@ class Restic:
         # forget/prune and check need an exclusive lock: wait a while for a running backup.
         self.retry_lock = retry_lock
         self._version: tuple[int, int, int] | None = None
+        # `restic dump` processes started ahead of need (early_dump): path -> (snapshot id, process).
+        self._early_dumps: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
 
     # Plumbing ---------------------------------------------------------------------------
 
@@ -241,6 +247,8 @@ class Restic:
         services/backup.py).
         """
         log.debug("running restic %s", args[0])
+        if args[0] not in _SHARED_LOCK:
+            self._stop_early_dumps()  # a waiting `restic dump` holds a lock in the way
         bounded = metadata or opening
         try:
             return process.run(
@@ -628,11 +636,56 @@ class Restic:
     def dump(
         self, snapshot_id: str, path: str, stdout: int | IO[Any] = subprocess.PIPE
     ) -> Iterator[subprocess.Popen[bytes]]:
-        """Streams one file of a snapshot to stdout; the caller reads, waits and checks."""
+        """Streams one file of a snapshot to stdout; the caller reads, waits and checks.
+
+        Inside `early_dump(id, path)`, this takes the process it started when the path is the
+        same and one id starts with the other (a short id), if that process is still running or
+        finished well (a dump smaller than a pipe buffer may be done).
+        """
+        guessed, early = self._early_dumps.pop(path, ("", None))
+        if early is not None:
+            if (
+                stdout == subprocess.PIPE
+                and (snapshot_id.startswith(guessed) or guessed.startswith(snapshot_id))
+                and early.poll() in (None, 0)
+            ):
+                log.debug("restic dump %s: taking the process started early", snapshot_id[:8])
+                yield early
+                return
+            process.stop(early)
         with process.spawn(
             self.argv("dump", snapshot_id, path), env=self.environment, stdout=stdout
         ) as child:
             yield child
+
+    def _stop_early_dumps(self) -> None:
+        """Stops every early dump nobody took (restic removes its lock on SIGTERM)."""
+        for path in list(self._early_dumps):
+            _, child = self._early_dumps.pop(path, ("", None))
+            if child is not None:
+                process.stop(child)
+
+    @contextmanager
+    def early_dump(self, snapshot_id: str | None, path: str | None) -> Iterator[None]:
+        """Starts `restic dump` of a snapshot the caller expects to read soon, so that restic
+        opens the repository (its key derivation; a remote backend's round trips) while the
+        caller lists snapshots to decide what to read.
+
+        The guess only saves time: a `dump` of that snapshot and path inside this block takes
+        the process; any other dump starts its own. Nothing reads the guessed process's output
+        unless the caller chose that very snapshot, and it is stopped when the block ends (it
+        waits on a full pipe meanwhile). With no id or path, nothing is started.
+        """
+        if not snapshot_id or not path:
+            yield
+            return
+        with process.spawn(self.argv("dump", snapshot_id, path), env=self.environment) as child:
+            self._early_dumps[path] = (snapshot_id, child)
+            try:
+                yield
+            finally:
+                if self._early_dumps.get(path, ("", None))[1] is child:
+                    del self._early_dumps[path]
 
     def restore(
         self,

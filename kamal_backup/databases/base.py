@@ -67,6 +67,8 @@ class DatabaseAdapter(abc.ABC):
     secret_variables: ClassVar[tuple[str, ...]] = ()
     tools: ClassVar[tuple[str, ...]] = ()
     extension: ClassVar[str]
+    # Whether restore() reads `restic dump` from a pipe (so a dump started early can serve it).
+    restores_from_pipe: ClassVar[bool] = True
 
     def __init__(self, settings: Settings, database: Database) -> None:
         self.settings = settings
@@ -125,6 +127,10 @@ class DatabaseAdapter(abc.ABC):
     @abc.abstractmethod
     def restore_target_words(self) -> list[str]:
         """The parts of the restore target the production-like gate inspects."""
+
+    def warm_restore(self) -> None:  # noqa: B027 (an optional hook: a no-op by default)
+        """Asks, ahead of restore(), what it would ask first (server and client versions), so
+        that it runs beside the snapshot listing. Best effort: restore() asks again on error."""
 
     @abc.abstractmethod
     def restore_target_is_source(self) -> bool:

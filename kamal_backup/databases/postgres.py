@@ -108,8 +108,11 @@ def installed_clients(env: Mapping[str, str]) -> list[PgClient]:
     """Debian's side-by-side clients (/usr/lib/postgresql/<major>/bin), then a pg_dump on PATH."""
     found: dict[int, PgClient] = {}
     for pg_dump in sorted(glob.glob(f"{CLIENT_ROOT}/*/bin/pg_dump")):
-        major = client_major(pg_dump, env)
-        if major is not None:
+        # Debian names the directory after the major: no `pg_dump --version` per installed
+        # major (five of them in the image, each a process, on every backup and restore).
+        directory = Path(pg_dump).parent.parent.name
+        major = int(directory) if directory.isdigit() else client_major(pg_dump, env)
+        if major is not None and os.access(pg_dump, os.X_OK):
             found.setdefault(major, PgClient(major, Path(pg_dump).parent))
     on_path = process.find_tool("pg_dump", env)
     # Debian's /usr/bin/pg_dump is a wrapper that picks a version itself; the real ones are above.
@@ -331,6 +334,8 @@ class PostgresAdapter(ServerAdapter):
     def __init__(self, settings: Settings, database: Database) -> None:
         super().__init__(settings, database)
         self._clients: list[PgClient] | None = None
+        # The client chosen for a server (by its connection environment), asked once.
+        self._chosen: dict[tuple[tuple[str, str], ...], PgClient] = {}
 
     # URLs and passwords -----------------------------------------------------------------
 
@@ -357,10 +362,21 @@ class PostgresAdapter(ServerAdapter):
             raise OperationFailed("could not read the PostgreSQL server version") from None
 
     def client_for(self, env: Mapping[str, str]) -> PgClient:
-        server = self.server_major(env)
-        client = choose_client(server, self.clients())
-        log.debug("PostgreSQL server %d: using clients in %s", server, client.bindir)
-        return client
+        key = tuple(sorted(env.items()))
+        if key not in self._chosen:
+            server = self.server_major(env)
+            client = choose_client(server, self.clients())
+            log.debug("PostgreSQL server %d: using clients in %s", server, client.bindir)
+            self._chosen[key] = client
+        return self._chosen[key]
+
+    def warm_restore(self) -> None:
+        target = self.require_target()
+        self.client_for(
+            client_env(
+                target, self.target_password(target), self.settings.environ, database="postgres"
+            )
+        )
 
     # Backup -----------------------------------------------------------------------------
 

@@ -159,6 +159,7 @@ class SqliteAdapter(DatabaseAdapter):
     aliases = ("sqlite3",)
     tools = ("sqlite3",)
     extension = "sqlite3"
+    restores_from_pipe = False  # restic writes the file itself
 
     @property
     def source(self) -> Path:

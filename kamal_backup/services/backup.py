@@ -235,6 +235,32 @@ def _perform(
     # The halves open the repository themselves: a missing one shows as their exit code 10,
     # a refused connection or an unknown host in their retry lines (Restic._exec).
     restic.require_supported_version()
+    # The comparison after the halves reads the last good run's manifest: restic opens the
+    # repository for it now, beside the halves (a guess from the state directory; the listing
+    # decides, and a wrong guess costs only the process).
+    with restic.early_dump(*(_last_manifest(settings) if manifest else (None, None))):
+        listed = _save_and_judge(settings, run, restic, adapters, on_status, manifest)
+    _retain_and_check(settings, run, restic, listed)
+
+
+def _last_manifest(settings: Settings) -> tuple[str | None, str | None]:
+    """(short id, path) of the last successful run's manifest, from the state directory."""
+    last = state.last_success(settings.state_dir)
+    if last is None or not last.manifest_snapshot:
+        return None, None
+    return last.manifest_snapshot, "/" + manifest_filename(settings, last.run)
+
+
+def _save_and_judge(
+    settings: Settings,
+    run: BackupRun,
+    restic: Restic,
+    adapters: list[DatabaseAdapter],
+    on_status: StatusCallback | None,
+    manifest: bool,
+) -> list[Snapshot]:
+    """The halves, the manifest, the verification listing and the comparison; returns the
+    app's listing (the run's snapshots under their ids after any re-tagging)."""
     run_tag = f"run:{run.run}"
     halves = _Halves(settings, run, restic, adapters, on_status, manifest)
     outcome = halves.run()
@@ -330,7 +356,12 @@ def _perform(
         "verified snapshots %s in the repository",
         ", ".join(found[i].short_id for i in made.values()),
     )
+    return listed
 
+
+def _retain_and_check(
+    settings: Settings, run: BackupRun, restic: Restic, listed: list[Snapshot]
+) -> None:
     if settings.restic_forget_after_backup:
         try:
             run.retention = apply_retention(settings, restic, snapshots=listed)

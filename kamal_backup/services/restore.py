@@ -16,15 +16,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from kamal_backup import state
+from kamal_backup import process, state
 from kamal_backup.databases import DatabaseAdapter, adapter_for, adapters_for
 from kamal_backup.databases.base import ByteCounter
 from kamal_backup.errors import ConfigError, Interrupted, KamalBackupError, OperationFailed
 from kamal_backup.locking import operation_lock
 from kamal_backup.models import (
     FILES_PART,
+    LEGACY_DATABASE,
     PRE_RESTORE_TAG,
     ResticStatus,
     RestoreResult,
@@ -100,6 +101,97 @@ def restore_database(
     validate_snapshot_argument(snapshot)
     restic = restic_for(settings)
     restic.require_supported_version()
+    guess = None if snapshots is not None else _expected_snapshot(settings, snapshot, database)
+    warmed = _warmed_adapter(settings, guess.database if guess else database)
+    # restic opens the repository for the likely dump, and the target's client versions are
+    # asked, while the listing decides what to read.
+    with restic.early_dump(*(_early_target(settings, guess) if guess else (None, None))):
+        if snapshots is None:
+            parts: dict[str, Callable[[], object]] = {
+                "listing": lambda: list_snapshots(settings, restic=restic)
+            }
+            if warmed is not None:
+                parts["clients"] = lambda: _warm(warmed)
+            finished = process.run_parts(parts)
+            if (failed := finished.first_failure()) is not None:
+                raise failed[1]
+            snapshots = cast(list[Snapshot], finished.results["listing"])
+        return _restore_database(
+            settings,
+            restic,
+            snapshot,
+            on_status,
+            lock_wait_seconds,
+            database,
+            on_safety_snapshot=on_safety_snapshot,
+            locked_by_caller=locked_by_caller,
+            snapshots=snapshots,
+            warmed=warmed,
+        )
+
+
+def _warmed_adapter(settings: Settings, database: str | None) -> DatabaseAdapter | None:
+    """The adapter a restore will most likely use, or None when it cannot be made yet."""
+    try:
+        return adapter_for(settings, database)
+    except KamalBackupError:
+        return None
+
+
+def _warm(adapter: DatabaseAdapter) -> None:
+    """adapter.warm_restore(), whose errors restore() meets again in their usual place."""
+    try:
+        adapter.warm_restore()
+    except (KamalBackupError, OSError) as exc:
+        log.debug("asking the restore target ahead failed (asked again later): %s", exc)
+
+
+def _expected_snapshot(
+    settings: Settings, argument: str, database: str | None
+) -> SnapshotRecord | None:
+    """The database snapshot a restore will most likely read, from the state directory alone:
+    for 'latest', the last successful backup's; for an id, the snapshot with that id among the
+    last successful backup's and the last restore's. Only a guess: the listing decides."""
+    known: list[SnapshotRecord] = []
+    last = state.last_success(settings.state_dir)
+    if last is not None:
+        known += last.database_snapshots.values()
+    if argument != "latest":
+        restored = state.last_restore(settings.state_dir, "database")
+        if restored is not None:
+            known.append(restored.snapshot)
+        return next((r for r in known if r.id.startswith(argument)), None)
+    wanted = database or LEGACY_DATABASE
+    return next((r for r in known if (r.database or LEGACY_DATABASE) == wanted), None)
+
+
+def _early_target(settings: Settings, record: SnapshotRecord) -> tuple[str | None, str | None]:
+    """(id, path) to dump early, or (None, None) when the restore would first take a safety
+    snapshot (a dump started now would only wait through it) or does not read a pipe."""
+    if len(record.paths) != 1:
+        return None, None
+    try:
+        adapter = adapter_for(settings, record.database)
+        if adapter.restore_target_is_source() or not adapter.restores_from_pipe:
+            return None, None
+    except KamalBackupError:
+        return None, None
+    return record.id, record.paths[0]
+
+
+def _restore_database(
+    settings: Settings,
+    restic: Restic,
+    snapshot: str,
+    on_status: StatusCallback | None,
+    lock_wait_seconds: float,
+    database: str | None,
+    *,
+    on_safety_snapshot: SafetyCallback | None,
+    locked_by_caller: bool,
+    snapshots: Sequence[Snapshot],
+    warmed: DatabaseAdapter | None = None,
+) -> RestoreResult:
     if database is None and snapshot != "latest":
         database = resolve_snapshot(settings, restic, snapshot, "database", snapshots).database
         if database is not None and database not in {d.name for d in settings.database_list}:
@@ -109,6 +201,11 @@ def restore_database(
             )
         gates.enforce(gates.database_restore_verdicts(settings, database))
     adapter = adapter_for(settings, database)
+    if warmed is not None and (warmed.name, warmed.database_name) == (
+        adapter.name,
+        adapter.database_name,
+    ):
+        adapter = warmed  # it knows the target's client versions already
     chosen = resolve_snapshot(
         settings, restic, snapshot, "database", snapshots, database=adapter.database_name
     )
@@ -208,6 +305,7 @@ def restore_all_databases(
             database=adapter.database_name,
             into_source=into_source,
             on_safety_snapshot=on_safety_snapshot,
+            snapshots=every,
         )
         for adapter in adapters
     ]

@@ -283,9 +283,12 @@ def test_restore_killed_mid_stream_leaves_the_target_as_it_was(
     proc = start_restore(app, target)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        # Only this test's restic dump: a child of the restore process.
+        # Only this test's restic dump (a child of the restore process), once the stream runs:
+        # the dump starts before the listing (issue 14), pg_restore once the snapshot is chosen.
+        streaming = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "pg_restore"])
         if (
-            subprocess.run(["pkill", "-9", "-P", str(proc.pid), "-f", "restic dump"]).returncode
+            streaming.returncode == 0
+            and subprocess.run(["pkill", "-9", "-P", str(proc.pid), "-f", "restic dump"]).returncode
             == 0
         ):
             break

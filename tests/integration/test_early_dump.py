@@ -1,0 +1,171 @@
+"""restic opens the repository for a dump while kamal-backup still lists snapshots (issue 14):
+the backup's comparison manifest and a restore's dump start early, on a guess from the state
+directory that the listing confirms or discards. Real restic, real SQLite."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import App
+from tests.integration.databases import pg_databases, psql
+
+pytestmark = pytest.mark.integration
+
+ALLOW = {"KAMAL_BACKUP_ALLOW_RESTORE": "true"}
+
+
+def timing_restic(app: App) -> Path:
+    """A `restic` first on PATH that notes when each command starts and ends."""
+    real = shutil.which("restic")
+    assert real is not None
+    bin_dir = app.root / "timing-bin"
+    bin_dir.mkdir()
+    log = app.root / "restic-times"
+    (bin_dir / "restic").write_text(
+        "#!/bin/sh\n"
+        f'echo "$(date +%s.%N) start $1" >> "{log}"\n'
+        f'"{real}" "$@"\n'
+        "code=$?\n"
+        f'echo "$(date +%s.%N) end $1 $code" >> "{log}"\n'
+        "exit $code\n"
+    )
+    (bin_dir / "restic").chmod(0o755)
+    app.env["PATH"] = f"{bin_dir}:{app.env['PATH']}"
+    return log
+
+
+def events(log: Path) -> list[tuple[float, str, str, str]]:
+    """(time, start|end, command, exit code or '') in order; the log starts afresh."""
+    found = []
+    for line in log.read_text().splitlines():
+        moment, what, command, *code = line.split()
+        found.append((float(moment), what, command, "".join(code)))
+    log.unlink()
+    return found
+
+
+def started(found: list[tuple[float, str, str, str]]) -> list[str]:
+    return sorted(c for _, w, c, _ in found if w == "start")
+
+
+def when(found: list[tuple[float, str, str, str]], what: str, command: str) -> list[float]:
+    return [t for t, w, c, _ in found if w == what and c == command]
+
+
+def state_file(app: App, name: str) -> Path:
+    found = list((app.root / "state").glob(f"*/{name}"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def no_restic_left(app: App) -> None:
+    """No restic of this app's repository still runs (pgrep on its command line)."""
+    running = subprocess.run(["pgrep", "-af", "restic"], capture_output=True, text=True).stdout
+    assert str(app.repo) not in running and "timing-bin" not in running, running
+
+
+def test_the_baseline_manifest_is_read_while_the_halves_run(app: App) -> None:
+    app.cli("backup", check=True)
+    log = timing_restic(app)
+    second = json.loads(app.cli("backup", "--json", check=True).stdout)
+    assert second["status"] == "success" and second["baseline_run"] is not None
+    found = events(log)
+    # One dump, started before the halves' two backups ended and before the listing.
+    assert started(found).count("dump") == 1, found
+    halves_end = sorted(when(found, "end", "backup"))[1]
+    assert when(found, "start", "dump")[0] < halves_end, found
+    assert when(found, "start", "dump")[0] < when(found, "start", "snapshots")[0], found
+
+    # A wrong guess (the state names a manifest the repository does not have) costs only its
+    # process: the comparison reads the right manifest after the listing.
+    last_success = state_file(app, "last_success.json")
+    record = json.loads(last_success.read_text())
+    record["manifest_snapshot"] = "deadbeef"
+    last_success.write_text(json.dumps(record))
+    third = json.loads(app.cli("backup", "--json", check=True).stdout)
+    assert third["status"] == "success" and third["baseline_run"] == second["run"]
+    assert started(events(log)).count("dump") == 2
+    no_restic_left(app)
+
+
+def test_a_wrong_guess_waiting_on_its_pipe_does_not_block_tagging_a_suspicious_run(
+    app: App,
+) -> None:
+    # Enough files that a manifest does not fit a pipe buffer: a guessed dump nobody reads
+    # waits on its pipe, holding restic's lock, until it is stopped.
+    for i in range(1500):
+        (app.files / f"upload-{i:04d}-{'x' * 40}.txt").write_text(f"file {i}\n")
+    app.cli("backup", check=True)
+    older = state_file(app, "last_success.json").read_text()
+    app.cli("backup", check=True)
+    # The guess is now the first run's manifest; the comparison reads the second's.
+    state_file(app, "last_success.json").write_text(older)
+    with sqlite3.connect(app.db) as db:
+        db.execute("DELETE FROM notes")
+    db.close()
+    log = timing_restic(app)
+    emptied = app.cli("backup", "--json", timeout=120)
+    assert emptied.returncode == 1, emptied.stderr
+    run = json.loads(emptied.stdout)
+    assert run["status"] == "suspicious", run
+    found = events(log)
+    assert started(found).count("dump") == 2, found
+    # `restic tag` takes the exclusive lock: the guessed dump was stopped first, so the tag
+    # went through at once (exit 0, no `restic unlock`, no wait for the lock).
+    assert [code for _, w, c, code in found if w == "end" and c == "tag"] == ["0"], found
+    assert "unlock" not in started(found)
+    tagged = json.loads(app.restic("snapshots", "--json", "--tag", "suspicious").stdout)
+    assert run["database_snapshot"]["id"] in {s["id"] for s in tagged}
+    no_restic_left(app)
+
+
+def test_restore_lists_once_and_opens_the_dump_meanwhile(app: App) -> None:
+    with pg_databases("kb_early", "kb_early_target") as [source, target]:
+        psql(f'CREATE DATABASE "{source}"')
+        psql(
+            "CREATE TABLE notes AS SELECT g AS id, 'first' AS body FROM generate_series(1, 50) g",
+            source,
+        )
+        app.env.update(
+            {
+                "DATABASE_ADAPTER": "postgresql",
+                "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{source}?sslmode=disable",
+            }
+        )
+        first_run = json.loads(app.cli("backup", "--json", check=True).stdout)
+        psql("UPDATE notes SET body = 'second'", source)
+        second_run = json.loads(app.cli("backup", "--json", check=True).stdout)
+        env = {**ALLOW, "RESTORE_DATABASE_URL": f"postgres://postgres@127.0.0.1/{target}"}
+        bodies = "SELECT DISTINCT body FROM notes"
+        log = timing_restic(app)
+
+        # The last backup's snapshot, by id: the state's guess is right, the dump opened early.
+        app.cli("restore-db", second_run["database_snapshot"]["id"][:8], extra=env, check=True)
+        found = events(log)
+        assert started(found) == ["dump", "snapshots", "version"], found
+        assert when(found, "start", "dump")[0] < when(found, "end", "snapshots")[0], found
+        assert psql(bodies, target).split() == ["second"]
+
+        # A snapshot the state does not know: no guess, one dump after the listing.
+        app.cli("restore-db", first_run["database_snapshot"]["id"][:8], extra=env, check=True)
+        found = events(log)
+        assert started(found) == ["dump", "snapshots", "version"], found
+        assert when(found, "start", "dump")[0] > when(found, "end", "snapshots")[0], found
+        assert psql(bodies, target).split() == ["first"]
+
+        # `latest` while the state names the first run (another machine backed up since): the
+        # guess is discarded and the listing's latest is restored.
+        last_success = state_file(app, "last_success.json")
+        record = json.loads(last_success.read_text())
+        record["database_snapshots"] = first_run["database_snapshots"]
+        last_success.write_text(json.dumps(record))
+        app.cli("restore-db", extra=env, check=True)
+        assert started(events(log)) == ["dump", "dump", "snapshots", "version"]
+        assert psql(bodies, target).split() == ["second"]
+        no_restic_left(app)
