@@ -18,7 +18,6 @@ from textual.widgets import (
     Checkbox,
     Input,
     Label,
-    ProgressBar,
     RadioButton,
     RadioSet,
     Select,
@@ -44,6 +43,7 @@ from kamal_backup.verification import DrillRecord
 from tui.messages import Fetched, OperationDone, OperationProgress
 from tui.screens import View
 from tui.screens.gates import add_gate_rows, said_refused
+from tui.widgets.progress import PartsProgress
 from tui.widgets.toggles import MarkedCheckbox, MarkedRadioButton
 
 KINDS: dict[str, tuple[SnapshotType, ...]] = {
@@ -147,11 +147,10 @@ class DrillView(VerticalScroll, View):
             yield Input(id="drill-confirm", placeholder="type the app name")
             yield Button("Start restore drill", id="drill-start", variant="error", disabled=True)
         yield Static(id="drill-status")
-        yield ProgressBar(id="drill-progress", show_eta=False)
+        yield PartsProgress(id="drill-progress")  # the parts restore side by side
         yield Static(id="drill-result")
 
     def on_mount(self) -> None:
-        self.query_one("#drill-progress").display = False
         self.query_one(
             "#drill-confirm", Input
         ).placeholder = f"type {self.tui.settings.app_name} to confirm"
@@ -465,29 +464,20 @@ class DrillView(VerticalScroll, View):
             self.running = True
             self.query_one("#drill-confirm", Input).value = ""
             self.query_one("#drill-result", Static).update("")
-            self.query_one("#drill-status", Static).update(Text("restoring…", style="bold"))
-            bar = self.query_one("#drill-progress", ProgressBar)
-            bar.update(total=100, progress=0)
-            bar.display = True
+            parts = " and ".join(kinds)
+            self.query_one("#drill-status", Static).update(Text(f"restoring {parts}…", "bold"))
+            self.query_one(PartsProgress).start(kinds)
 
     def on_operation_progress(self, message: OperationProgress) -> None:
         if not self.app.is_running:
             return
-        status = message.status
-        total = f" of {human_bytes(status.total_bytes)}" if status.total_bytes else ""
-        self.query_one("#drill-status", Static).update(
-            Text(f"restoring {message.label}: {human_bytes(status.bytes_processed)}{total}", "bold")
-        )
-        if status.percent_done:
-            self.query_one("#drill-progress", ProgressBar).update(
-                total=100, progress=status.percent_done * 100
-            )
+        self.query_one(PartsProgress).update(message.label, message.status)
 
     def on_operation_done(self, message: OperationDone) -> None:
         if not self.app.is_running:
             return
         self.running = False
-        self.query_one("#drill-progress").display = False
+        self.query_one(PartsProgress).stop()
         status = self.query_one("#drill-status", Static)
         record = message.result
         if message.cancelled:  # issue 16: a cancel is not a failure, and says what it left

@@ -7,7 +7,7 @@ from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import ProgressBar, Sparkline, Static
+from textual.widgets import Sparkline, Static
 
 from kamal_backup.humanize import check_word, describe_age, human_bytes
 from kamal_backup.models import SNAPSHOT_TYPES, BackupRun, CheckResult, Snapshot, SnapshotType
@@ -19,10 +19,11 @@ from kamal_backup.verification import DrillSummary
 from tui.charts import RunHistory, run_history
 from tui.messages import OperationDone, OperationProgress
 from tui.screens import View, shorten_middle
+from tui.widgets.progress import PartsProgress
 
 STATUS_STYLE = {"fresh": "bold green", "stale": "bold yellow", "missing": "bold red"}
 HINT = "b: back up now  ·  c: check the repository"
-PHASE = {"database": "backing up the database", "files": "backing up the files"}
+PHASE = {"database": "the database", "files": "the files"}  # what each half backs up
 LABEL_WIDTH = 16  # the facts' first column, "Last backup run" and its gap
 
 
@@ -38,7 +39,8 @@ class OverviewView(VerticalScroll, View):
         # Status first: at 80x24 the outcome of b/c must be visible without scrolling, and the
         # safety flags too (the facts put them before the history; the charts come last).
         yield Static(HINT, id="operation-status")
-        yield ProgressBar(id="operation-progress", show_eta=False)
+        # One line per running half: the database and files halves of a backup run at once.
+        yield PartsProgress(id="operation-progress")
         yield Static(id="overview-facts")
         with Vertical(id="overview-charts"):
             yield Static(id="chart-added-words", classes="chart-words")
@@ -53,7 +55,6 @@ class OverviewView(VerticalScroll, View):
                 yield Static(id="chart-outcomes")
 
     def on_mount(self) -> None:
-        self.query_one("#operation-progress").display = False
         self.render_facts()
 
     # Loading -----------------------------------------------------------------------------
@@ -86,46 +87,42 @@ class OverviewView(VerticalScroll, View):
     def action_backup(self) -> None:
         backend = self.tui.backend
         if self.tui.start_operation("backup", self, backend.backup):
-            self._show_progress("backing up…")
+            # The halves this app has: a database-only app has no files line, and the reverse.
+            halves = [
+                half
+                for half, present in (
+                    ("database", bool(backend.adapters)),
+                    ("files", bool(self.tui.settings.backup_paths)),
+                )
+                if present
+            ]
+            phases = " and ".join(PHASE[half] for half in halves)
+            self._show_progress(f"backup: backing up {phases or 'nothing'}", halves)
 
     def action_check(self) -> None:
         backend = self.tui.backend
         if self.tui.start_operation("check", self, lambda _status: backend.check()):
-            self._show_progress("checking the repository…", indeterminate=True)
+            self._show_progress("checking the repository…", ["check"], indeterminate=True)
 
     def clear_outcome(self) -> None:
         """The last operation's outcome line gives way to the hint: the operator refreshed, or
         another operation started (its outcome is in the facts: Last backup run, Last check)."""
         self.query_one("#operation-status", Static).update(HINT)
 
-    def _show_progress(self, text: str, indeterminate: bool = False) -> None:
+    def _show_progress(self, text: str, labels: list[str], indeterminate: bool = False) -> None:
         self.query_one("#operation-status", Static).update(Text(text, style="bold"))
-        bar = self.query_one("#operation-progress", ProgressBar)
-        bar.update(total=None if indeterminate else 100, progress=0)
-        bar.display = True
+        self.query_one(PartsProgress).start(labels, indeterminate=indeterminate)
 
     def on_operation_progress(self, message: OperationProgress) -> None:
         if not self.app.is_running:
             return
-        status = message.status
-        bar = self.query_one("#operation-progress", ProgressBar)
-        done = human_bytes(status.bytes_processed)
-        if status.total_bytes:
-            text = f"{status.percent_done * 100:.0f}% ({done} of {human_bytes(status.total_bytes)})"
-            bar.update(total=100, progress=status.percent_done * 100)
-        else:
-            # A dump streamed from a command has no known size until it ends.
-            text = f"{done} so far"
-            bar.update(total=None)
-        phase = PHASE.get(message.label, message.label)
-        self.query_one("#operation-status", Static).update(
-            Text(f"{message.operation}: {phase}, {text}", style="bold")
-        )
+        # Each half's statuses move its own line only; the status line names the halves.
+        self.query_one(PartsProgress).update(message.label, message.status)
 
     def on_operation_done(self, message: OperationDone) -> None:
         if not self.app.is_running:
             return
-        self.query_one("#operation-progress").display = False
+        self.query_one(PartsProgress).stop()  # every line hidden and reset, however it ended
         line = self.query_one("#operation-status", Static)
         if message.cancelled:
             line.update(Text(f"{message.operation} {message.error}", style="bold yellow"))
