@@ -539,35 +539,6 @@ class Restic:
 
     # Maintenance ------------------------------------------------------------------------
 
-    def forget(
-        self,
-        tags: Sequence[str],
-        policy: Mapping[str, int],
-        *,
-        prune: bool = True,
-        keep_tags: Sequence[str] = (),
-        dry_run: bool = False,
-    ) -> list[Any]:
-        """Applies a keep policy to the snapshots carrying every one of `tags`; restic's groups."""
-        args = ["forget", "--tag", ",".join(tags), "--group-by", "host"]
-        for name, value in policy.items():
-            if value > 0:
-                args += [f"--{name.replace('_', '-')}", str(value)]
-        for tag in keep_tags:
-            args += ["--keep-tag", tag]
-        if dry_run:
-            args.append("--dry-run")
-        if prune:
-            args.append("--prune")
-        result = self._exclusive([*args, "--json"], "applying retention", unlock=not dry_run)
-        # --prune appends human text after the JSON document; the JSON is the first line.
-        first = next((line for line in result.stdout.splitlines() if line.startswith("[")), "[]")
-        try:
-            data = json.loads(first)
-        except json.JSONDecodeError:
-            data = []
-        return data if isinstance(data, list) else []
-
     def forget_ids(
         self, snapshot_ids: Sequence[str], *, prune: bool = True, dry_run: bool = False
     ) -> None:

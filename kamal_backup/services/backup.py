@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TypeVar, cast
@@ -484,6 +484,7 @@ class _Halves:
                 on_figures=keep_figures if self.manifest else None,
             )
             process.raise_if_cancelled()
+        self.finished("database", self.database_summaries.values())
 
     def back_up_files(self) -> None:
         settings, run = self.settings, self.run_record
@@ -535,3 +536,10 @@ class _Halves:
             summary.total_bytes_processed,
         )
         self.files_summary = summary
+        self.finished("files", [summary])
+
+    def finished(self, label: str, summaries: Iterable[BackupSummary]) -> None:
+        """A last status: the half is done, its bar full (the other half may still run)."""
+        if self.on_status is not None:
+            done = sum(summary.total_bytes_processed for summary in summaries)
+            self.on_status(label, ResticStatus(percent_done=1.0, total_bytes=done, bytes_done=done))

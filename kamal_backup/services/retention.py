@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from kamal_backup.models import (
     LEGACY_DATABASE,
@@ -24,6 +23,7 @@ from kamal_backup.models import (
 from kamal_backup.restic import Restic
 from kamal_backup.services import app_tags
 from kamal_backup.services.baseline import kept_good_runs
+from kamal_backup.services.policy import apply_by_host
 from kamal_backup.services.snapshots import expected_parts
 from kamal_backup.settings import Settings
 
@@ -98,11 +98,12 @@ def apply_retention(
     Tags are ANDed (kamal-backup, app:<name>, type:<type>[, database:<name>]) and snapshots are
     grouped by host only: each dump has its own path, so restic's default grouping by paths
     would keep every one. A database no longer configured keeps all its snapshots. With
-    `dry_run`, restic only says what it would remove.
+    `dry_run`, nothing is removed: the results say what would be.
 
     The app's snapshots are listed once (or taken from `snapshots`, a backup's own listing)
-    and every decision below reads that one listing. A stale lock left by a killed restic is
-    removed only when it is in the way (Restic._exclusive).
+    and every decision below reads that one listing (restic's policy, services/policy.py); one
+    `restic forget --prune` removes them all. A stale lock left by a killed restic is removed
+    only when it is in the way (Restic._exclusive).
     """
     if not any(settings.retention.values()):
         log.warning("every RESTIC_KEEP_* is 0; retention skipped so nothing is deleted")
@@ -112,8 +113,6 @@ def apply_retention(
     expired = [s for s in listed if s.kind == "database" and s.pre_restore and s.time < cutoff]
     protected = protected_tags(settings, listed)
     expired_ids = [s.id for s in expired]
-    if expired and not dry_run:
-        restic.forget_ids(expired_ids, prune=False)  # the policy's forget below prunes their data
     groups: list[tuple[SnapshotType, str | None]] = (
         [
             ("database", name)
@@ -130,35 +129,24 @@ def apply_retention(
         # database_groups has rewritten untagged snapshots under new ids: list them again.
         listed = restic.snapshots(app_tags(settings))
     groups.append(("files", None))
-    tags_of = {group: _group_tags(settings, *group) for group in groups}
-    # A group whose forget provably removes nothing is not run (a restic process saved).
-    needed = [
-        group for group in groups if expired or _removes_any(settings, listed, tags_of[group])
-    ]
+    # Every group is decided here from the one listing (services/policy.py: restic's own
+    # policy), and everything to remove goes to ONE `restic forget --prune ID...`: one key
+    # derivation and one exclusive lock instead of one forget per group.
     results = []
-    removed_all = set(expired_ids)
+    removed_all = list(expired_ids)
     for kind, database in groups:
-        tags = tags_of[(kind, database)]
-        found: list[Any] = []
-        if (kind, database) in needed:
-            found = restic.forget(
-                tags,
-                settings.retention,
-                # One prune, with the last forget: pruning reads the whole index each time.
-                prune=(kind, database) == needed[-1],
-                keep_tags=[PRE_RESTORE_TAG, *protected] if kind == "database" else protected,
-                dry_run=dry_run,
-            )
-            kept_ids = [i for i in _ids(found, "keep") if i not in expired_ids]
-        else:
-            kept_ids = [s.id for s in listed if set(tags) <= set(s.tags)]
-        removed_ids = _ids(found, "remove")
+        tags = set(_group_tags(settings, kind, database))
+        members = [s for s in listed if tags <= set(s.tags)]
+        keep_tags = [PRE_RESTORE_TAG, *protected] if kind == "database" else protected
+        decided = apply_by_host(members, settings.retention, keep_tags)
+        kept_ids = [s.id for s in decided.keep if s.id not in expired_ids]
+        removed_ids = [s.id for s in decided.remove if s.id not in expired_ids]
         if database is not None:
             removed_ids += [s.id for s in expired if s.database == database]
         if kind == "database" and database is None:
             database = LEGACY_DATABASE  # the one database, with its untagged older snapshots
             removed_ids += [s.id for s in expired if s.id not in removed_ids]
-        removed_all.update(removed_ids)
+        removed_all += [i for i in removed_ids if i not in removed_all]
         label = f"database {database}" if database else kind
         log.info(
             "retention for %s snapshots: kept %d, %s %d",
@@ -176,9 +164,18 @@ def apply_retention(
                 removed_ids=removed_ids,
             )
         )
+    remaining = [s for s in listed if s.id not in set(removed_all)]
+    orphans = orphan_manifests(remaining)
+    if orphans:
+        log.info(
+            "retention: %s %d manifests of removed runs",
+            "would forget" if dry_run else "forgot",
+            len(orphans),
+        )
     if not dry_run:
-        remaining = [s for s in listed if s.id not in removed_all]
-        forget_orphan_manifests(settings, restic, remaining)
+        # Prunes only when it removed something (restic's rule), so an unchanged repository
+        # costs nothing more.
+        restic.forget_ids([*removed_all, *orphans], prune=True)
     return results
 
 
@@ -198,40 +195,10 @@ def _group_tags(settings: Settings, kind: str, database: str | None) -> list[str
     return tags
 
 
-def _removes_any(settings: Settings, listed: Sequence[Snapshot], tags: Sequence[str]) -> bool:
-    """False only when restic's forget of this group cannot remove a snapshot: it has no more
-    snapshots (over every host, so at least as many as any host group) than RESTIC_KEEP_LAST,
-    which keeps that many of the newest in each group whatever the other RESTIC_KEEP_* say."""
-    keep_last = settings.retention.get("keep_last", 0)
-    count = sum(1 for s in listed if set(tags) <= set(s.tags))
-    return not (keep_last > 0 and count <= keep_last)
-
-
-def _ids(groups: list[Any], key: str) -> list[str]:
-    return [
-        str(snapshot.get("id"))
-        for group in groups
-        if isinstance(group, dict)
-        for snapshot in group.get(key) or []
-        if isinstance(snapshot, dict) and snapshot.get("id")
-    ]
-
-
-def forget_orphan_manifests(
-    settings: Settings, restic: Restic, snapshots: Sequence[Snapshot] | None = None
-) -> int:
-    """Forgets each manifest whose run has no database or file snapshot left.
-
-    A manifest goes with its run; drill records (type:drill) are never forgotten here, so the
-    drill history a reviewer reads outlives the backups it proved. No prune: the next retention
-    pass prunes the few bytes. `snapshots`, when given, are the app's snapshots as they stand
-    now (the retention pass's listing without what it removed).
-    """
-    if snapshots is None:
-        snapshots = restic.snapshots(app_tags(settings))
+def orphan_manifests(snapshots: Sequence[Snapshot]) -> list[str]:
+    """The manifests whose run has no database or file snapshot left among `snapshots` (the
+    app's snapshots as they stand after retention). A manifest goes with its run; drill records
+    (type:drill) are never forgotten here, so the drill history a reviewer reads outlives the
+    backups it proved."""
     runs = {s.run for s in snapshots if s.kind in SNAPSHOT_TYPES and s.run}
-    orphans = [s.id for s in snapshots if s.kind == "manifest" and s.run not in runs]
-    restic.forget_ids(orphans, prune=False)
-    if orphans:
-        log.info("retention: forgot %d manifests of removed runs", len(orphans))
-    return len(orphans)
+    return [s.id for s in snapshots if s.kind == "manifest" and s.run not in runs]

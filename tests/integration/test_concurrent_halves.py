@@ -81,16 +81,15 @@ def test_the_halves_overlap_in_time_and_a_run_starts_few_restic_processes(app: A
         app.cli("backup", "--json", extra={**only_last, "RESTIC_KEEP_LAST": "1"}).stdout
     )
     assert run["status"] == "success", run
-    # Retention that removes: one forget per type (the last one pruning), and one for the
-    # manifest of the run now gone (before issue 14 also: cat config, unlock, 4 listings).
-    # Issue 15 adds one dump: the last good run's manifest, which this run is compared with.
+    # Retention that removes: ONE forget, of every group's removed snapshots and the manifest
+    # of the run now gone, pruning (before issue 14: cat config, unlock, 4 listings and a
+    # forget per type and for the manifests). Issue 15 adds one dump: the last good run's
+    # manifest, which this run is compared with.
     assert sorted(calls.read_text().split()) == [
         "backup",
         "backup",
         "backup",
         "dump",
-        "forget",
-        "forget",
         "forget",
         "snapshots",
         "version",
@@ -235,3 +234,26 @@ def test_an_unreadable_file_fails_the_file_half_while_the_dump_goes_on(
         assert kinds == ["type:database", "type:files"]  # the dump finished; files incomplete
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_each_half_ends_with_a_full_bar_of_its_own_bytes(app: App) -> None:
+    """The last status of each half says it is done (100%, its snapshot's bytes), so its bar
+    (rich on a terminal, a line in the TUI) stops while the other half runs on."""
+    from kamal_backup.models import ResticStatus
+    from kamal_backup.services.backup import run_backup
+    from kamal_backup.settings import load_settings
+
+    add_bulk(app.db, 2000)
+    seen: dict[str, list[ResticStatus]] = {}
+    run = run_backup(
+        load_settings(environ=app.env),
+        on_status=lambda label, status: seen.setdefault(label, []).append(status),
+    )
+    assert set(seen) == {"database", "files"}
+    summaries = {"database": run.database_snapshot, "files": run.files_snapshot}
+    for label, statuses in seen.items():
+        last = statuses[-1]
+        record = summaries[label]
+        assert record is not None and record.total_bytes_processed
+        assert last.percent_done == 1.0, (label, last)
+        assert last.bytes_done == last.total_bytes == record.total_bytes_processed, (label, last)

@@ -85,9 +85,19 @@ def test_a_locked_repository_gets_a_hint_to_run_unlock(app: App) -> None:
     app.cli("backup", check=True)
     holder = _holding_a_lock(app)
     try:
-        # RESTIC_KEEP_LAST=1: retention must forget (a forget that provably removes nothing is
-        # not run, issue 14), so it meets the lock.
-        result = app.cli("backup", extra={"KAMAL_BACKUP_RETRY_LOCK": "1s", "RESTIC_KEEP_LAST": "1"})
+        # Only RESTIC_KEEP_LAST=1 and no kept-good runs: retention must remove the first run, so
+        # its forget meets the lock (retention decides first and runs no forget that would
+        # remove nothing, issue 14).
+        only_last = {f"RESTIC_KEEP_{k}": "0" for k in ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")}
+        result = app.cli(
+            "backup",
+            extra={
+                **only_last,
+                "KAMAL_BACKUP_RETRY_LOCK": "1s",
+                "RESTIC_KEEP_LAST": "1",
+                "KAMAL_BACKUP_KEEP_GOOD": "0",
+            },
+        )
     finally:
         holder.kill()
         holder.wait()
