@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -823,6 +822,8 @@ def read_environment(
         if not env_file.is_file():
             raise ConfigError("--env-file", f"{env_file} does not exist or is not a file")
         try:
+            from dotenv import dotenv_values  # only when an env file is named
+
             values = dotenv_values(env_file)
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(
