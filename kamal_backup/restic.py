@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
+import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,7 +43,29 @@ StatusCallback = Callable[[ResticStatus], None]
 
 
 # Commands that take no lock or a shared one: they may run beside a waiting early dump.
-_SHARED_LOCK = frozenset({"backup", "cat", "dump", "ls", "snapshots", "stats", "version"})
+_SHARED_LOCK = frozenset(
+    {"backup", "cat", "dump", "ls", "restore", "snapshots", "stats", "version"}
+)
+
+
+def _stop_early(child: subprocess.Popen[bytes]) -> None:
+    """Stops an early `restic dump` nobody read. On SIGTERM restic removes its lock, but a
+    dump blocked on a full pipe stays blocked in its write: after a moment for the lock, the
+    pipe is closed under it, so the write fails and restic ends (SIGKILL is the last resort).
+    Closing first would kill restic by SIGPIPE with its lock still in the repository."""
+    if child.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGTERM)
+    try:
+        child.wait(timeout=1)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    if child.stdout is not None:
+        with contextlib.suppress(OSError):
+            child.stdout.close()
+    process.stop(child)
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
@@ -207,6 +233,7 @@ class Restic:
         self._version: tuple[int, int, int] | None = None
         # `restic dump` processes started ahead of need (early_dump): path -> (snapshot id, process).
         self._early_dumps: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
+        self._early_lock = threading.Lock()  # any part's thread may stop them (_exec)
 
     # Plumbing ---------------------------------------------------------------------------
 
@@ -613,7 +640,8 @@ class Restic:
         same and one id starts with the other (a short id), if that process is still running or
         finished well (a dump smaller than a pipe buffer may be done).
         """
-        guessed, early = self._early_dumps.pop(path, ("", None))
+        with self._early_lock:
+            guessed, early = self._early_dumps.pop(path, ("", None))
         if early is not None:
             if (
                 stdout == subprocess.PIPE
@@ -623,7 +651,7 @@ class Restic:
                 log.debug("restic dump %s: taking the process started early", snapshot_id[:8])
                 yield early
                 return
-            process.stop(early)
+            _stop_early(early)
         with process.spawn(
             self.argv("dump", snapshot_id, path), env=self.environment, stdout=stdout
         ) as child:
@@ -631,10 +659,11 @@ class Restic:
 
     def _stop_early_dumps(self) -> None:
         """Stops every early dump nobody took (restic removes its lock on SIGTERM)."""
-        for path in list(self._early_dumps):
-            _, child = self._early_dumps.pop(path, ("", None))
-            if child is not None:
-                process.stop(child)
+        with self._early_lock:
+            waiting = [child for _, child in self._early_dumps.values()]
+            self._early_dumps.clear()
+        for child in waiting:
+            _stop_early(child)
 
     @contextmanager
     def early_dump(self, snapshot_id: str | None, path: str | None) -> Iterator[None]:
@@ -651,12 +680,17 @@ class Restic:
             yield
             return
         with process.spawn(self.argv("dump", snapshot_id, path), env=self.environment) as child:
-            self._early_dumps[path] = (snapshot_id, child)
+            with self._early_lock:
+                self._early_dumps[path] = (snapshot_id, child)
             try:
                 yield
             finally:
-                if self._early_dumps.get(path, ("", None))[1] is child:
-                    del self._early_dumps[path]
+                with self._early_lock:
+                    unclaimed = self._early_dumps.get(path, ("", None))[1] is child
+                    if unclaimed:
+                        del self._early_dumps[path]
+                if unclaimed:
+                    _stop_early(child)
 
     def restore(
         self,

@@ -142,7 +142,7 @@ def _warm(adapter: DatabaseAdapter) -> None:
     """adapter.warm_restore(), whose errors restore() meets again in their usual place."""
     try:
         adapter.warm_restore()
-    except (KamalBackupError, OSError) as exc:
+    except Exception as exc:
         log.debug("asking the restore target ahead failed (asked again later): %s", exc)
 
 
@@ -438,9 +438,8 @@ def restore_run(
             gates.enforce(gates.file_restore_verdicts(settings, files_target))
     restic = restic_for(settings)
     restic.require_supported_version()
-    members = find_run(
-        list_snapshots(settings, restic=restic), run, settings.app_name, expected_parts(settings)
-    )
+    every = list_snapshots(settings, restic=restic)
+    members = find_run(every, run, settings.app_name, expected_parts(settings))
     chosen = next(iter(members.values())).run or run
     log.info("restoring run %s %s", chosen, "in place" if in_place else "into scratch targets")
     parts: list[RestoreResult] = []
@@ -472,6 +471,7 @@ def restore_run(
                     database=snapshot.database,
                     into_source=in_place,
                     on_safety_snapshot=on_safety_snapshot,
+                    snapshots=every,  # the run's listing: no second one per database
                 )
             )
     except KamalBackupError as exc:

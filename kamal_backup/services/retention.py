@@ -1,4 +1,4 @@
-"""Retention: restic forget --prune per snapshot type, never touching another app.
+"""Retention: RESTIC_KEEP_* per snapshot type and database, never touching another app.
 
 A production restore's safety snapshots (tagged pre-restore) are written under their own host,
 `<host>-pre-restore`, so that retention groups them apart: they never take a backup's place in
@@ -109,10 +109,7 @@ def apply_retention(
         log.warning("every RESTIC_KEEP_* is 0; retention skipped so nothing is deleted")
         return []
     listed = list(snapshots) if snapshots is not None else restic.snapshots(app_tags(settings))
-    cutoff = (now or datetime.now(UTC)) - timedelta(days=SAFETY_SNAPSHOT_DAYS)
-    expired = [s for s in listed if s.kind == "database" and s.pre_restore and s.time < cutoff]
-    protected = protected_tags(settings, listed)
-    expired_ids = [s.id for s in expired]
+    protected = protected_tags(settings, listed)  # by run names: they outlive a re-tagging
     groups: list[tuple[SnapshotType, str | None]] = (
         [
             ("database", name)
@@ -129,6 +126,9 @@ def apply_retention(
         # database_groups has rewritten untagged snapshots under new ids: list them again.
         listed = restic.snapshots(app_tags(settings))
     groups.append(("files", None))
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=SAFETY_SNAPSHOT_DAYS)
+    expired = [s for s in listed if s.kind == "database" and s.pre_restore and s.time < cutoff]
+    expired_ids = [s.id for s in expired]
     # Every group is decided here from the one listing (services/policy.py: restic's own
     # policy), and everything to remove goes to ONE `restic forget --prune ID...`: one key
     # derivation and one exclusive lock instead of one forget per group.
@@ -147,14 +147,6 @@ def apply_retention(
             database = LEGACY_DATABASE  # the one database, with its untagged older snapshots
             removed_ids += [s.id for s in expired if s.id not in removed_ids]
         removed_all += [i for i in removed_ids if i not in removed_all]
-        label = f"database {database}" if database else kind
-        log.info(
-            "retention for %s snapshots: kept %d, %s %d",
-            label,
-            len(kept_ids),
-            "would remove" if dry_run else "removed",
-            len(removed_ids),
-        )
         results.append(
             RetentionResult(
                 type=kind,
@@ -166,16 +158,26 @@ def apply_retention(
         )
     remaining = [s for s in listed if s.id not in set(removed_all)]
     orphans = orphan_manifests(remaining)
+    if not dry_run:
+        # Prunes only when it removed something (restic's rule), so an unchanged repository
+        # costs nothing more.
+        restic.forget_ids([*removed_all, *orphans], prune=True)
+    # Said once it is done: a refused or locked forget removed nothing.
+    for result in results:
+        label = f"database {result.database}" if result.type == "database" else result.type
+        log.info(
+            "retention for %s snapshots: kept %d, %s %d",
+            label,
+            result.kept,
+            "would remove" if dry_run else "removed",
+            result.removed,
+        )
     if orphans:
         log.info(
             "retention: %s %d manifests of removed runs",
             "would forget" if dry_run else "forgot",
             len(orphans),
         )
-    if not dry_run:
-        # Prunes only when it removed something (restic's rule), so an unchanged repository
-        # costs nothing more.
-        restic.forget_ids([*removed_all, *orphans], prune=True)
     return results
 
 

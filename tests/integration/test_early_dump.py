@@ -8,6 +8,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ ALLOW = {"KAMAL_BACKUP_ALLOW_RESTORE": "true"}
 
 
 def timing_restic(app: App) -> Path:
-    """A `restic` first on PATH that notes when each command starts and ends."""
+    """A `restic` first on PATH that notes when each command starts and ends (a dump: starts)."""
     real = shutil.which("restic")
     assert real is not None
     bin_dir = app.root / "timing-bin"
@@ -30,6 +31,8 @@ def timing_restic(app: App) -> Path:
     (bin_dir / "restic").write_text(
         "#!/bin/sh\n"
         f'echo "$(date +%s.%N) start $1" >> "{log}"\n'
+        # A dump is restic itself (no end line): stopping it is stopping restic, not a shell.
+        f'[ "$1" = dump ] && exec "{real}" "$@"\n'
         f'"{real}" "$@"\n'
         "code=$?\n"
         f'echo "$(date +%s.%N) end $1 $code" >> "{log}"\n'
@@ -65,9 +68,9 @@ def state_file(app: App, name: str) -> Path:
 
 
 def no_restic_left(app: App) -> None:
-    """No restic of this app's repository still runs (pgrep on its command line)."""
+    """No restic of this app (its repository or its timing wrapper, both under its root) runs."""
     running = subprocess.run(["pgrep", "-af", "restic"], capture_output=True, text=True).stdout
-    assert str(app.repo) not in running and "timing-bin" not in running, running
+    assert str(app.root) not in running, running
 
 
 def test_the_baseline_manifest_is_read_while_the_halves_run(app: App) -> None:
@@ -120,6 +123,10 @@ def test_a_wrong_guess_waiting_on_its_pipe_does_not_block_tagging_a_suspicious_r
     # went through at once (exit 0, no `restic unlock`, no wait for the lock).
     assert [code for _, w, c, code in found if w == "end" and c == "tag"] == ["0"], found
     assert "unlock" not in started(found)
+    # Nor late: a dump blocked on a full pipe ignores SIGTERM once its lock is gone, so it is
+    # ended by closing the pipe after a moment (waiting out a 5 s grace for it was a stall).
+    stall = when(found, "start", "tag")[0] - when(found, "end", "snapshots")[0]
+    assert stall < 4.0, found
     tagged = json.loads(app.restic("snapshots", "--json", "--tag", "suspicious").stdout)
     assert run["database_snapshot"]["id"] in {s["id"] for s in tagged}
     no_restic_left(app)
@@ -128,8 +135,10 @@ def test_a_wrong_guess_waiting_on_its_pipe_does_not_block_tagging_a_suspicious_r
 def test_restore_lists_once_and_opens_the_dump_meanwhile(app: App) -> None:
     with pg_databases("kb_early", "kb_early_target") as [source, target]:
         psql(f'CREATE DATABASE "{source}"')
+        # A dump larger than a pipe buffer: a guessed dump nobody reads blocks on its pipe.
         psql(
-            "CREATE TABLE notes AS SELECT g AS id, 'first' AS body FROM generate_series(1, 50) g",
+            "CREATE TABLE notes AS SELECT g AS id, 'first' AS body, md5(g::text) AS pad "
+            "FROM generate_series(1, 5000) g",
             source,
         )
         app.env.update(
@@ -146,7 +155,9 @@ def test_restore_lists_once_and_opens_the_dump_meanwhile(app: App) -> None:
         log = timing_restic(app)
 
         # The last backup's snapshot, by id: the state's guess is right, the dump opened early.
+        clock = time.monotonic()
         app.cli("restore-db", second_run["database_snapshot"]["id"][:8], extra=env, check=True)
+        right_guess = time.monotonic() - clock
         found = events(log)
         assert started(found) == ["dump", "snapshots", "version"], found
         assert when(found, "start", "dump")[0] < when(found, "end", "snapshots")[0], found
@@ -165,7 +176,12 @@ def test_restore_lists_once_and_opens_the_dump_meanwhile(app: App) -> None:
         record = json.loads(last_success.read_text())
         record["database_snapshots"] = first_run["database_snapshots"]
         last_success.write_text(json.dumps(record))
+        clock = time.monotonic()
         app.cli("restore-db", extra=env, check=True)
-        assert started(events(log)) == ["dump", "dump", "snapshots", "version"]
+        wrong_guess = time.monotonic() - clock
+        found = events(log)
+        assert started(found) == ["dump", "dump", "snapshots", "version"], found
+        # The guessed dump, blocked on its full pipe, is stopped at once (not after a 5 s grace).
+        assert wrong_guess < right_guess + 3.0, (wrong_guess, right_guess)
         assert psql(bodies, target).split() == ["second"]
         no_restic_left(app)
