@@ -121,18 +121,17 @@ def _one_table(block: bytes) -> bytes | None:
     """A block that is nothing but single-row INSERTs into one table (most blocks of a big
     table's rows) as one multi-row INSERT, joined by the bytes engine; None for any other block.
 
-    No raw newline is inside a row (mysqldump escapes them), so every newline ends a line:
-    when the prefix starts every line and ");" ends every line, each `);\\nP(` ends one row
-    and starts the next.
+    No raw newline is inside a row (mysqldump escapes them), so every newline ends a line, and
+    the separator `);\\nP(` holds exactly one newline (P, the prefix, has none), so its
+    occurrences cannot overlap. The block is all rows of P exactly when it starts with P, ends
+    with ");\\n" and, once every separator is replaced, the only newline left is the last one:
+    every line but the last then ended with ");" and was followed by P(.
     """
     found = _PREFIX.match(block)
-    if found is None:
+    if found is None or not block.endswith(b");\n"):
         return None
-    prefix = found.group(1)
-    lines = block.count(b"\n")
-    if block.count(b"\n" + prefix + b"(") != lines - 1 or block.count(b");\n") != lines:
-        return None
-    return block.replace(b");\n" + prefix + b"(", b"),(")
+    joined = block.replace(b");\n" + found.group(1) + b"(", b"),(")
+    return joined if joined.find(b"\n") == len(joined) - 1 else None
 
 
 def _line_blocks(lines: Iterable[bytes], max_bytes: int) -> Iterator[bytes]:
