@@ -246,3 +246,50 @@ def test_evidence_reports_the_mariadb_clients(my_app: tuple[App, str, str]) -> N
     assert evidence["tool_versions"]["mariadb-dump"] == server
     assert evidence["tool_versions"]["mariadb"] == server
     assert evidence["database_source"] == f"mysql2://root@127.0.0.1:3306/{my_app[1]}"
+
+
+def test_a_dump_that_breaks_midway_is_reported_and_its_rows_are_not_committed(
+    my_app: tuple[App, str, str],
+) -> None:
+    app, source, target = my_app
+    # About 15 MB of rows: a dozen restic chunks, so restic has usually streamed most of the
+    # table when it reaches the one damaged below.
+    mariadb(
+        "CREATE TABLE bulk (id INT PRIMARY KEY, payload TEXT) DEFAULT CHARSET=utf8mb4; "
+        "INSERT INTO bulk SELECT seq, CONCAT(REPEAT(MD5(seq), 6), MD5(RAND())) "
+        "FROM seq_1_to_60000",
+        source,
+    )
+    run = json.loads(app.cli("backup", "--json", check=True).stdout)
+    # Damage the dump's last but one chunk where its pack holds it, as a failing disk would.
+    # Chunks are at least 512 KiB and the customers table after bulk is smaller, so that chunk
+    # holds rows of bulk: the statement that would commit them (UNLOCK TABLES) comes after.
+    snapshot = json.loads(app.restic("cat", "snapshot", run["database_snapshot"]["id"]).stdout)
+    tree = json.loads(app.restic("cat", "blob", snapshot["tree"]).stdout)
+    content = tree["nodes"][0]["content"]
+    assert len(content) >= 3
+    damaged_blob = content[-2]
+    packs = [
+        pack
+        for index in app.restic("list", "index").stdout.split()
+        for pack in json.loads(app.restic("cat", "index", index).stdout)["packs"]
+    ]
+    pack, blob = next(
+        (pack, blob) for pack in packs for blob in pack["blobs"] if blob["id"] == damaged_blob
+    )
+    damaged = app.repo / "data" / pack["id"][:2] / pack["id"]
+    damaged.chmod(0o600)
+    with damaged.open("r+b") as handle:
+        handle.seek(blob["offset"] + blob["length"] // 2)
+        handle.write(b"\0" * 64)
+    result = app.cli("restore-db", extra=restore_env(target))
+    assert result.returncode != 0, result.stderr
+    assert "reading the database dump" in result.stderr, result.stderr
+    # Whatever restic streamed before the damage reached the server uncommitted: no row is
+    # kept (restic reads ahead, so now and then it fails before the table was even created).
+    created = mariadb(
+        f"SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{target}' "
+        "AND TABLE_NAME = 'bulk'"
+    ).strip()
+    if created == "1":
+        assert mariadb("SELECT COUNT(*) FROM bulk", target).strip() == "0"
