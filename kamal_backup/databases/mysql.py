@@ -179,6 +179,17 @@ def batched(stream: IO[bytes]) -> Iterator[bytes]:
         yield rebatcher.block(block)
 
 
+SESSION_PRELUDE = b"SET autocommit=0;\n"
+
+
+def drop_prelude(drops: list[str]) -> bytes:
+    """The drops, with foreign key checks off meanwhile (tables drop in any order)."""
+    lines = ["SET @kb_fk_checks = @@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS = 0;"]
+    lines += [f"{drop};" for drop in drops]
+    lines.append("SET FOREIGN_KEY_CHECKS = @kb_fk_checks;")
+    return ("\n".join(lines) + "\n").encode()
+
+
 MYSQL_CONSISTENCY = (
     "counted in a START TRANSACTION WITH CONSISTENT SNAPSHOT opened just before the dump's "
     "own (InnoDB tables); a write committed between the two shows as a mismatch, never as a "
@@ -407,16 +418,27 @@ class MysqlAdapter(ServerAdapter):
             )
         return [line.split("\t") for line in result.stdout.splitlines() if line]
 
-    def clean_target(self, target: DatabaseUrl, env: Mapping[str, str]) -> tuple[bool, int]:
-        """Creates the database if missing, else drops every object in it; (created, dropped)."""
+    def clean_target(self, target: DatabaseUrl, env: Mapping[str, str]) -> tuple[bool, list[str]]:
+        """Creates the database if missing; else the statements that drop every object in it.
+
+        (created, drops) from one client call (two when the database is created): the import
+        session runs the drops itself, first, so emptying the target costs no client of its own.
+        """
         name = target.database
-        exists = self._sql(
+        literal = quote_literal(name)
+        found = self._sql(
             target,
             env,
-            "SELECT COUNT(*) FROM information_schema.SCHEMATA "
-            f"WHERE SCHEMA_NAME = {quote_literal(name)}",
+            "SELECT 'schema', '', '' FROM information_schema.SCHEMATA "
+            f"WHERE SCHEMA_NAME = {literal} "
+            "UNION ALL SELECT 'table', TABLE_TYPE, HEX(TABLE_NAME) FROM information_schema.TABLES "
+            f"WHERE TABLE_SCHEMA = {literal} "
+            "UNION ALL SELECT 'routine', ROUTINE_TYPE, HEX(ROUTINE_NAME) "
+            f"FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {literal} "
+            "UNION ALL SELECT 'event', '', HEX(EVENT_NAME) FROM information_schema.EVENTS "
+            f"WHERE EVENT_SCHEMA = {literal}",
         )
-        if exists and exists[0][0] == "0":
+        if not any(row[0] == "schema" for row in found):
             try:
                 self._sql(target, env, f"CREATE DATABASE {quote_ident(name)} CHARACTER SET utf8mb4")
             except OperationFailed as exc:
@@ -424,72 +446,62 @@ class MysqlAdapter(ServerAdapter):
                     f"the restore database {name} does not exist and could not be created: {exc}"
                 ) from None
             log.info("created restore database %s", name)
-            return True, 0
-        literal = quote_literal(name)
-        drops = ["SET FOREIGN_KEY_CHECKS=0"]
-        for table, kind in self._sql(
-            target,
-            env,
-            "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES "
-            f"WHERE TABLE_SCHEMA = {literal}",
-        ):
-            drops.append(
-                f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} IF EXISTS {quote_ident(table)}"
-            )
-        for routine, kind in self._sql(
-            target,
-            env,
-            "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM "
-            f"information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {literal}",
-        ):
-            drops.append(
-                f"DROP {'FUNCTION' if kind == 'FUNCTION' else 'PROCEDURE'} IF EXISTS {quote_ident(routine)}"
-            )
-        for (event,) in self._sql(
-            target,
-            env,
-            f"SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {literal}",
-        ):
-            drops.append(f"DROP EVENT IF EXISTS {quote_ident(event)}")
-        if len(drops) > 1:
-            self._sql(target, env, ";\n".join(drops), database=name)
-        return False, len(drops) - 1
+            return True, []
+        drops = []
+        for row in found:
+            if row[0] == "schema" or len(row) != 3:
+                continue
+            what, kind, hexed = row
+            qualified = f"{quote_ident(name)}.{quote_ident(bytes.fromhex(hexed).decode())}"
+            if what == "table":
+                drops.append(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} IF EXISTS {qualified}")
+            elif what == "routine":
+                routine = "FUNCTION" if kind == "FUNCTION" else "PROCEDURE"
+                drops.append(f"DROP {routine} IF EXISTS {qualified}")
+            elif what == "event":
+                drops.append(f"DROP EVENT IF EXISTS {qualified}")
+        return False, drops
 
     def restore(
         self, restic: Restic, snapshot: Snapshot, on_bytes: ByteCounter | None = None
     ) -> dict[str, Any]:
         target = self.require_target()
         env = client_env(self.target_password(target), self.settings.environ)
-        cleaned: list[tuple[bool, int]] = []
+        cleaned: list[tuple[bool, list[str]]] = []
         # No --force: the import stops at the first error. Row-level work runs with autocommit
         # off and is committed once at the end (DDL commits implicitly along the way).
-        restored = stream_into(
-            restic,
-            snapshot,
-            on_bytes=on_bytes,
-            importer=Importer(
-                argv=[
-                    self.client(),
-                    *connection_args(target),
-                    "--binary-mode",
-                    "--default-character-set=utf8mb4",
-                    target.database,
-                ],
-                env=env,
-                label="mysql import",
-                prelude=b"SET autocommit=0;\n",
-                epilogue=b"COMMIT;\n",
-                transform=batched,
-            ),
-            # While restic opens the repository.
-            prepare=lambda: cleaned.append(self.clean_target(target, env)),
+        importer = Importer(
+            argv=[
+                self.client(),
+                *connection_args(target),
+                "--binary-mode",
+                "--default-character-set=utf8mb4",
+                target.database,
+            ],
+            env=env,
+            label="mysql import",
+            prelude=SESSION_PRELUDE,
+            epilogue=b"COMMIT;\n",
+            transform=batched,
         )
-        created, dropped = cleaned[0]
+
+        def prepare() -> None:
+            """While restic opens the repository: the target exists, and the import session
+            empties it before the dump (a failed drop fails the import, naming it)."""
+            created, drops = self.clean_target(target, env)
+            cleaned.append((created, drops))
+            if drops:
+                importer.prelude = drop_prelude(drops) + SESSION_PRELUDE
+
+        restored = stream_into(
+            restic, snapshot, on_bytes=on_bytes, importer=importer, prepare=prepare
+        )
+        created, drops = cleaned[0]
         return {
             "bytes": restored,
             "database": target.database,
             "created_database": created,
-            "dropped_objects": dropped,
+            "dropped_objects": len(drops),
         }
 
     def restore_target_tables(self, timeout: float) -> TargetTables:

@@ -114,7 +114,8 @@ def stream_into(
     """Runs the pipeline to the end and returns the dump's size in bytes.
 
     `prepare` (e.g. emptying the target) runs once restic has started, so restic opens the
-    repository meanwhile, and before any client program starts.
+    repository meanwhile, and before any client program starts: it may still set the
+    importer's prelude.
 
     Raises OperationFailed (or restic's typed error) naming the step that failed; restic
     failing on its own is named before the importer it left with a cut-off statement.

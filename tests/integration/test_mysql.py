@@ -248,6 +248,42 @@ def test_evidence_reports_the_mariadb_clients(my_app: tuple[App, str, str]) -> N
     assert evidence["database_source"] == f"mysql2://root@127.0.0.1:3306/{my_app[1]}"
 
 
+@pytest.fixture
+def no_drop_user(my_app: tuple[App, str, str]) -> Iterator[str]:
+    _, _, target = my_app
+    user = "kb_no_drop"
+    mariadb(
+        f"DROP USER IF EXISTS '{user}'@'%'; CREATE USER '{user}'@'%' IDENTIFIED BY 'no-drop-pw-3'; "
+        f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, CREATE VIEW, TRIGGER, "
+        f"LOCK TABLES ON `{target}`.* TO '{user}'@'%';"
+    )
+    yield user
+    mariadb(f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+def test_a_target_that_cannot_be_emptied_fails_the_restore_and_keeps_its_rows(
+    my_app: tuple[App, str, str], no_drop_user: str
+) -> None:
+    # The import session drops the target's objects before the dump: a drop that fails stops
+    # the import there, named, before any row of the dump.
+    app, _, target = my_app
+    app.cli("backup", check=True)
+    mariadb(f"CREATE DATABASE `{target}`")
+    mariadb("CREATE TABLE customers (id INT); INSERT INTO customers VALUES (424242);", target)
+    result = app.cli(
+        "restore-db",
+        extra={
+            "KAMAL_BACKUP_ALLOW_RESTORE": "true",
+            "RESTORE_DATABASE_URL": f"mysql://{no_drop_user}@127.0.0.1/{target}",
+            "RESTORE_MYSQL_PWD": "no-drop-pw-3",
+        },
+    )
+    assert result.returncode == 1, result.stderr
+    assert "mysql import failed" in result.stderr and "DROP command denied" in result.stderr
+    assert "no-drop-pw-3" not in result.stderr
+    assert mariadb("SELECT id FROM customers", target).split() == ["424242"]
+
+
 def test_a_dump_that_breaks_midway_is_reported_and_its_rows_are_not_committed(
     my_app: tuple[App, str, str],
 ) -> None:
