@@ -179,15 +179,24 @@ def batched(stream: IO[bytes]) -> Iterator[bytes]:
         yield rebatcher.block(block)
 
 
+# The import's client parses its input as single bytes (--default-character-set=binary): the
+# dump is UTF-8, where no byte of a multi-byte character is ASCII, so statements end where they
+# did, and the client's parsing, which runs while the server waits for the next statement,
+# costs a third less. The session itself speaks utf8mb4, as the dump's header also says.
+IMPORT_CLIENT_CHARSET = "--default-character-set=binary"
+SESSION_NAMES = b"SET NAMES utf8mb4;\n"
 SESSION_PRELUDE = b"SET autocommit=0;\n"
 
 
-def drop_prelude(drops: list[str]) -> bytes:
-    """The drops, with foreign key checks off meanwhile (tables drop in any order)."""
-    lines = ["SET @kb_fk_checks = @@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS = 0;"]
-    lines += [f"{drop};" for drop in drops]
-    lines.append("SET FOREIGN_KEY_CHECKS = @kb_fk_checks;")
-    return ("\n".join(lines) + "\n").encode()
+def import_prelude(drops: list[str]) -> bytes:
+    """What the import session runs before the dump: the drops (with foreign key checks off
+    meanwhile, so tables drop in any order), then autocommit off."""
+    lines = []
+    if drops:
+        lines.append("SET @kb_fk_checks = @@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS = 0;")
+        lines += [f"{drop};" for drop in drops]
+        lines.append("SET FOREIGN_KEY_CHECKS = @kb_fk_checks;")
+    return SESSION_NAMES + "".join(line + "\n" for line in lines).encode() + SESSION_PRELUDE
 
 
 MYSQL_CONSISTENCY = (
@@ -475,12 +484,12 @@ class MysqlAdapter(ServerAdapter):
                 self.client(),
                 *connection_args(target),
                 "--binary-mode",
-                "--default-character-set=utf8mb4",
+                IMPORT_CLIENT_CHARSET,
                 target.database,
             ],
             env=env,
             label="mysql import",
-            prelude=SESSION_PRELUDE,
+            prelude=import_prelude([]),
             epilogue=b"COMMIT;\n",
             transform=batched,
         )
@@ -490,8 +499,7 @@ class MysqlAdapter(ServerAdapter):
             empties it before the dump (a failed drop fails the import, naming it)."""
             created, drops = self.clean_target(target, env)
             cleaned.append((created, drops))
-            if drops:
-                importer.prelude = drop_prelude(drops) + SESSION_PRELUDE
+            importer.prelude = import_prelude(drops)
 
         restored = stream_into(
             restic, snapshot, on_bytes=on_bytes, importer=importer, prepare=prepare
