@@ -114,9 +114,11 @@ def stream_into(
     """Runs the pipeline to the end and returns the dump's size in bytes.
 
     `prepare` (e.g. emptying the target) runs once restic has started, so restic opens the
-    repository meanwhile, and before any client program starts.
+    repository meanwhile, and before any client program starts: it may still set the
+    importer's prelude.
 
-    Raises OperationFailed naming the step that failed.
+    Raises OperationFailed (or restic's typed error) naming the step that failed; restic
+    failing on its own is named before the importer it left with a cut-off statement.
     """
     total = 0
 
@@ -177,6 +179,11 @@ def stream_into(
         for pump in (feed, final):
             if pump is not None and pump.error is not None:
                 raise OperationFailed(f"restore stream failed: {redact(str(pump.error))}")
+        if dump_code > 0:
+            # restic failed on its own (killed above, it would have a negative code), perhaps
+            # mid-stream: the importer's complaint about the cut-off statement it was sent last
+            # is a consequence, not the cause.
+            raise error_for(dump_code, dump_err.text(), "reading the database dump")
         if imp_code != 0:
             said = redact(error_line(imp_err.text()))
             raise OperationFailed(f"{importer.label} failed: {said or f'exit {imp_code}'}")
@@ -257,7 +264,7 @@ def pipe_into(
     restic and the converter both succeeded (and the operation was not cancelled); otherwise
     the importer reads `abandon` (e.g. ROLLBACK) there, so a truncated stream is never
     committed. `prepare` runs as in stream_into. Raises OperationFailed (or restic's typed
-    error) naming the step that failed, in the same order as stream_into.
+    error) naming the step that failed.
     """
     if len(prelude) > 16 * 1024:  # written before the importer starts: must fit a pipe buffer
         raise ValueError("the prelude must fit in a pipe buffer")

@@ -135,6 +135,24 @@ def test_round_trip_into_a_stale_target_is_exact(my_app: tuple[App, str, str]) -
     assert mariadb("SELECT action FROM audit ORDER BY id DESC LIMIT 1", target).strip() == "created"
 
 
+def test_stale_objects_with_odd_names_are_dropped(my_app: tuple[App, str, str]) -> None:
+    # Their names come back hex-encoded and are quoted into the import session's own drops,
+    # which it runs in utf8mb4 although its client parses bytes.
+    app, source, target = my_app
+    app.cli("backup", check=True)
+    mariadb(f"CREATE DATABASE `{target}` CHARACTER SET utf8mb4")
+    mariadb(
+        "CREATE TABLE `stäle ``tick``;\tname` (x INT); "
+        "CREATE VIEW `vïew -- ;` AS SELECT 1 AS one; "
+        "CREATE PROCEDURE `prøc\\` () SELECT 1;",
+        target,
+    )
+    result = app.cli("restore-db", "latest", "--json", extra=restore_env(target), check=True)
+    assert json.loads(result.stdout)["details"]["dropped_objects"] == 3
+    assert objects(target) == objects(source)
+    assert rows(target, "customers") == rows(source, "customers")
+
+
 def test_the_dump_has_one_row_per_insert_that_batching_joins_again(
     my_app: tuple[App, str, str],
 ) -> None:
@@ -246,3 +264,86 @@ def test_evidence_reports_the_mariadb_clients(my_app: tuple[App, str, str]) -> N
     assert evidence["tool_versions"]["mariadb-dump"] == server
     assert evidence["tool_versions"]["mariadb"] == server
     assert evidence["database_source"] == f"mysql2://root@127.0.0.1:3306/{my_app[1]}"
+
+
+@pytest.fixture
+def no_drop_user(my_app: tuple[App, str, str]) -> Iterator[str]:
+    _, _, target = my_app
+    user = "kb_no_drop"
+    mariadb(
+        f"DROP USER IF EXISTS '{user}'@'%'; CREATE USER '{user}'@'%' IDENTIFIED BY 'no-drop-pw-3'; "
+        f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, CREATE VIEW, TRIGGER, "
+        f"LOCK TABLES ON `{target}`.* TO '{user}'@'%';"
+    )
+    yield user
+    mariadb(f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+def test_a_target_that_cannot_be_emptied_fails_the_restore_and_keeps_its_rows(
+    my_app: tuple[App, str, str], no_drop_user: str
+) -> None:
+    # The import session drops the target's objects before the dump: a drop that fails stops
+    # the import there, named, before any row of the dump.
+    app, _, target = my_app
+    app.cli("backup", check=True)
+    mariadb(f"CREATE DATABASE `{target}`")
+    mariadb("CREATE TABLE customers (id INT); INSERT INTO customers VALUES (424242);", target)
+    result = app.cli(
+        "restore-db",
+        extra={
+            "KAMAL_BACKUP_ALLOW_RESTORE": "true",
+            "RESTORE_DATABASE_URL": f"mysql://{no_drop_user}@127.0.0.1/{target}",
+            "RESTORE_MYSQL_PWD": "no-drop-pw-3",
+        },
+    )
+    assert result.returncode == 1, result.stderr
+    assert "mysql import failed" in result.stderr and "DROP command denied" in result.stderr
+    assert "no-drop-pw-3" not in result.stderr
+    assert mariadb("SELECT id FROM customers", target).split() == ["424242"]
+
+
+def test_a_dump_that_breaks_midway_is_reported_and_its_rows_are_not_committed(
+    my_app: tuple[App, str, str],
+) -> None:
+    app, source, target = my_app
+    # About 15 MB of rows: a dozen restic chunks, so restic has usually streamed most of the
+    # table when it reaches the one damaged below.
+    mariadb(
+        "CREATE TABLE bulk (id INT PRIMARY KEY, payload TEXT) DEFAULT CHARSET=utf8mb4; "
+        "INSERT INTO bulk SELECT seq, CONCAT(REPEAT(MD5(seq), 6), MD5(RAND())) "
+        "FROM seq_1_to_60000",
+        source,
+    )
+    run = json.loads(app.cli("backup", "--json", check=True).stdout)
+    # Damage the dump's last but one chunk where its pack holds it, as a failing disk would.
+    # Chunks are at least 512 KiB and the customers table after bulk is smaller, so that chunk
+    # holds rows of bulk: the statement that would commit them (UNLOCK TABLES) comes after.
+    snapshot = json.loads(app.restic("cat", "snapshot", run["database_snapshot"]["id"]).stdout)
+    tree = json.loads(app.restic("cat", "blob", snapshot["tree"]).stdout)
+    content = tree["nodes"][0]["content"]
+    assert len(content) >= 3
+    damaged_blob = content[-2]
+    packs = [
+        pack
+        for index in app.restic("list", "index").stdout.split()
+        for pack in json.loads(app.restic("cat", "index", index).stdout)["packs"]
+    ]
+    pack, blob = next(
+        (pack, blob) for pack in packs for blob in pack["blobs"] if blob["id"] == damaged_blob
+    )
+    damaged = app.repo / "data" / pack["id"][:2] / pack["id"]
+    damaged.chmod(0o600)
+    with damaged.open("r+b") as handle:
+        handle.seek(blob["offset"] + blob["length"] // 2)
+        handle.write(b"\0" * 64)
+    result = app.cli("restore-db", extra=restore_env(target))
+    assert result.returncode != 0, result.stderr
+    assert "reading the database dump" in result.stderr, result.stderr
+    # Whatever restic streamed before the damage reached the server uncommitted: no row is
+    # kept (restic reads ahead, so now and then it fails before the table was even created).
+    created = mariadb(
+        f"SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{target}' "
+        "AND TABLE_NAME = 'bulk'"
+    ).strip()
+    if created == "1":
+        assert mariadb("SELECT COUNT(*) FROM bulk", target).strip() == "0"

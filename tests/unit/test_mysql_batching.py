@@ -170,3 +170,20 @@ def test_the_restore_checks_unique_keys_again_after_the_dumps_header() -> None:
     footer = b"/*!40014 SET UNIQUE_CHECKS=@OLD_UNIQUE_CHECKS */;\n"
     out = b"".join(batched(io.BytesIO(header + rows + footer)))
     assert out == header + b"SET UNIQUE_CHECKS=1;\n" + b"INSERT INTO `t` VALUES (1),(2);\n" + footer
+
+
+def test_a_block_is_joined_whole_only_when_every_line_is_a_row_of_one_table() -> None:
+    from kamal_backup.databases.mysql import _one_table
+
+    rows = (
+        b"INSERT INTO `t` VALUES (1);\nINSERT INTO `t` VALUES (2);\nINSERT INTO `t` VALUES (3);\n"
+    )
+    assert _one_table(rows) == b"INSERT INTO `t` VALUES (1),(2),(3);\n"
+    for other in (
+        b"INSERT INTO `t` VALUES (1);\nINSERT INTO `u` VALUES (2);\n",  # another table
+        b"INSERT INTO `t` VALUES (1);\nUNLOCK TABLES;\n",  # another statement
+        b"INSERT INTO `t` VALUES (1)\nINSERT INTO `t` VALUES (2);\n",  # a line not ending ");"
+        b"INSERT INTO `t` VALUES (1);\nINSERT INTO `t` VALUES (2)\n",  # the last one neither
+        b"INSERT INTO `t` VALUES (1);\n\nINSERT INTO `t` VALUES (2);\n",  # an empty line
+    ):
+        assert _one_table(other) is None, other
