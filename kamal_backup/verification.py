@@ -5,16 +5,20 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
+import json
 import logging
+import operator
 import os
 import re
 import sqlite3
 import stat
+import struct
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, cast
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -95,15 +99,12 @@ def file_digest(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def _entry(path: str, hashes: HashCache | None = None) -> tuple[int, str] | None:
-    """(size, hash) of a regular file or symlink; None for anything else."""
-    info = os.lstat(path)
+def _value(path: str, info: os.stat_result) -> str | None:
+    """The manifest's "size:sha256" of a regular file or symlink (its target); None otherwise."""
     if stat.S_ISLNK(info.st_mode):
-        target = os.readlink(path)
-        return 0, "link:" + hashlib.sha256(os.fsencode(target)).hexdigest()
+        return "0:link:" + hashlib.sha256(os.fsencode(os.readlink(path))).hexdigest()
     if stat.S_ISREG(info.st_mode):
-        digest = hashes.digest(path, info) if hashes is not None else file_digest(path)
-        return info.st_size, digest
+        return f"{info.st_size}:{file_digest(path)}"
     return None
 
 
@@ -111,62 +112,168 @@ HASH_CACHE = "file-hashes.sqlite3"
 # A file changed this recently may change again within the same timestamp tick without its
 # mtime moving, so its hash is not remembered (git's "racily clean" rule).
 _RACY_NS = 2_000_000_000
-_Known = tuple[int, int, int, int, str]
+# What a remembered hash is trusted with: mode, size, mtime, ctime and inode, the figures restic
+# itself compares to skip an unchanged file.
+_Figures = tuple[int, int, int, int, int]
+# Part of every directory stamp: a change of how stamps are made invalidates the old ones.
+_STAMP_FORMAT = b"kamal-backup directory stamp 1\0"
+
+
+_figures: Callable[[os.stat_result], _Figures] = operator.attrgetter(
+    "st_mode", "st_size", "st_mtime_ns", "st_ctime_ns", "st_ino"
+)
+
+
+def _joined(names: Sequence[str]) -> bytes:
+    """Names as the file system holds them (undecodable bytes kept), NUL-separated."""
+    return "\0".join(names).encode("utf-8", "surrogateescape")
+
+
+def _split(data: bytes) -> list[str]:
+    return data.decode("utf-8", "surrogateescape").split("\0") if data else []
+
+
+class _Reused(NamedTuple):
+    """A directory as the cache remembers it: its entries' names and values, its subdirectories."""
+
+    names: list[str]
+    values: list[str]
+    subdirectories: list[str]
+    size: int
 
 
 class HashCache:
-    """The SHA-256 of each backed-up file, remembered with the size, mtime, ctime and inode.
+    """The SHA-256 of each backed-up file, remembered with its mode, size, mtime, ctime and inode.
 
-    A file whose four figures are unchanged since the last backup is not read again: restic
-    trusts exactly these figures to skip an unchanged file, so the manifest costs a stat per
-    file instead of a read beside a `restic backup` that reads nothing new. The cache is a
-    convenience: an unreadable or unwritable one is ignored and every file is hashed.
+    A file whose figures are unchanged since the last backup is not read again: restic trusts
+    the same figures to skip an unchanged file, so the manifest costs a stat per file instead of
+    a read beside a `restic backup` that reads nothing new. The cache holds one row per
+    directory; a directory's stamp (a SHA-256 over the name and figures of every entry, in
+    order, and over the walk's roots and exclusions) lets a directory whose entries are all
+    unchanged be taken whole, without a Python object per file. The cache is a convenience: an
+    unreadable or unwritable one is ignored and every file is hashed.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, scope: bytes = b"") -> None:
         self.path = path
-        self._started = time.time_ns()
-        self._known: dict[str, _Known] = {}
-        self._seen: dict[str, _Known] = {}
+        self._scope = hashlib.sha256(_STAMP_FORMAT + scope)
+        # Files changed at or after this instant are not remembered.
+        self.racy_after = time.time_ns() - _RACY_NS
+        # Directory key (bytes) -> (stamp, names, entries, figures, subdirectories, bytes).
+        self._rows: dict[bytes, tuple[Any, ...]] = {}
+        self._visited: set[bytes] = set()
+        self._changed: list[tuple[Any, ...]] = []
         if not path.is_file():
             return
         try:
             with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
-                self._known = {
-                    row[0]: tuple(row[1:])
+                self._rows = {
+                    row[0]: row[1:]
                     for row in db.execute(
-                        "SELECT path, size, mtime_ns, ctime_ns, inode, digest FROM files"
+                        "SELECT path, stamp, names, entries, figures, subdirectories, bytes "
+                        "FROM directories"
                     )
                 }
         except (sqlite3.Error, OSError) as exc:
             log.debug("file hash cache %s not read: %s", path, exc)
 
-    def digest(self, path: str, info: os.stat_result) -> str:
-        figures = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
-        known = self._known.get(path)
-        if known is not None and known[:4] == figures:
-            self._seen[path] = known
-            return known[4]
-        digest = file_digest(path)
-        if max(info.st_mtime_ns, info.st_ctime_ns) < self._started - _RACY_NS:
-            self._seen[path] = (*figures, digest)
-        return digest
+    def stamp(
+        self, relative: Sequence[str], names: list[str], infos: list[os.stat_result]
+    ) -> bytes | None:
+        """Over every entry's name and figures, in order, and the directory's place below its
+        root (None if a figure does not fit: the directory is then walked file by file)."""
+        digest = self._scope.copy()
+        digest.update(_joined([*relative, ""]))
+        digest.update(_joined(names))
+        try:
+            digest.update(
+                struct.pack("<" + "IQqqQ" * len(infos), *chain.from_iterable(map(_figures, infos)))
+            )
+        except struct.error:
+            return None
+        return digest.digest()
+
+    def reuse(self, key: str, stamp: bytes) -> _Reused | None:
+        """The directory as remembered, if its stamp is the same as then."""
+        path = key.encode("utf-8", "surrogateescape")
+        row = self._rows.get(path)
+        if row is None or row[0] != stamp:
+            return None
+        _, names, entries, _, subdirectories, size = row
+        try:
+            reused = _Reused(
+                _split(names),
+                entries.decode().split("\n") if entries else [],
+                _split(subdirectories),
+                int(size),
+            )
+        except (ValueError, TypeError, AttributeError, UnicodeError) as exc:
+            log.debug("file hash cache %s: a row not read: %s", self.path, exc)
+            return None
+        if len(reused.names) != len(reused.values):
+            return None
+        self._visited.add(path)
+        return reused
+
+    def known(self, key: str) -> dict[str, tuple[_Figures, str]]:
+        """The remembered files of a directory that changed: name -> (figures, value)."""
+        row = self._rows.get(key.encode("utf-8", "surrogateescape"))
+        if row is None:
+            return {}
+        try:
+            figures = [tuple(item) for item in json.loads(row[3])]
+            values = row[2].decode().split("\n") if row[2] else []
+            return dict(zip(_split(row[1]), zip(figures, values, strict=True), strict=True))
+        except (ValueError, TypeError, AttributeError, UnicodeError) as exc:
+            log.debug("file hash cache %s: a row not read: %s", self.path, exc)
+            return {}
+
+    def fresh(self, info: os.stat_result) -> bool:
+        """Whether a file changed too recently to be remembered (the racily-clean rule)."""
+        return max(info.st_mtime_ns, info.st_ctime_ns) >= self.racy_after
+
+    def remember(
+        self,
+        key: str,
+        stamp: bytes | None,
+        names: list[str],
+        figures: list[_Figures],
+        values: list[str],
+        subdirectories: list[str],
+        size: int,
+    ) -> None:
+        """What a directory's walk found; `stamp` None when it cannot be taken whole next time
+        (an entry changed too recently, vanished or could not be read)."""
+        path = key.encode("utf-8", "surrogateescape")
+        self._visited.add(path)
+        row = (
+            stamp,
+            _joined(names),
+            "\n".join(values).encode(),
+            json.dumps(figures, separators=(",", ":")),
+            _joined(subdirectories),
+            size,
+        )
+        if self._rows.get(path) != row:
+            self._changed.append((path, *row))
 
     def save(self) -> None:
-        """Keeps what this walk learned; forgets files that are gone (or were not walked)."""
-        changed = [(p, *k) for p, k in self._seen.items() if self._known.get(p) != k]
-        gone = [(p,) for p in self._known.keys() - self._seen.keys()]
-        if not changed and not gone:
+        """Keeps what this walk learned; forgets directories that are gone (or were not walked)."""
+        gone = [(path,) for path in self._rows.keys() - self._visited]
+        if not self._changed and not gone:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.closing(sqlite3.connect(self.path, timeout=5)) as db, db:
+                db.execute("DROP TABLE IF EXISTS files")  # one row per file, before stamps
                 db.execute(
-                    "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
-                    "mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, digest TEXT)"
+                    "CREATE TABLE IF NOT EXISTS directories (path BLOB PRIMARY KEY, stamp BLOB,"
+                    " names BLOB, entries BLOB, figures TEXT, subdirectories BLOB, bytes INTEGER)"
                 )
-                db.executemany("DELETE FROM files WHERE path = ?", gone)
-                db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", changed)
+                db.executemany("DELETE FROM directories WHERE path = ?", gone)
+                db.executemany(
+                    "INSERT OR REPLACE INTO directories VALUES (?, ?, ?, ?, ?, ?, ?)", self._changed
+                )
         except (sqlite3.Error, OSError) as exc:
             log.debug("file hash cache %s not saved: %s", self.path, exc)
 
@@ -256,6 +363,22 @@ class _Exclusions:
         )
 
 
+def _lstat_all(directory: str, names: list[str]) -> tuple[list[os.stat_result | None], bool]:
+    """Each name's lstat (None where it vanished or cannot be read), and whether all succeeded."""
+    lstat = os.lstat
+    try:
+        return [lstat(f"{directory}/{name}") for name in names], True
+    except OSError:
+        pass
+    infos: list[os.stat_result | None] = []
+    for name in names:
+        try:
+            infos.append(lstat(f"{directory}/{name}"))
+        except (FileNotFoundError, PermissionError):
+            infos.append(None)  # gone meanwhile, or unreadable (restic reports those itself)
+    return infos, False
+
+
 def walk_files(
     roots: Iterable[tuple[Path, str]],
     excluded: Sequence[str] = (),
@@ -268,7 +391,8 @@ def walk_files(
     a restored tree and of the backed-up tree are the same. Files are visited as `os.walk`
     visits them (directories sorted, symlinks to directories recorded as links, never
     followed); the walk works on strings and prunes excluded directories, so it stays cheap
-    beside a `restic backup` of many small files.
+    beside a `restic backup` of many small files. With `hashes`, a directory whose entries are
+    all unchanged is taken from the cache whole, and only changed files are read.
     """
     skip = set(excluded)
     exclusions = _Exclusions(patterns)
@@ -286,43 +410,84 @@ def walk_files(
             if cancelled():
                 raise Interrupted()
             try:
-                with os.scandir(directory) as listing:
-                    found = list(listing)
+                names = os.listdir(directory)
             except OSError:
                 continue  # as os.walk: an unreadable directory is left out
-            names: list[str] = []
-            subdirectories: list[str] = []
-            for item in found:
-                try:
-                    is_dir = item.is_dir()
-                except OSError:
-                    is_dir = False
-                if not is_dir:
-                    names.append(item.name)
-                elif item.is_symlink():
-                    names.append(item.name)  # recorded as a link, never walked into
-                else:
-                    subdirectories.append(item.name)
             names.sort()
-            for name in names:
+            infos, complete = _lstat_all(directory, names)
+            stamp = None
+            if hashes is not None and complete:
+                stamp = hashes.stamp(dir_relative, names, cast(list[os.stat_result], infos))
+                reused = hashes.reuse(dir_key, stamp) if stamp is not None else None
+                if reused is not None:
+                    entries.update(
+                        zip(
+                            [f"{dir_key}/{name}" for name in reused.names],
+                            reused.values,
+                            strict=True,
+                        )
+                    )
+                    total += reused.size
+                    subdirectories = reused.subdirectories
+                    pending += [
+                        (f"{directory}/{name}", f"{dir_key}/{name}", [*dir_relative, name])
+                        for name in reversed(subdirectories)
+                    ]
+                    continue
+            known = hashes.known(dir_key) if hashes is not None else {}
+            kept_names: list[str] = []
+            kept_figures: list[_Figures] = []
+            kept_values: list[str] = []
+            kept_size = 0
+            subdirectories = []
+            whole = complete
+            for name, info in zip(names, infos, strict=True):
+                if info is None:
+                    continue
                 key = f"{dir_key}/{name}"
+                if stat.S_ISDIR(info.st_mode):
+                    if not exclusions.directory_adds(key, [*dir_relative, name]):
+                        subdirectories.append(name)
+                    continue
                 if key in skip or exclusions.name_adds(key, dir_relative, name):
                     continue
-                try:
-                    entry = _entry(f"{directory}/{name}", hashes)
-                except (FileNotFoundError, PermissionError):
-                    continue  # gone meanwhile, or unreadable (restic reports those itself)
-                if entry is None:
-                    continue
-                size, digest = entry
-                entries[key] = f"{size}:{digest}"
+                figures = _figures(info)
+                remembered = known.get(name)
+                if remembered is not None and remembered[0] == figures:
+                    value, keep = remembered[1], True
+                else:
+                    try:
+                        found = _value(f"{directory}/{name}", info)
+                    except (FileNotFoundError, PermissionError):
+                        whole = False
+                        continue  # gone meanwhile, or unreadable (restic reports those itself)
+                    if found is None:
+                        continue  # neither a regular file nor a symlink
+                    value, keep = found, hashes is not None and not hashes.fresh(info)
+                    whole = whole and keep
+                size = info.st_size if stat.S_ISREG(info.st_mode) else 0
+                entries[key] = value
                 total += size
-            for name in sorted(subdirectories, reverse=True):
-                key = f"{dir_key}/{name}"
-                relative = [*dir_relative, name]
-                if not exclusions.directory_adds(key, relative):
-                    pending.append((f"{directory}/{name}", key, relative))
-    return FilesFigures(files=len(entries), bytes=total, entries=entries)
+                if keep:
+                    kept_names.append(name)
+                    kept_figures.append(figures)
+                    kept_values.append(value)
+                    kept_size += size
+            if hashes is not None:
+                hashes.remember(
+                    dir_key,
+                    stamp if whole else None,
+                    kept_names,
+                    kept_figures,
+                    kept_values,
+                    subdirectories,
+                    kept_size,
+                )
+            pending += [
+                (f"{directory}/{name}", f"{dir_key}/{name}", [*dir_relative, name])
+                for name in reversed(subdirectories)
+            ]
+    return FilesFigures.model_construct(files=len(entries), bytes=total, entries=entries)
 
 
 def source_files(
@@ -336,8 +501,12 @@ def source_files(
     With `cache` (a file in the state directory, see HASH_CACHE), files unchanged since the
     last backup are not read again.
     """
-    hashes = HashCache(cache) if cache is not None else None
-    figures = walk_files(((path, str(path)) for path in paths), excluded, patterns, hashes)
+    roots = [(path, str(path)) for path in paths]
+    hashes = None
+    if cache is not None:
+        scope = json.dumps([[str(path) for path in paths], sorted(excluded), list(patterns)])
+        hashes = HashCache(cache, scope.encode("utf-8", "surrogateescape"))
+    figures = walk_files(roots, excluded, patterns, hashes)
     if hashes is not None:
         hashes.save()
     return figures
