@@ -1,5 +1,5 @@
 """Allows `python -m kamal_backup`."""
 
-from kamal_backup.cli import main
+from kamal_backup.entry import main
 
 main()

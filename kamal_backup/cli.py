@@ -20,6 +20,7 @@ import typer
 
 from kamal_backup import __version__, process
 from kamal_backup.console import LazyConsole, live_progress, setup_logging, stderr
+from kamal_backup.entry import VERSION_ARGUMENTS
 from kamal_backup.errors import (
     ConfigError,
     ExitCode,
@@ -976,9 +977,10 @@ def _error_line(message: str) -> None:
 
 def main() -> None:
     """Entry point: typed errors become one redacted line and their exit code; never a traceback."""
-    if sys.argv[1:] in (["version"], ["--version"], ["-v"]):
-        # Answered before Typer parses anything: parsing coerces the root options through
-        # pydantic, which costs more than the whole answer. The output is the command's own.
+    if sys.argv[1:] in VERSION_ARGUMENTS:
+        # Answered before Typer parses anything (kamal_backup.entry answers before this module
+        # is even imported): parsing coerces the root options through pydantic, which costs
+        # more than the whole answer. The output is the command's own.
         sys.stdout.write(f"kamal-backup {__version__}\n")
         return
     try:
