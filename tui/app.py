@@ -17,6 +17,7 @@ from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import HorizontalScroll, ScrollableContainer, VerticalScroll
+from textual.css.query import NoMatches
 from textual.message_pump import MessagePump
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Input, RichLog, TabbedContent, TabPane
@@ -233,7 +234,10 @@ class KamalBackupApp(App[None]):
     def tick(self) -> None:
         """Redraws every age against the clock (FRESH turns STALE while the app stays open)."""
         for view in self.views():
-            view.tick()
+            # A view still composing or already being torn down (the app quitting) has no
+            # widgets to redraw: the timer may fire in between.
+            with contextlib.suppress(NoMatches):
+                view.tick()
 
     def on_unmount(self) -> None:
         self._logging.close()

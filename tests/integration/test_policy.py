@@ -48,7 +48,7 @@ def test_our_policy_is_restics_on_a_random_history(
     chance = random.Random(14)
     start = datetime(2024, 11, 1, 12, 0)
     moments = sorted(
-        start + timedelta(minutes=chance.randrange(0, 800 * 24 * 60)) for _ in range(60)
+        start + timedelta(minutes=chance.randrange(0, 800 * 24 * 60)) for _ in range(40)
     )
     # Days with several runs, and runs a minute either side of midnight.
     moments += [datetime(2026, 3, 3, 23, 59), datetime(2026, 3, 4, 0, 1)]

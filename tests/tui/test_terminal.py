@@ -109,7 +109,15 @@ def start_tui(terminal: Terminal, app: App, size: tuple[int, int], **extra: str)
     )  # fmt: skip
 
 
+# q quits in seconds, a running operation cancelled first. 2 s was the limit on the machine it was
+# set on; the CI machine of 2026-11-28 runs the same Python start-up and shutdown about twice as
+# slowly (the baseline tree's `--help`: 286 ms on the first, 636 ms on the second), and q during
+# a backup took 2.08 s on it. A hang (a worker or a child not stopped) takes far longer.
+QUIT_SECONDS = 3.5
+
+
 def quit_within(terminal: Terminal, seconds: float) -> float:
+    """Seconds from q until the app's process is gone (a hang shows as over `seconds`)."""
     started = time.monotonic()
     terminal.keys("q")
     while terminal.running() and time.monotonic() - started < seconds + 10:
@@ -143,7 +151,7 @@ def test_80x24_shows_the_safety_flags_and_help_and_palette_find_back_up(
         time.sleep(0.5)
     assert "Search for commands" not in terminal.screen()
     time.sleep(1)  # a key right behind an escape can be read as alt+key
-    assert quit_within(terminal, 2) < 2
+    assert quit_within(terminal, QUIT_SECONDS) < QUIT_SECONDS
 
 
 def test_an_unreachable_repository_shows_in_seconds_and_q_quits(
@@ -154,7 +162,7 @@ def test_an_unreachable_repository_shows_in_seconds_and_q_quits(
     screen = terminal.wait_for("repository unreachable: connection refused", timeout=15)
     assert time.monotonic() - started < 15
     assert "[REDACTED]" not in screen
-    assert quit_within(terminal, 2) < 2
+    assert quit_within(terminal, QUIT_SECONDS) < QUIT_SECONDS
 
 
 def test_after_cancelling_a_backup_r_shows_the_snapshots_again(
@@ -181,8 +189,8 @@ def test_after_cancelling_a_backup_r_shows_the_snapshots_again(
     terminal.keys("o")
     screen = terminal.wait_for("Latest database  FRESH")
     assert "unknown: interrupted" not in screen
-    terminal.keys("b")  # and q during a backup: cancelled, and the app gone within 2 s
+    terminal.keys("b")  # and q during a backup: cancelled, and the app gone in seconds
     terminal.wait_for("backing up the database")
-    assert quit_within(terminal, 2) < 2
+    assert quit_within(terminal, QUIT_SECONDS) < QUIT_SECONDS
     leftover = subprocess.run(["pgrep", "-f", str(app.repo)], capture_output=True, text=True)
     assert leftover.stdout.split() == []
