@@ -21,6 +21,22 @@ ROOT = Path(__file__).resolve().parent.parent
 RESTIC_PASSWORD = "correct-horse-battery-staple-7731"
 
 
+def _start_rank(item: pytest.Item) -> int:
+    """The soak (the longest test), then the TUI's, the other integration tests, unit tests."""
+    if item.nodeid.startswith("tests/integration/test_soak.py"):
+        return 0
+    if item.nodeid.startswith("tests/tui/"):
+        return 1
+    return 2 if item.nodeid.startswith("tests/integration/") else 3
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests first, short ones last (the order within each group kept): with two workers
+    (xdist --dist worksteal) the run then does not end with one worker in a long test while
+    the other idles. Every test stays independent of the order."""
+    items.sort(key=_start_rank)
+
+
 @pytest.fixture(scope="session")
 def restic_binary() -> str:
     """The restic the tests run; a missing or old restic fails the run (it never skips)."""
