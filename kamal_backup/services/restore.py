@@ -34,6 +34,7 @@ from kamal_backup.models import (
     SnapshotRecord,
 )
 from kamal_backup.notify import notified
+from kamal_backup.redact import redact
 from kamal_backup.restic import Restic
 from kamal_backup.services import (
     RESTORE_PREVIOUS,
@@ -143,7 +144,9 @@ def _warm(adapter: DatabaseAdapter) -> None:
     try:
         adapter.warm_restore()
     except Exception as exc:
-        log.debug("asking the restore target ahead failed (asked again later): %s", exc)
+        log.debug(
+            "asking the restore target ahead failed (asked again later): %s", redact(str(exc))
+        )
 
 
 def _expected_snapshot(
