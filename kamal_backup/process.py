@@ -273,16 +273,32 @@ def _death_signal_prefix() -> tuple[str, ...]:
     return (setpriv, "--pdeathsig", "KILL", "--") if probe.returncode == 0 else ()
 
 
-def stop(child: subprocess.Popen[Any], grace: float = 5) -> None:
+def stop(
+    child: subprocess.Popen[Any], grace: float = 5, unblock_after: float | None = None
+) -> None:
     """Ends a child started by `spawn` and its process group: SIGTERM (restic then removes its
-    lock), SIGKILL after `grace` seconds. A child that has ended is only reaped."""
-    if child.poll() is None:
-        _signal_group(child, signal.SIGTERM)
-        try:
-            child.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
+    lock), SIGKILL after `grace` seconds. A child that has ended is only reaped.
+
+    With `unblock_after`, a child still running that long after SIGTERM has its stdout closed
+    under it: a writer blocked on a full pipe (a `restic dump` nobody reads, which stays blocked
+    after SIGTERM) then fails its write and ends. Closing first would kill restic by SIGPIPE
+    before it removed its lock.
+    """
+    if child.poll() is not None:
+        return
+    _signal_group(child, signal.SIGTERM)
+    try:
+        child.wait(timeout=unblock_after if unblock_after is not None else grace)
+        return
+    except subprocess.TimeoutExpired:
+        if unblock_after is None:
             _signal_group(child, signal.SIGKILL)
             child.wait()
+            return
+    if child.stdout is not None:
+        with contextlib.suppress(OSError):
+            child.stdout.close()
+    stop(child, grace)
 
 
 def _signal_group(child: subprocess.Popen[Any], sig: signal.Signals) -> None:

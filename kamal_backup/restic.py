@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import re
-import signal
 import subprocess
 import tempfile
 import threading
@@ -49,23 +46,8 @@ _SHARED_LOCK = frozenset(
 
 
 def _stop_early(child: subprocess.Popen[bytes]) -> None:
-    """Stops an early `restic dump` nobody read. On SIGTERM restic removes its lock, but a
-    dump blocked on a full pipe stays blocked in its write: after a moment for the lock, the
-    pipe is closed under it, so the write fails and restic ends (SIGKILL is the last resort).
-    Closing first would kill restic by SIGPIPE with its lock still in the repository."""
-    if child.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(child.pid, signal.SIGTERM)
-    try:
-        child.wait(timeout=1)
-        return
-    except subprocess.TimeoutExpired:
-        pass
-    if child.stdout is not None:
-        with contextlib.suppress(OSError):
-            child.stdout.close()
-    process.stop(child)
+    """Stops an early `restic dump` nobody read: its lock goes on SIGTERM, then its pipe."""
+    process.stop(child, unblock_after=1)
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:

@@ -106,7 +106,7 @@ def restore_database(
     warmed = _warmed_adapter(settings, guess.database if guess else database)
     # restic opens the repository for the likely dump, and the target's client versions are
     # asked, while the listing decides what to read.
-    with restic.early_dump(*(_early_target(settings, guess) if guess else (None, None))):
+    with restic.early_dump(*_early_target(guess, warmed)):
         if snapshots is None:
             parts: dict[str, Callable[[], object]] = {
                 "listing": lambda: list_snapshots(settings, restic=restic)
@@ -168,13 +168,15 @@ def _expected_snapshot(
     return next((r for r in known if (r.database or LEGACY_DATABASE) == wanted), None)
 
 
-def _early_target(settings: Settings, record: SnapshotRecord) -> tuple[str | None, str | None]:
-    """(id, path) to dump early, or (None, None) when the restore would first take a safety
-    snapshot (a dump started now would only wait through it) or does not read a pipe."""
-    if len(record.paths) != 1:
+def _early_target(
+    record: SnapshotRecord | None, adapter: DatabaseAdapter | None
+) -> tuple[str | None, str | None]:
+    """(id, path) to dump early (`adapter` is the guessed snapshot's database's), or (None, None)
+    when there is no guess, the restore would first take a safety snapshot (a dump started now
+    would only wait through it) or the adapter does not read a pipe."""
+    if record is None or adapter is None or len(record.paths) != 1:
         return None, None
     try:
-        adapter = adapter_for(settings, record.database)
         if adapter.restore_target_is_source() or not adapter.restores_from_pipe:
             return None, None
     except KamalBackupError:
