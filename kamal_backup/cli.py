@@ -47,7 +47,13 @@ R = TypeVar("R")
 def _stdout_console() -> Console:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    # markup=False: every string printed is data (paths, names, restic's words); none is markup.
+    return Console(
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+        width=None if sys.stdout.isatty() else 160,
+    )
 
 
 # Typed as the Console it stands for: commands use it exactly like one.
@@ -491,7 +497,6 @@ def redact_json(data: Any) -> Any:
 
 
 def render_drill(record: Any) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     verification = record.verification
@@ -500,28 +505,28 @@ def render_drill(record: Any) -> None:
     table = Table(*columns, "rows backed up", "rows restored", "verdict")
     for check_row in verification.tables:
         table.add_row(
-            *((escape(check_row.database or "-"),) if named else ()),
-            escape(check_row.table),
+            *((check_row.database or "-",) if named else ()),
+            check_row.table,
             "-" if check_row.rows_expected is None else str(check_row.rows_expected),
             "-" if check_row.rows_restored is None else str(check_row.rows_restored),
-            escape(check_row.verdict + (f": {check_row.detail}" if check_row.detail else "")),
+            check_row.verdict + (f": {check_row.detail}" if check_row.detail else ""),
         )
     if verification.tables:
         stdout.print(table)
     for name, target in record.database_targets.items():
-        stdout.print(f"database {escape(name)} restored into {escape(target)}")
+        stdout.print(f"database {name} restored into {target}")
     for mismatch in verification.file_mismatches:
-        stdout.print(f"file mismatch: {escape(mismatch.path)}: {escape(mismatch.detail)}")
+        stdout.print(f"file mismatch: {mismatch.path}: {mismatch.detail}")
     if record.check is not None:
         stdout.print(
-            f"check {escape(' '.join(record.check.command))}: {record.check.status}"
-            + (f" ({escape(record.check.error)})" if record.check.error else "")
+            f"check {' '.join(record.check.command)}: {record.check.status}"
+            + (f" ({record.check.error})" if record.check.error else "")
         )
     rto = f"{record.rto_seconds:.1f}s" if record.rto_seconds is not None else "-"
     rpo = f"{record.rpo_seconds:.0f}s" if record.rpo_seconds is not None else "-"
     stdout.print(
         f"drill {record.status.upper()} run {record.run or '-'}: "
-        f"{escape(verification.summary())}; RTO {rto}, RPO {rpo}"
+        f"{verification.summary()}; RTO {rto}, RPO {rpo}"
     )
     if record.suspicious_run:
         stdout.print(

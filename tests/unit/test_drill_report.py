@@ -7,6 +7,8 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from kamal_backup.services.evidence import build_evidence
 from kamal_backup.services.report import html_report, markdown_escape, markdown_report
 from kamal_backup.settings import Settings, load_settings
@@ -129,6 +131,31 @@ def test_reports_escape_every_name_path_and_error(tmp_path: Path) -> None:
     assert "|" not in markdown_escape(NASTY_PATH).replace("\\|", "")
     assert "](" not in markdown_escape(NASTY_PATH).replace("\\]\\(", "")
     assert "| 2026-11-26 03:10 UTC | failed | 20261126T030000Z |" in markdown
+
+
+def test_the_cli_prints_names_as_they_are(capsys: pytest.CaptureFixture[str]) -> None:
+    from kamal_backup.cli import render_drill
+
+    record = DrillRecord(
+        id="20261126T031000Z-abcdef",
+        status="failed",
+        ran_by="op@host",
+        started_at=datetime(2026, 11, 26, 3, 10, tzinfo=UTC),
+        run="20261126T030000Z",
+        database_targets={"primary": "/restore/[bold]db[/x].sqlite3"},
+    )
+    record.verification = verify(
+        (
+            manifest(figures(TableFigures(table="[red]t[/]", rows=1, checksum="1")), None),
+            lambda method: figures(TableFigures(table="[red]t[/]", rows=2, checksum="2")),
+        ),
+        None,
+    )
+    render_drill(record)
+    printed = capsys.readouterr().out
+    assert "[red]t[/]" in printed
+    assert "restored into /restore/[bold]db[/x].sqlite3" in printed
+    assert "\\[" not in printed  # no escaping backslash shows either
 
 
 def test_the_manifest_leaves_out_what_restic_excludes(tmp_path: Path) -> None:
