@@ -20,9 +20,10 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from kamal_backup.errors import Interrupted
+from kamal_backup.models import Model
 from kamal_backup.process import cancelled
 
 MANIFEST_VERSION = 1
@@ -35,7 +36,7 @@ _CHUNK = 1024 * 1024
 MISMATCHES_KEPT = 50
 
 
-class TableFigures(BaseModel):
+class TableFigures(Model):
     """One table's row count and order-independent content checksum, as of one consistent view."""
 
     table: str
@@ -46,14 +47,14 @@ class TableFigures(BaseModel):
     note: str | None = None
 
 
-class DatabaseFigures(BaseModel):
+class DatabaseFigures(Model):
     adapter: str
     method: FigureMethod
     consistency: str
     tables: list[TableFigures] = Field(default_factory=list)
 
 
-class FilesFigures(BaseModel):
+class FilesFigures(Model):
     """Every regular file and symlink under the backup paths: size and SHA-256 (symlink: target)."""
 
     files: int
@@ -62,7 +63,7 @@ class FilesFigures(BaseModel):
     entries: dict[str, str] = Field(default_factory=dict)
 
 
-class Manifest(BaseModel):
+class Manifest(Model):
     """Stored with each run in the repository (a small snapshot tagged type:manifest)."""
 
     version: int = MANIFEST_VERSION
@@ -522,7 +523,7 @@ def restored_files(target: Path, originals: Sequence[str]) -> FilesFigures:
 Verdict = Literal["match", "mismatch", "not comparable", "not verified"]
 
 
-class TableCheck(BaseModel):
+class TableCheck(Model):
     table: str
     # The database the table is in (None in records made before several databases existed).
     database: str | None = None
@@ -532,13 +533,13 @@ class TableCheck(BaseModel):
     detail: str | None = None
 
 
-class FileCheck(BaseModel):
+class FileCheck(Model):
     path: str
     verdict: Verdict
     detail: str
 
 
-class Verification(BaseModel):
+class Verification(Model):
     """What a drill found on its scratch targets, compared with the run's manifest."""
 
     status: Literal["verified", "mismatch", "not verified"]
@@ -723,7 +724,7 @@ def verify(
 DrillStatus = Literal["passed", "failed", "interrupted"]
 
 
-class CheckCommandResult(BaseModel):
+class CheckCommandResult(Model):
     """The operator's check command, run against the scratch targets after verification."""
 
     command: list[str]
@@ -734,7 +735,7 @@ class CheckCommandResult(BaseModel):
     error: str | None = None
 
 
-class DrillPart(BaseModel):
+class DrillPart(Model):
     kind: Literal["database", "files"]
     database: str | None = None
     snapshot_id: str
@@ -745,7 +746,7 @@ class DrillPart(BaseModel):
     bytes_restored: int | None = None
 
 
-class DrillRecord(BaseModel):
+class DrillRecord(Model):
     """One restore drill, passed, failed or interrupted: what a reviewer asks to see."""
 
     id: str
@@ -788,7 +789,7 @@ class DrillRecord(BaseModel):
         )
 
 
-class DrillSummary(BaseModel):
+class DrillSummary(Model):
     """One line of the drill history (evidence, the TUI, repository snapshot tags)."""
 
     id: str

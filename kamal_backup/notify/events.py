@@ -6,13 +6,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from kamal_backup.models import Model
 
 EventKind = Literal["start", "success", "failure", "recovery", "test"]
 EventStatus = Literal["running", "success", "failed"]
 
 
-class Event(BaseModel):
+class Event(Model):
     """One thing that happened to an operation, already redacted; the webhook's JSON body."""
 
     event: EventKind
@@ -44,7 +46,7 @@ class Event(BaseModel):
         return f"{what} succeeded{took}"
 
 
-class DeliveryResult(BaseModel):
+class DeliveryResult(Model):
     """What one channel made of one event (never its URL beyond the host, never a token)."""
 
     channel: str
@@ -56,7 +58,7 @@ class DeliveryResult(BaseModel):
     at: datetime
 
 
-class ChannelStatus(BaseModel):
+class ChannelStatus(Model):
     """A configured channel and the last delivery it made, for evidence, `notify` and the TUI."""
 
     channel: str
@@ -64,7 +66,7 @@ class ChannelStatus(BaseModel):
     last_delivery: DeliveryResult | None = None
 
 
-class OperationOutcome(BaseModel):
+class OperationOutcome(Model):
     """How an operation last ended: the basis of recovery events and the metrics."""
 
     status: Literal["success", "failed"]
@@ -75,11 +77,11 @@ class OperationOutcome(BaseModel):
     measures: dict[str, float] = Field(default_factory=dict)
 
 
-class OutcomeState(BaseModel):
+class OutcomeState(Model):
     operations: dict[str, OperationOutcome] = Field(default_factory=dict)
 
 
-class DeliveryState(BaseModel):
+class DeliveryState(Model):
     channels: dict[str, DeliveryResult] = Field(default_factory=dict)
 
 
