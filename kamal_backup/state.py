@@ -14,7 +14,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from kamal_backup import redact
 from kamal_backup.errors import ConfigError
 from kamal_backup.models import BackupRun, CheckResult, RestoreResult, SchedulerStart, SnapshotType
-from kamal_backup.verification import DrillRecord
+from kamal_backup.verification import DrillRecord, Manifest
 
 _DRILLS = TypeAdapter(list[DrillRecord])
 
@@ -23,6 +23,7 @@ LAST_CHECK = "last_check.json"
 LAST_SUCCESS = "last_success.json"
 SCHEDULER = "scheduler.json"
 DRILLS = "drills.json"
+MANIFEST_FIGURES = "last_manifest_figures.json"
 DRILLS_KEPT = 50
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -78,6 +79,33 @@ def record_backup(state_dir: Path, run: BackupRun) -> None:
 
 def last_success(state_dir: Path) -> BackupRun | None:
     return read_json(state_dir / LAST_SUCCESS, BackupRun)
+
+
+class ManifestFigures(BaseModel):
+    """What the next run's comparison reads of the last manifest this machine saved (its file
+    entries left out), and the id of the manifest snapshot it was saved as."""
+
+    snapshot_id: str
+    manifest: Manifest
+
+
+def record_manifest_figures(state_dir: Path, snapshot_id: str, manifest: Manifest) -> None:
+    files = manifest.files
+    if files is not None:
+        files = files.model_copy(update={"entries": {}})
+    kept = manifest.model_copy(update={"files": files})
+    write_json(
+        state_dir / MANIFEST_FIGURES, ManifestFigures(snapshot_id=snapshot_id, manifest=kept)
+    )
+
+
+def manifest_figures(state_dir: Path, snapshot_id: str) -> Manifest | None:
+    """The figures of manifest snapshot `snapshot_id` (a whole id, or the short one a run
+    records) when this machine saved that snapshot; None otherwise."""
+    found = read_json(state_dir / MANIFEST_FIGURES, ManifestFigures)
+    if found is None or len(snapshot_id) < 8 or not found.snapshot_id.startswith(snapshot_id):
+        return None
+    return found.manifest
 
 
 def record_scheduler_start(state_dir: Path, start: SchedulerStart) -> None:

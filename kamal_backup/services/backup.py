@@ -244,9 +244,12 @@ def _perform(
 
 
 def _last_manifest(settings: Settings) -> tuple[str | None, str | None]:
-    """(short id, path) of the last successful run's manifest, from the state directory."""
+    """(short id, path) of the last successful run's manifest, from the state directory; none
+    when this machine kept that manifest's figures itself (the comparison reads those)."""
     last = state.last_success(settings.state_dir)
     if last is None or not last.manifest_snapshot:
+        return None, None
+    if state.manifest_figures(settings.state_dir, last.manifest_snapshot) is not None:
         return None, None
     return last.manifest_snapshot, "/" + manifest_filename(settings, last.run)
 
@@ -338,6 +341,12 @@ def _save_and_judge(
         document,
         manifest_id=saved.snapshot_id if isinstance(saved, BackupSummary) else None,
     )
+    if document is not None and isinstance(saved, BackupSummary) and not run.suspicious:
+        # The next run compares with this one: its figures then need no `restic dump`.
+        try:
+            state.record_manifest_figures(settings.state_dir, saved.snapshot_id, document)
+        except (OSError, KamalBackupError) as exc:  # only a saving lost: the next run dumps it
+            log.warning("the manifest figures could not be kept in the state directory: %s", exc)
     if retagged:
         # Tagging gave the run's snapshots new ids: everything below reads the new ones.
         found.update(retagged)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from kamal_backup import state
 from kamal_backup.errors import ConfigError, Interrupted, KamalBackupError, OperationFailed
 from kamal_backup.humanize import human_bytes
 from kamal_backup.models import (
@@ -172,6 +173,22 @@ def last_good_run(
     return max(runs) if runs else None
 
 
+def baseline_manifest(
+    settings: Settings, restic: Restic, manifests: Sequence[Snapshot], baseline: str
+) -> Manifest | None:
+    """The baseline run's manifest: the figures this machine kept of it when the listing names
+    the very snapshot they were saved as (no restic process), else one `restic dump`."""
+    from kamal_backup.services.drill import newest_manifest, read_manifest
+
+    newest = newest_manifest(manifests, baseline)
+    if newest is not None:
+        kept = state.manifest_figures(settings.state_dir, newest.id)
+        if kept is not None and kept.run == baseline:
+            log.debug("the manifest of run %s comes from the state directory", baseline)
+            return kept
+    return read_manifest(restic, manifests, baseline)
+
+
 def judge_run(
     settings: Settings,
     restic: Restic,
@@ -187,15 +204,13 @@ def judge_run(
     (only when something shrank). Returns the run's snapshots that were re-tagged, by their old
     id (restic gives a snapshot whose tags change a new id).
     """
-    from kamal_backup.services.drill import read_manifest
-
     baseline = last_good_run(snapshots, expected_parts(settings), before=run.run)
     if baseline is None:
         log.info("no earlier good run: this run is not compared")
         return {}
     run.baseline_run = baseline
     manifests = [s for s in snapshots if s.kind == "manifest"]
-    before = run_side(baseline, snapshots, read_manifest(restic, manifests, baseline))
+    before = run_side(baseline, snapshots, baseline_manifest(settings, restic, manifests, baseline))
     after = run_side(run.run, snapshots, manifest)
     findings = compare_runs(before, after, settings.max_shrink, len(settings.database_list) > 1)
     if not findings:

@@ -157,15 +157,18 @@ def resolve_part(
     return max(same_run, key=lambda s: s.time)
 
 
+def newest_manifest(manifests: Sequence[Snapshot], run: str | None) -> Snapshot | None:
+    """The run's newest manifest snapshot among `manifests`, or None."""
+    found = [s for s in manifests if run and s.run == run]
+    return max(found, key=lambda s: s.time) if found else None
+
+
 def read_manifest(
     restic: Restic, manifests: Sequence[Snapshot], run: str | None
 ) -> Manifest | None:
     """The run's manifest (one `restic dump`), or None for a run made before manifests."""
-    found = [s for s in manifests if run and s.run == run]
-    if not found:
-        return None
-    newest = max(found, key=lambda s: s.time)
-    if len(newest.paths) != 1:
+    newest = newest_manifest(manifests, run)
+    if newest is None or len(newest.paths) != 1:
         return None
     try:
         return Manifest.model_validate_json(restic.read_file(newest.id, newest.paths[0]))

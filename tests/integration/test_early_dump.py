@@ -73,27 +73,37 @@ def no_restic_left(app: App) -> None:
     assert str(app.root) not in running, running
 
 
-def test_the_baseline_manifest_is_read_while_the_halves_run(app: App) -> None:
+def test_the_baseline_manifest_is_kept_here_or_read_while_the_halves_run(app: App) -> None:
     app.cli("backup", check=True)
     log = timing_restic(app)
+    # The first run kept its manifest's figures in the state directory: the second run's
+    # comparison reads them there, with no restic process.
     second = json.loads(app.cli("backup", "--json", check=True).stdout)
     assert second["status"] == "success" and second["baseline_run"] is not None
+    assert "dump" not in started(events(log))
+    kept = state_file(app, "last_manifest_figures.json")
+    assert json.loads(kept.read_text())["manifest"]["run"] == second["run"]
+
+    # Without them (another machine's state, a lost file), one dump, started before the
+    # halves' two backups ended and before the listing.
+    kept.unlink()
+    third = json.loads(app.cli("backup", "--json", check=True).stdout)
+    assert third["status"] == "success" and third["baseline_run"] == second["run"]
     found = events(log)
-    # One dump, started before the halves' two backups ended and before the listing.
     assert started(found).count("dump") == 1, found
     halves_end = sorted(when(found, "end", "backup"))[1]
     assert when(found, "start", "dump")[0] < halves_end, found
     assert when(found, "start", "dump")[0] < when(found, "start", "snapshots")[0], found
 
     # A wrong guess (the state names a manifest the repository does not have) costs only its
-    # process: the comparison reads the right manifest after the listing.
+    # process: the comparison reads the figures the third run kept.
     last_success = state_file(app, "last_success.json")
     record = json.loads(last_success.read_text())
     record["manifest_snapshot"] = "deadbeef"
     last_success.write_text(json.dumps(record))
-    third = json.loads(app.cli("backup", "--json", check=True).stdout)
-    assert third["status"] == "success" and third["baseline_run"] == second["run"]
-    assert started(events(log)).count("dump") == 2
+    fourth = json.loads(app.cli("backup", "--json", check=True).stdout)
+    assert fourth["status"] == "success" and fourth["baseline_run"] == third["run"]
+    assert started(events(log)).count("dump") == 1
     no_restic_left(app)
 
 
@@ -107,7 +117,7 @@ def test_a_wrong_guess_waiting_on_its_pipe_does_not_block_tagging_a_suspicious_r
     app.cli("backup", check=True)
     older = state_file(app, "last_success.json").read_text()
     app.cli("backup", check=True)
-    # The guess is now the first run's manifest; the comparison reads the second's.
+    # The guess is now the first run's manifest; the comparison is with the second run.
     state_file(app, "last_success.json").write_text(older)
     with sqlite3.connect(app.db) as db:
         db.execute("DELETE FROM notes")
@@ -118,7 +128,9 @@ def test_a_wrong_guess_waiting_on_its_pipe_does_not_block_tagging_a_suspicious_r
     run = json.loads(emptied.stdout)
     assert run["status"] == "suspicious", run
     found = events(log)
-    assert started(found).count("dump") == 2, found
+    # The guessed dump only: the comparison reads the figures the second run kept, and finds
+    # the emptied table.
+    assert started(found).count("dump") == 1, found
     # `restic tag` takes the exclusive lock: the guessed dump was stopped first, so the tag
     # went through at once (exit 0, no `restic unlock`, no wait for the lock).
     assert [code for _, w, c, code in found if w == "end" and c == "tag"] == ["0"], found
