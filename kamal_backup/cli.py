@@ -47,10 +47,11 @@ R = TypeVar("R")
 def _stdout_console() -> Console:
     from rich.console import Console
 
-    # markup=False: every string printed is data (paths, names, restic's words); none is markup.
+    # Every string printed is data (paths, names, restic's words): no markup, no emoji codes.
     return Console(
         highlight=False,
         markup=False,
+        emoji=False,
         soft_wrap=True,
         width=None if sys.stdout.isatty() else 160,
     )

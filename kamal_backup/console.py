@@ -49,7 +49,8 @@ def real_console(console: Console) -> Console:
 def _stderr_console() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, markup=False)  # every string printed is data, never markup
+    # Every string printed is data, never markup or emoji codes.
+    return Console(stderr=True, markup=False, emoji=False)
 
 
 # Typed as the Console it stands for: callers use it exactly like one.

@@ -149,9 +149,10 @@ def test_restore_files_reproduces_bytes_modes_symlinks_and_names(app: App, tmp_p
 
 
 def test_paths_print_as_they_are_never_as_markup(app: App, tmp_path: Path) -> None:
-    # rich read "[bold]" as a style and "[/x]" as a closing tag (a crash after the restore).
+    # rich read "[bold]" as a style and "[/x]" as a closing tag (a crash after the restore), and
+    # ":smile:" as an emoji code.
     app.cli("backup", check=True)
-    target = tmp_path / "[bold]restored[/x]"
+    target = tmp_path / "[bold]restored[/x]:smile:"
     result = app.cli("restore-files", "latest", str(target), extra=ALLOW, check=True)
     assert f"into {target} (" in result.stdout
     assert (target / str(app.files).lstrip("/") / "uploads" / "a.txt").read_text() == "hello\n"
