@@ -77,7 +77,7 @@ def run_backup(
     restic = restic_for(settings)
 
     with operation_lock(settings.state_dir, "backup", lock_wait_seconds):
-        started = now()
+        started = _start_after_the_last_run(settings, now)
         clock = time.monotonic()
         run = BackupRun(run=run_timestamp(started), status="running", started_at=started)
         try:
@@ -113,6 +113,19 @@ def run_backup(
             "backup saved but the repository check after it failed; see `kamal-backup evidence`"
         )
     return run
+
+
+def _start_after_the_last_run(settings: Settings, now: Callable[[], datetime]) -> datetime:
+    """The run's start. A run is named by its start to the second (its run: tag), so a run that
+    would share the last run's second waits for the next: two runs under one name would read
+    as one run, the second never compared with the first (held by the operation lock, so no
+    other run of this app starts meanwhile)."""
+    started = now()
+    last = state.last_backup(settings.state_dir)
+    if last is None or run_timestamp(started) != last.run:
+        return started
+    time.sleep(1.0 - started.timestamp() % 1.0 + 0.01)
+    return now()
 
 
 def retention_failure(exc: KamalBackupError) -> str:

@@ -132,9 +132,11 @@ def compare_runs(
 ) -> list[str]:
     """One line per finding, such as `table users: 10,412 → 0 rows`.
 
-    `limit_for(name)` is a database's threshold, `limit_for(None)` the files'. A database or the
-    files missing on either side (newly configured, removed) is not compared. With several
-    databases each line names its database.
+    `limit_for(name)` is a database's threshold, `limit_for(None)` the files'. A database missing
+    on either side (newly configured, removed) is not compared, nor are files new in this run.
+    Files the last good run had and this run has none of are a finding: an unset or misspelled
+    BACKUP_PATHS would otherwise end the file backups with every run reported a success. With
+    several databases each line names its database.
     """
     several = len(after.databases) > 1 if several is None else several
     findings: list[str] = []
@@ -147,6 +149,12 @@ def compare_runs(
             prefix + line for line in compare_database(then, now, limit_for(name), before.run)
         ]
     limit = limit_for(None)
+    if before.files is not None and before.files[0] > 0 and after.files is None and limit < 1:
+        files_before, bytes_before = before.files
+        findings.append(
+            f"files: {files_before:,} ({human_bytes(bytes_before)}) → no file snapshot "
+            "(this run backed up no files: is BACKUP_PATHS set?)"
+        )
     if before.files is not None and after.files is not None:
         (files_before, bytes_before), (files_after, bytes_after) = before.files, after.files
         if fell(files_before, files_after, limit):

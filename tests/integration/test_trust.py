@@ -236,6 +236,33 @@ def test_a_files_only_app_whose_path_was_emptied_is_suspicious(app: App) -> None
     assert any(line.startswith("files: 100 → 0") for line in findings(emptied.stderr))
 
 
+def test_back_to_back_runs_never_share_a_name(app: App) -> None:
+    # A run is named by its start to the second; a tiny app backs up in well under a second, and
+    # two runs under one name read as one run, the second never compared with the first.
+    runs = [json.loads(app.cli("backup", "--json", check=True).stdout) for _ in range(3)]
+    names = [run["run"] for run in runs]
+    assert names == sorted(set(names)), names
+    assert [run["baseline_run"] for run in runs[1:]] == names[:2]
+
+
+def test_a_run_whose_file_backup_stopped_is_suspicious(app: App) -> None:
+    # A misspelled BACKUP_PATHS (BACKUP_PATH) leaves the app database-only: the run saves its
+    # database and would report a success; against a run with files it is suspicious.
+    app.cli("backup", check=True)
+    paths = app.env.pop("BACKUP_PATHS")
+    dropped = app.cli("backup", extra={"BACKUP_PATH": paths})
+    assert dropped.returncode == 1, dropped.stderr
+    [finding] = findings(dropped.stderr)
+    assert finding.startswith("files: 2 (") and finding.endswith(
+        ") → no file snapshot (this run backed up no files: is BACKUP_PATHS set?)"
+    ), finding
+    run = json.loads((app.root / "state" / "shop" / "last_backup.json").read_text())["run"]
+    assert all("suspicious" in s["tags"] for s in of_run(app, run))
+    # Accepted (the files were dropped on purpose), the next database-only run is good.
+    app.cli("accept", run, check=True)
+    assert app.cli("backup").returncode == 0
+
+
 def original_tool_snapshot(
     env: dict[str, str], host: str, run: str, kind: str, source: Path
 ) -> None:

@@ -89,11 +89,23 @@ def test_each_database_has_its_own_threshold_and_100_percent_turns_it_off() -> N
     ]
 
 
-def test_a_database_or_files_missing_on_one_side_is_not_compared() -> None:
+def test_a_database_missing_on_one_side_or_new_files_are_not_compared() -> None:
     before = side(primary=DatabaseSide(1000, tables(users=10)))
     after = side(primary=DatabaseSide(1000, tables(users=10)), cache=DatabaseSide(0, ()))
     assert compare_runs(before, after, half) == []
+    assert compare_runs(after, before, half) == []
     assert compare_runs(RunSide("a", files=None), RunSide("b", files=(0, 0)), half) == []
+
+
+def test_files_the_last_run_had_and_this_run_has_none_of_are_a_finding() -> None:
+    # BACKUP_PATHS unset or misspelled: the run has no file snapshot at all.
+    assert compare_runs(RunSide("a", files=(3, 100_000)), RunSide("b", files=None), half) == [
+        "files: 3 (97.7 KiB) → no file snapshot (this run backed up no files: is BACKUP_PATHS set?)"
+    ]
+    # Not when there were none before, nor when the files' threshold compares nothing.
+    assert compare_runs(RunSide("a", files=(0, 0)), RunSide("b", files=None), half) == []
+    never = lambda name: 1.0  # noqa: E731
+    assert compare_runs(RunSide("a", files=(3, 10)), RunSide("b", files=None), never) == []
 
 
 def snapshot(run: str, kind: str, *tags: str, size: int = 1000, files: int = 1) -> Snapshot:
@@ -205,3 +217,21 @@ def test_bad_thresholds_are_one_line_errors_naming_the_setting(
     with pytest.raises(ConfigError) as caught:
         load_settings(environ=environ(tmp_path, **extra))
     assert str(caught.value).startswith(named) and "\n" not in str(caught.value)
+
+
+def test_a_run_never_takes_the_name_of_the_last_one(tmp_path: Path) -> None:
+    from kamal_backup import state
+    from kamal_backup.models import BackupRun
+    from kamal_backup.services.backup import _start_after_the_last_run, run_timestamp
+
+    settings = load_settings(environ=environ(tmp_path))
+    first = datetime(2026, 11, 28, 3, 0, 0, 250_000, tzinfo=UTC)
+    state.record_backup(
+        settings.state_dir, BackupRun(run=run_timestamp(first), status="success", started_at=first)
+    )
+    clock = iter([first + timedelta(milliseconds=500), first + timedelta(seconds=1)])
+    started = _start_after_the_last_run(settings, lambda: next(clock))
+    assert run_timestamp(started) == "20261128T030001Z"
+    # A start in another second is taken as it is.
+    later = first + timedelta(seconds=5)
+    assert _start_after_the_last_run(settings, lambda: later) == later
