@@ -50,7 +50,8 @@ NO_DATABASE = "none"
 APP_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
 _FRACTION = re.compile(r"^(\d+)/(\d+)$")
-_SIZE = re.compile(r"^\d+[KMGT]?$")
+# restic needs the unit: a bare number is refused by `restic check` ("invalid value").
+_SIZE = re.compile(r"^\d+[KMGTkmgt]$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Environment variables restic and its backends read; they pass through untouched.
@@ -347,7 +348,7 @@ class Settings(BaseSettings):
     restic_check_read_data_subset: str = Field(
         "5%",
         description="Data read by `check`: a percentage, "
-        "n/t, a size such as 500M, or empty for none.",
+        "n/t, a size with its unit such as 500M, or empty for none.",
         examples=["10%"],
     )
 
@@ -662,7 +663,9 @@ class Settings(BaseSettings):
             return value
         if _SIZE.match(value):
             return value
-        raise ValueError("must be a percentage (5%), a fraction (1/10) or a size (500M)")
+        raise ValueError(
+            "must be a percentage (5%), a fraction (1/10) or a size with its unit (500M)"
+        )
 
     # Derived values -----------------------------------------------------------------------
 

@@ -95,6 +95,9 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
     (["check"], {"RESTIC_CHECK_READ_DATA_SUBSET": "101%"}, 2, "RESTIC_CHECK_READ_DATA_SUBSET"),
     (["check"], {"RESTIC_CHECK_READ_DATA_SUBSET": "-5%"}, 2, "RESTIC_CHECK_READ_DATA_SUBSET"),
     (["check"], {"RESTIC_CHECK_READ_DATA_SUBSET": "0/10"}, 2, "RESTIC_CHECK_READ_DATA_SUBSET"),
+    # A size needs its unit: restic refused a bare 5, after which check reported a damaged
+    # repository (evidence: last check failed) for a typo.
+    (["check"], {"RESTIC_CHECK_READ_DATA_SUBSET": "5"}, 2, "RESTIC_CHECK_READ_DATA_SUBSET"),
     (["backup"], {"RESTIC_FORGET_AFTER_BACKUP": "sometimes"}, 2, "RESTIC_FORGET_AFTER_BACKUP"),
     (["backup"], {"RESTIC_INIT_IF_MISSING": "y e s"}, 2, "RESTIC_INIT_IF_MISSING"),
     (["backup"], {"KAMAL_BACKUP_STATE_DIR": "state"}, 2, "KAMAL_BACKUP_STATE_DIR"),
