@@ -160,7 +160,10 @@ def file_restore_verdicts(settings: Settings, target: str) -> list[GateVerdict]:
                 gate="in-place file restore",
                 variable=ALLOW_IN_PLACE,
                 allowed=False,
-                reason=f"the target overlaps live files: {overlap}",
+                # Allowed, such a target gets a copy under <target>/<original path>, amid
+                # the live files: only --in-place (or the backup path itself) puts them back.
+                reason=f"the target overlaps live files: {overlap}; to put the files back "
+                "where they were, use --in-place (or the backup path itself as the target)",
             )
         )
     return verdicts

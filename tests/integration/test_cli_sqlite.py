@@ -234,6 +234,8 @@ def test_in_place_file_restore_is_refused_then_allowed(app: App) -> None:
     refused = app.cli("restore-files", "latest", str(inside), extra=ALLOW)
     assert refused.returncode == 3
     assert "KAMAL_BACKUP_ALLOW_IN_PLACE_FILE_RESTORE=true" in refused.stderr
+    # Allowed, this target gets a copy, not the files put back: the refusal says how to do that.
+    assert "use --in-place (or the backup path itself as the target)" in refused.stderr
     assert not inside.exists()
     app.cli(
         "restore-files",
