@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,23 @@ def test_restore_files_reproduces_bytes_modes_symlinks_and_names(app: App, tmp_p
         if original.is_file():
             assert copy.read_bytes() == original.read_bytes(), original
     assert sorted(p.name for p in target.iterdir()) == [str(storage).lstrip("/").split("/")[0]]
+
+
+def test_a_repository_path_that_is_a_file_fails_at_once(app: App, tmp_path: Path) -> None:
+    # restic retries "not a directory" for minutes; a scheduled backup would hang on it.
+    not_a_directory = tmp_path / "repo-file"
+    not_a_directory.write_text("not a repository\n")
+    for extra in ({}, {"RESTIC_INIT_IF_MISSING": "true"}):
+        started = time.monotonic()
+        result = app.cli(
+            "backup", extra={"RESTIC_REPOSITORY": str(not_a_directory), **extra}, timeout=60
+        )
+        assert time.monotonic() - started < 20
+        assert result.returncode == 1, result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("kamal-backup: error: repository unreachable: not a directory: ")
+        assert str(not_a_directory) in last
+        assert "Traceback" not in result.stderr
 
 
 def test_paths_print_as_they_are_never_as_markup(app: App, tmp_path: Path) -> None:

@@ -182,6 +182,11 @@ def test_give_up_kills_the_child_at_the_first_hopeless_line() -> None:
             "tls: failed to verify certificate: x509: certificate signed by unknown authority",
             "TLS error: failed to verify certificate: x509: certificate signed by unknown authority",
         ),
+        (
+            "Stat(<config/>) returned error, retrying after 1.119452032s: "
+            "stat /srv/backups/shop/config: not a directory",
+            "not a directory: /srv/backups/shop/config",
+        ),
         # A slow backend, or a line that is not one of restic's retries, decides nothing.
         ("Load(<lock/1>) returned error, retrying after 2s: context deadline exceeded", None),
         ("dial tcp 127.0.0.1:9: connect: connection refused (in a file name)", None),
