@@ -449,7 +449,10 @@ class DrillView(VerticalScroll, View):
         if said_refused(self, verdicts):
             return
         if not self.can_start(verdicts):
-            self.notify(f"type {self.tui.settings.app_name} in the confirm field to start")
+            # markup=False: the app name is a name (validated today, but data all the same).
+            self.notify(
+                f"type {self.tui.settings.app_name} in the confirm field to start", markup=False
+            )
             return
         backend = self.tui.backend
         kinds = self.kinds

@@ -160,7 +160,10 @@ class RestoreFileScreen(ModalScreen[None]):
         if said_refused(self, verdicts):
             return
         if not self.can_start(verdicts):
-            self.notify(f"type {self.tui.settings.app_name} in the confirm field to restore")
+            # markup=False: the app name is a name (validated today, but data all the same).
+            self.notify(
+                f"type {self.tui.settings.app_name} in the confirm field to restore", markup=False
+            )
             return
         backend = self.tui.backend
         snapshot_id, path, in_place = self.snapshot.id, self.path, self.in_place
