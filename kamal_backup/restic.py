@@ -97,7 +97,7 @@ _HOPELESS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"\b(?:x509|tls): (?P<detail>[^\"\n]+)"), "TLS error"),
     # A local repository path that is a file, or under one: restic retries it for minutes.
-    (re.compile(r"(?:stat|open) (?P<detail>\S+): not a directory"), "not a directory"),
+    (re.compile(r"(?:stat|open) (?P<detail>.+?): not a directory"), "not a directory"),
 )
 
 

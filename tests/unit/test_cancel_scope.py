@@ -184,8 +184,8 @@ def test_give_up_kills_the_child_at_the_first_hopeless_line() -> None:
         ),
         (
             "Stat(<config/>) returned error, retrying after 1.119452032s: "
-            "stat /srv/backups/shop/config: not a directory",
-            "not a directory: /srv/backups/shop/config",
+            "stat /srv/my backups/shop/config: not a directory",
+            "not a directory: /srv/my backups/shop/config",
         ),
         # A slow backend, or a line that is not one of restic's retries, decides nothing.
         ("Load(<lock/1>) returned error, retrying after 2s: context deadline exceeded", None),
