@@ -35,9 +35,12 @@ from kamal_backup.redact import redact
 # `version` and `--help` need none of these: settings (pydantic-settings), models (pydantic)
 # and rich are imported where a command uses them, so start-up stays short.
 if TYPE_CHECKING:
-    from rich.console import Console
+    from collections.abc import Sequence
 
-    from kamal_backup.models import RestoreResult, SnapshotRecord
+    from rich.console import Console
+    from rich.table import Table
+
+    from kamal_backup.models import RestoreResult, Snapshot, SnapshotRecord
     from kamal_backup.settings import Settings
 
 P = ParamSpec("P")
@@ -551,9 +554,6 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the snapshots as JSON.")] = False,
 ) -> None:
     """List this app's snapshots, newest first."""
-    from rich.table import Column, Table
-    from rich.text import Text
-
     from kamal_backup.models import SnapshotRecord
     from kamal_backup.services.snapshots import list_snapshots
 
@@ -561,39 +561,70 @@ def list_command(
     if as_json:
         _print_json([SnapshotRecord.from_snapshot(s).model_dump(mode="json") for s in snapshots])
         return
-    # Ids, times and runs are what an operator copies into restore commands: never cut them
-    # (at 80 columns the paths wrap instead). Every cell is Text, so a path is never markup.
-    table = Table(
-        Column("id", no_wrap=True, min_width=8),
-        Column("time (UTC)", no_wrap=True, min_width=19),
-        Column("type", no_wrap=True),
-        "database",
-        "adapter",
-        Column("run", no_wrap=True, min_width=16),
-        Column("size", no_wrap=True),
-        Column("paths", overflow="fold"),
-    )
+    table = snapshot_table(snapshots, stdout.width)
+    stdout.print(table)
+    if not snapshots:
+        stderr.print("no snapshots yet")
+
+
+# Below this width `list` leaves out the paths and the adapter and names the database with
+# the type: the full table needs about 130 columns, and at 80 rich squeezed those columns to
+# nothing.
+WIDE_LIST = 120
+
+
+def snapshot_table(snapshots: Sequence[Snapshot], width: int) -> Table:
+    """The `list` table. Ids, times and runs are what an operator copies into restore commands:
+    never cut. Every cell is Text, so a path is never markup."""
+    from rich import box
+    from rich.table import Column, Table
+    from rich.text import Text
+
+    wide = width >= WIDE_LIST
+    if wide:
+        table = Table(
+            Column("id", no_wrap=True, min_width=8),
+            Column("time (UTC)", no_wrap=True, min_width=19),
+            Column("type", no_wrap=True),
+            "database",
+            "adapter",
+            Column("run", no_wrap=True, min_width=16),
+            Column("size", no_wrap=True),
+            Column("paths", overflow="fold"),
+        )
+    else:
+        table = Table(
+            Column("id", no_wrap=True, min_width=8),
+            Column("time (UTC)", no_wrap=True, min_width=16),
+            Column("snapshot", overflow="fold"),
+            Column("run", no_wrap=True, min_width=16),
+            Column("size", no_wrap=True),
+            box=box.SIMPLE_HEAD,
+        )
     for s in snapshots:
-        size = s.summary.total_bytes_processed if s.summary else None
+        size = human_bytes(s.summary.total_bytes_processed if s.summary else None)
         label = s.kind or "-"
+        if not wide and s.database:
+            label += f" {s.database}"
         if s.pre_restore:
             label += " (pre-restore safety)"
         if s.suspicious:
             label += " (suspicious)"
-        cells = (
-            s.short,
-            s.time.strftime("%Y-%m-%d %H:%M:%S"),
-            label,
-            s.database or "",
-            s.adapter or "",
-            s.run or "",
-            human_bytes(size),
-            ", ".join(s.paths),
-        )
+        if wide:
+            cells: tuple[str, ...] = (
+                s.short,
+                s.time.strftime("%Y-%m-%d %H:%M:%S"),
+                label,
+                s.database or "",
+                s.adapter or "",
+                s.run or "",
+                size,
+                ", ".join(s.paths),
+            )
+        else:
+            cells = (s.short, s.time.strftime("%Y-%m-%d %H:%M"), label, s.run or "", size)
         table.add_row(*(Text(cell) for cell in cells))
-    stdout.print(table)
-    if not snapshots:
-        stderr.print("no snapshots yet")
+    return table
 
 
 @app.command()

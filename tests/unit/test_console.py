@@ -40,3 +40,40 @@ def test_no_bars_in_container_logs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(console, "stderr", Console(file=io.StringIO(), force_terminal=False))
     with console.live_progress() as update:
         assert update is None
+
+
+def test_list_fits_80_columns_and_keeps_what_restore_commands_need() -> None:
+    from datetime import UTC, datetime
+
+    from kamal_backup.cli import snapshot_table
+    from kamal_backup.models import Snapshot
+
+    when = datetime(2026, 11, 28, 3, 0, 7, tzinfo=UTC)
+    tags = ["kamal-backup", "app:shop", "run:20261128T030007Z"]
+    snapshots = [
+        Snapshot(
+            id="1a2b3c4d" + "0" * 56,
+            time=when,
+            tags=[*tags, "type:database", "database:primary", "adapter:postgres", "suspicious"],
+            paths=["/databases-shop-postgres-20261128T030007Z.pgdump"],
+        ),
+        Snapshot(
+            id="5e6f7a8b" + "0" * 56,
+            time=when,
+            tags=[*tags, "type:files"],
+            paths=["/rails/storage", "/rails/public/uploads"],
+        ),
+    ]
+    for width in (80, 100):
+        out = io.StringIO()
+        Console(file=out, width=width, color_system=None).print(snapshot_table(snapshots, width))
+        lines = out.getvalue().splitlines()
+        assert max(len(line) for line in lines) <= width
+        text = out.getvalue()
+        for whole in ("1a2b3c4d", "5e6f7a8b", "20261128T030007Z", "2026-11-28 03:00"):
+            assert whole in text, text
+        assert "database primary" in text and "(suspicious)" in text and "files" in text
+    wide = io.StringIO()
+    Console(file=wide, width=160, color_system=None).print(snapshot_table(snapshots, 160))
+    assert "/rails/storage, /rails/public/uploads" in wide.getvalue()
+    assert "postgres" in wide.getvalue() and "2026-11-28 03:00:07" in wide.getvalue()
