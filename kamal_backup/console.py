@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -87,17 +86,6 @@ def preserved_logging() -> Iterator[None]:
         root.setLevel(level)
 
 
-def _may_be_terminal() -> bool:
-    """False when sys.stderr is surely not a terminal for rich (not a TTY, and none of the
-    variables rich reads to say otherwise): container logs then import no rich at all."""
-    if any(name in os.environ for name in ("TTY_COMPATIBLE", "FORCE_COLOR")):
-        return True
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):  # closed or replaced stderr: let rich decide
-        return True
-
-
 @contextmanager
 def live_progress() -> Iterator[Callable[[str, ResticStatus], None] | None]:
     """A status callback drawing restic's progress as bars on a terminal; None in container logs.
@@ -105,10 +93,10 @@ def live_progress() -> Iterator[Callable[[str, ResticStatus], None] | None]:
     One bar per label: a backup's database and file halves run at once, each on its own
     thread, and show as two bars at the same time.
     """
-    lazy_and_no_tty = isinstance(stderr, LazyConsole) and not _may_be_terminal()
-    if lazy_and_no_tty or not stderr.is_terminal:
+    if not stderr.is_terminal:
         yield None
         return
+    # Only for a terminal: container logs draw no bars and need no rich.progress.
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(
