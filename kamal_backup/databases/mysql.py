@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from kamal_backup import process
 from kamal_backup.databases.base import ByteCounter, DumpCommand, ServerAdapter, TargetTables
@@ -73,37 +73,101 @@ _PREFIX = re.compile(
 _UNIQUE_CHECKS_ON = b"SET UNIQUE_CHECKS=1;\n"
 
 
+# What a piece of the rewritten dump is, for the restore's import sessions (mysql_sessions.py).
+ROWS = "rows"  # one INSERT of rows of one table
+SETTING = "setting"  # one SET statement of the session's variables
+OTHER = "other"  # anything else: DDL, comments, trigger bodies, several statements
+TAIL = "tail"  # the dump's last line had no newline: perhaps cut off mid-statement
+
+
+class Piece(NamedTuple):
+    kind: str
+    data: bytes
+    table: bytes = b""  # ROWS: the back-quoted table
+    keyed: bool = False  # ROWS: the table has a primary key, so the order rows arrive in is moot
+
+
+_TABLE = re.compile(rb"INSERT INTO (" + _IDENTIFIER + rb")")
+_CREATE_TABLE = re.compile(rb"CREATE TABLE (" + _IDENTIFIER + rb") \($")
+# One SET statement alone on its line (no other ';' in it), as mysqldump writes them:
+# `/*!40101 SET NAMES utf8mb4 */;`, `/*!50003 SET sql_mode = '...' */ ;`.
+_SETTING = re.compile(rb"(?:/\*!\d+ )?SET [^;\n]*;$")
+_TABLE_LOCK = re.compile(
+    rb"LOCK TABLES " + _IDENTIFIER + rb"(?: AS " + _IDENTIFIER + rb")? WRITE;$"
+)
+
+
 class _Rebatcher:
     """Rewrites a dump block by block (whole lines): consecutive single-row INSERTs into one
     table become one multi-row INSERT, never across blocks, so a statement stays about a
     block's size. Only statements under the default ';' delimiter are touched: trigger and
-    routine bodies (between DELIMITER ;; lines) pass through byte for byte."""
+    routine bodies (between DELIMITER ;; lines) pass through byte for byte.
 
-    def __init__(self, recheck_unique: bool) -> None:
+    For a restore (`restore=True`) it also drops the dump's LOCK TABLES and UNLOCK TABLES
+    lines: a table's rows may be inserted by more than one session (mysql_sessions.py), which
+    a write lock held by one of them would make wait; and it notes which tables have a
+    primary key.
+    """
+
+    def __init__(self, recheck_unique: bool, restore: bool = False) -> None:
         self.delimiter = b";"
         self.recheck_unique = recheck_unique
+        self.restore = restore
+        self.keyed: set[bytes] = set()
+        self._creating: bytes | None = None  # the table whose CREATE TABLE is being read
 
     def block(self, block: bytes) -> bytes:
+        return b"".join(piece.data for piece in self.pieces(block))
+
+    def pieces(self, block: bytes) -> Iterator[Piece]:
         if self.delimiter == b";":
             joined = _one_table(block)
             if joined is not None:
-                return joined
-        return b"".join(self._lines(block.split(b"\n")[:-1]))
+                yield self._rows(joined)
+                return
+        other: list[bytes] = []
+        for piece in self._lines(block.split(b"\n")[:-1]):
+            if piece.kind == OTHER:
+                other.append(piece.data)
+                continue
+            if other:
+                yield Piece(OTHER, b"".join(other))
+                other = []
+            yield piece
+        if other:
+            yield Piece(OTHER, b"".join(other))
 
-    def _lines(self, lines: list[bytes]) -> Iterator[bytes]:
+    def _rows(self, statement: bytes) -> Piece:
+        found = _TABLE.match(statement)
+        table = found.group(1) if found is not None else b""
+        return Piece(ROWS, statement, table, table in self.keyed)
+
+    def _lines(self, lines: list[bytes]) -> Iterator[Piece]:
         """The general case, one line at a time: a block with other statements in it."""
         prefix = b""
         batch: list[bytes] = []
         for line in lines:
             found = insert_prefix(line) if self.delimiter == b";" else None
             if batch and found != prefix:
-                yield prefix + b",".join(batch) + b";\n"
+                yield self._rows(prefix + b",".join(batch) + b";\n")
                 batch = []
             if found is not None:
                 prefix = found
                 batch.append(line[len(found) : -1])  # "(...)" without the final ";"
                 continue
-            yield line + b"\n"
+            if self.delimiter != b";":
+                yield Piece(OTHER, line + b"\n")
+                if line.startswith(b"DELIMITER "):
+                    self.delimiter = line[len(b"DELIMITER ") :].strip()
+                continue
+            if self.restore:
+                self._note_key(line)
+                if line == b"UNLOCK TABLES;" or _TABLE_LOCK.match(line):
+                    continue
+            if _SETTING.match(line) and b"GLOBAL" not in line.upper():
+                yield Piece(SETTING, line + b"\n")
+            else:
+                yield Piece(OTHER, line + b"\n")
             if line.startswith(b"DELIMITER "):
                 self.delimiter = line[len(b"DELIMITER ") :].strip()
             elif (
@@ -111,10 +175,23 @@ class _Rebatcher:
                 and line.startswith(b"/*!40014 SET ")
                 and line.endswith(b"UNIQUE_CHECKS=0 */;")
             ):
-                yield _UNIQUE_CHECKS_ON
+                yield Piece(SETTING, _UNIQUE_CHECKS_ON)
                 self.recheck_unique = False
         if batch:
-            yield prefix + b",".join(batch) + b";\n"
+            yield self._rows(prefix + b",".join(batch) + b";\n")
+
+    def _note_key(self, line: bytes) -> None:
+        """Follows mysqldump's CREATE TABLE layout: a `CREATE TABLE `t` (` line, one line per
+        column or key, then a line starting with ')'."""
+        created = _CREATE_TABLE.match(line)
+        if created is not None:
+            self._creating = created.group(1)
+            self.keyed.discard(self._creating)
+        elif self._creating is not None:
+            if line.startswith(b"  PRIMARY KEY ("):
+                self.keyed.add(self._creating)
+            elif line.startswith(b")"):
+                self._creating = None
 
 
 def _one_table(block: bytes) -> bytes | None:
@@ -171,12 +248,25 @@ def dump_blocks(stream: IO[bytes]) -> Iterator[bytes]:
         yield rest + b"\n"
 
 
+def restore_pieces(stream: IO[bytes]) -> Iterator[Piece]:
+    """The restore's rewrite of a dump, in pieces: rows rebatched in blocks of about a
+    megabyte, unique keys checked again after the dump's header, no table locks."""
+    rebatcher = _Rebatcher(recheck_unique=True, restore=True)
+    rest = b""
+    while chunk := stream.read(BATCH_BYTES):
+        data = rest + chunk
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield from rebatcher.pieces(data[:cut])
+        rest = data[cut:]
+    if rest:
+        yield Piece(TAIL, rest + b"\n")
+
+
 def batched(stream: IO[bytes]) -> Iterator[bytes]:
-    """The pipeline transform: the dump rebatched in blocks of about a megabyte, unique keys
-    checked again after the dump's header."""
-    rebatcher = _Rebatcher(recheck_unique=True)
-    for block in dump_blocks(stream):
-        yield rebatcher.block(block)
+    """The restore's rewrite as one stream of bytes (what one import session would read)."""
+    for piece in restore_pieces(stream):
+        yield piece.data
 
 
 # The import's client parses its input as single bytes (--default-character-set=binary): the
@@ -478,38 +568,47 @@ class MysqlAdapter(ServerAdapter):
         env = client_env(self.target_password(target), self.settings.environ)
         cleaned: list[tuple[bool, list[str]]] = []
         # No --force: the import stops at the first error. Row-level work runs with autocommit
-        # off and is committed once at the end (DDL commits implicitly along the way).
-        importer = Importer(
-            argv=[
-                self.client(),
-                *connection_args(target),
-                "--binary-mode",
-                IMPORT_CLIENT_CHARSET,
-                target.database,
-            ],
-            env=env,
-            label="mysql import",
-            prelude=import_prelude([]),
-            epilogue=b"COMMIT;\n",
-            transform=batched,
-        )
+        # off and is committed once at the end (DDL commits implicitly along the way); a big
+        # table's rows go to more sessions at once (mysql_sessions.py).
+        argv = [
+            self.client(),
+            *connection_args(target),
+            "--binary-mode",
+            IMPORT_CLIENT_CHARSET,
+            "--unbuffered",  # prints each sync token as its statement runs (mysql_sessions.py)
+            target.database,
+        ]
+        from kamal_backup.databases.mysql_sessions import RowSessions
 
-        def prepare() -> None:
-            """While restic opens the repository: the target exists, and the import session
-            empties it before the dump (a failed drop fails the import, naming it)."""
-            created, drops = self.clean_target(target, env)
-            cleaned.append((created, drops))
-            importer.prelude = import_prelude(drops)
+        with RowSessions(argv, env, label="mysql import") as sessions:
+            importer = Importer(
+                argv=argv,
+                env=env,
+                label="mysql import",
+                prelude=import_prelude([]),
+                epilogue=b"COMMIT;\n",
+                transform=sessions.transform,
+                started=sessions.started,
+                finish=sessions.finish,
+            )
 
-        restored = stream_into(
-            restic, snapshot, on_bytes=on_bytes, importer=importer, prepare=prepare
-        )
+            def prepare() -> None:
+                """While restic opens the repository: the target exists, and the import
+                session empties it before the dump (a failed drop fails the import, naming it)."""
+                created, drops = self.clean_target(target, env)
+                cleaned.append((created, drops))
+                importer.prelude = import_prelude(drops)
+
+            restored = stream_into(
+                restic, snapshot, on_bytes=on_bytes, importer=importer, prepare=prepare
+            )
         created, drops = cleaned[0]
         return {
             "bytes": restored,
             "database": target.database,
             "created_database": created,
             "dropped_objects": len(drops),
+            "tables_in_parallel_sessions": sessions.tables_spread,
         }
 
     def restore_target_tables(self, timeout: float) -> TargetTables:

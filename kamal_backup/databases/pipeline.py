@@ -14,16 +14,17 @@ whether everything upstream succeeded:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, cast
 
 from kamal_backup import process
 from kamal_backup.databases.base import dump_path
-from kamal_backup.errors import Interrupted, OperationFailed
+from kamal_backup.errors import Interrupted, KamalBackupError, OperationFailed
 from kamal_backup.models import Snapshot
 from kamal_backup.redact import redact
 from kamal_backup.restic import Restic, error_for
@@ -53,6 +54,10 @@ class Importer(Step):
     epilogue: bytes = b""
     transform: Transform = chunks
     statuses: list[str] = field(default_factory=list)
+    # Told the importer's process once it runs (its stdout is then a pipe, for the hook to
+    # read), and, before the epilogue, whether everything upstream succeeded (it may raise).
+    started: Callable[[subprocess.Popen[bytes]], None] | None = None
+    finish: Callable[[bool], None] | None = None
 
 
 def error_line(stderr: str) -> str:
@@ -78,6 +83,9 @@ class _Pump(threading.Thread):
         close_sink: bool = False,
     ) -> None:
         super().__init__(daemon=True)
+        # The pump runs in the starting thread's context: whatever the transform spawns
+        # belongs to the same operation (process.CancelScope).
+        self.context = contextvars.copy_context()
         self.chunks_in = chunks_in
         self.sink = sink
         self.prelude = prelude
@@ -87,11 +95,15 @@ class _Pump(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        self.context.run(self._pump)
+
+    def _pump(self) -> None:
         try:
             if self.prelude:
                 self.sink.write(self.prelude)
             for chunk in self.chunks_in:
                 self.sink.write(chunk)
+                self.sink.flush()  # a transform may wait for what it wrote to have run
                 if self.on_bytes is not None:
                     self.on_bytes(len(chunk))
         except (BrokenPipeError, ConnectionResetError):
@@ -143,18 +155,20 @@ def stream_into(
             feed = _Pump(chunks(source), _in(conv), on_bytes=count, close_sink=True)
             feed.start()
             source = _out(conv)
+        else:
+            source = cast(IO[bytes], _Counted(source, count))
         imp = stack.enter_context(
             process.spawn(
-                importer.argv, env=importer.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
+                importer.argv,
+                env=importer.env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL if importer.started is None else subprocess.PIPE,
             )
         )
         imp_err = process.StderrTail(imp.stderr)
-        final = _Pump(
-            importer.transform(source),
-            _in(imp),
-            prelude=importer.prelude,
-            on_bytes=None if feed is not None else count,
-        )
+        if importer.started is not None:
+            importer.started(imp)
+        final = _Pump(importer.transform(source), _in(imp), prelude=importer.prelude)
         final.start()
         final.join()
         if final.broken or final.error is not None:
@@ -168,7 +182,13 @@ def stream_into(
         dump_code = dump.wait()
         conv_code = conv.wait() if conv is not None else 0
         upstream_ok = dump_code == 0 and conv_code == 0 and not final.broken and final.error is None
-        if upstream_ok and importer.epilogue:
+        finish_error: KamalBackupError | None = None
+        if importer.finish is not None:
+            try:
+                importer.finish(upstream_ok and not process.cancelled())
+            except KamalBackupError as exc:
+                finish_error = exc
+        if upstream_ok and finish_error is None and importer.epilogue:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 _in(imp).write(importer.epilogue)
         _close(imp.stdin)
@@ -177,6 +197,8 @@ def stream_into(
         if process.cancelled():
             raise Interrupted()
         for pump in (feed, final):
+            if pump is not None and isinstance(pump.error, KamalBackupError):
+                raise pump.error  # e.g. a row session of the import that failed, by name
             if pump is not None and pump.error is not None:
                 raise OperationFailed(f"restore stream failed: {redact(str(pump.error))}")
         if dump_code > 0:
@@ -192,9 +214,24 @@ def stream_into(
         if converter is not None and conv_err is not None and conv_code != 0:
             said = redact(error_line(conv_err.text()))
             raise OperationFailed(f"{converter.label} failed: {said or f'exit {conv_code}'}")
+        if finish_error is not None:
+            raise finish_error
         if not upstream_ok:
             raise OperationFailed(f"{importer.label} stopped reading before the end of the dump")
     return total
+
+
+class _Counted:
+    """A stream that counts the bytes read from it."""
+
+    def __init__(self, stream: IO[bytes], count: Callable[[int], None]) -> None:
+        self.stream = stream
+        self.count = count
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.count(len(data))
+        return data
 
 
 class ByteProgress(threading.Thread):

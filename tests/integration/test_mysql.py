@@ -6,6 +6,8 @@ import json
 import os
 import random
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -347,3 +349,134 @@ def test_a_dump_that_breaks_midway_is_reported_and_its_rows_are_not_committed(
     ).strip()
     if created == "1":
         assert mariadb("SELECT COUNT(*) FROM bulk", target).strip() == "0"
+
+
+BIG_TABLES = """
+SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO';
+CREATE TABLE orders (
+  id INT AUTO_INCREMENT PRIMARY KEY, placed_at TIMESTAMP NOT NULL, note TEXT
+) DEFAULT CHARSET=utf8mb4;
+CREATE TABLE order_log (id INT AUTO_INCREMENT PRIMARY KEY, order_id INT, what VARCHAR(20));
+CREATE TRIGGER orders_log AFTER INSERT ON orders FOR EACH ROW
+  INSERT INTO order_log (order_id, what) VALUES (NEW.id, 'placed');
+INSERT INTO orders SELECT CAST(seq AS SIGNED) - 10000, FROM_UNIXTIME(1700000000 + seq * 61),
+  CONCAT(REPEAT(MD5(seq), 5), ' ünï') FROM seq_0_to_19999;
+CREATE TABLE heap (n INT, payload TEXT) DEFAULT CHARSET=utf8mb4;
+INSERT INTO heap SELECT seq, REPEAT(MD5(seq), 5) FROM seq_0_to_19999 ORDER BY MD5(seq);
+"""
+
+
+def test_a_big_tables_rows_go_to_more_sessions_and_arrive_exact(
+    my_app: tuple[App, str, str],
+) -> None:
+    """orders (about 4 MB, a primary key) is restored by two more sessions beside the main one:
+    its row 0 in mid-table needs the dump's SQL_MODE there too, and the trigger that filled
+    order_log in the source must not fire on the restored rows. heap has no primary key, so
+    its rows keep their order in one session."""
+    app, source, target = my_app
+    mariadb(BIG_TABLES, source)
+    app.cli("backup", check=True)
+    result = app.cli("restore-db", "--json", extra=restore_env(target), check=True)
+    details = json.loads(result.stdout)["details"]
+    # orders, and order_log when its rows cross a block's end; never heap (checked below)
+    assert details["tables_in_parallel_sessions"] in (1, 2), details
+    for table in ("orders", "order_log", "customers", "audit"):
+        assert rows(target, table) == rows(source, table), table
+    assert mariadb("SELECT COUNT(*) FROM order_log", target).strip() == "20000"
+    assert mariadb("SELECT note FROM orders WHERE id = 0", target).strip().endswith("ünï")
+    natural = "SELECT n FROM heap"  # no ORDER BY: the order InnoDB keeps them in
+    assert mariadb(natural, target) == mariadb(natural, source)
+    assert objects(target) == objects(source)
+
+
+def test_a_failing_row_session_is_named_and_its_table_is_not_committed(
+    my_app: tuple[App, str, str],
+) -> None:
+    """A dump whose rows fail in a row session (a duplicated row deep in a big table)."""
+    app, source, target = my_app
+    mariadb(BIG_TABLES, source)
+    run = json.loads(app.cli("backup", "--json", check=True).stdout)
+    snapshot = run["database_snapshot"]
+    restic_env = {
+        "PATH": os.environ["PATH"],
+        "RESTIC_REPOSITORY": app.env["RESTIC_REPOSITORY"],
+        "RESTIC_PASSWORD": app.env["RESTIC_PASSWORD"],
+    }
+    path = snapshot["paths"][0]
+    dump = subprocess.run(
+        ["restic", "dump", snapshot["id"], path], capture_output=True, check=True, env=restic_env
+    ).stdout
+    row = next(
+        line
+        for line in dump.splitlines(keepends=True)
+        if line.startswith(b"INSERT INTO `orders` VALUES (5000,")
+    )
+    damaged = dump.replace(row, row + row, 1)
+    tags = [tag for tag in snapshot["tags"] if not tag.startswith("run:")] + [
+        "run:20260101T000000Z"
+    ]
+    backed = subprocess.run(
+        [
+            "restic",
+            "backup",
+            "--stdin",
+            "--stdin-filename",
+            path.lstrip("/"),
+            "--json",
+            "--host",
+            snapshot["hostname"],
+            *[arg for tag in tags for arg in ("--tag", tag)],
+        ],
+        input=damaged,
+        capture_output=True,
+        check=True,
+        env=restic_env,
+    ).stdout
+    damaged_id = json.loads(backed.splitlines()[-1])["snapshot_id"]
+    result = app.cli("restore-db", damaged_id[:8], extra=restore_env(target))
+    assert result.returncode != 0
+    assert "mysql import (rows session" in result.stderr, result.stderr
+    assert "Duplicate entry '5000'" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    # The tables before orders were committed as the dump went on; orders' rows were not.
+    assert rows(target, "customers") == rows(source, "customers")
+    assert mariadb("SELECT COUNT(*) FROM orders", target).strip() == "0"
+
+
+def test_sigkill_mid_import_leaves_no_client_and_no_committed_rows(
+    my_app: tuple[App, str, str],
+) -> None:
+    """The row sessions' clients die with kamal-backup (the parent-death signal), and what
+    they inserted is rolled back with their connections."""
+    app, source, target = my_app
+    mariadb(BIG_TABLES.replace("seq_0_to_19999", "seq_0_to_99999"), source)
+    app.cli("backup", check=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kamal_backup", "restore-db"],
+        env={**app.env, **restore_env(target)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    inserting = (
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+        f"WHERE DB = '{target}' AND INFO LIKE 'INSERT INTO `orders`%'"
+    )
+    deadline = time.monotonic() + 60
+    while int(mariadb(inserting).strip() or 0) < 2:  # two row sessions at once
+        assert proc.poll() is None and time.monotonic() < deadline, "never saw two sessions"
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(timeout=20)
+    time.sleep(1.0)  # the kernel delivers the parent-death signal asynchronously
+    clients = subprocess.run(["pgrep", "-af", target], capture_output=True, text=True).stdout
+    assert clients == ""
+    deadline = time.monotonic() + 20  # the server notices the closed connections
+    while (
+        mariadb(
+            f"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{target}'"
+        ).strip()
+        != "0"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert mariadb("SELECT COUNT(*) FROM orders", target).strip() == "0"

@@ -187,3 +187,52 @@ def test_a_block_is_joined_whole_only_when_every_line_is_a_row_of_one_table() ->
         b"INSERT INTO `t` VALUES (1);\n\nINSERT INTO `t` VALUES (2);\n",  # an empty line
     ):
         assert _one_table(other) is None, other
+
+
+def test_the_restore_pieces_name_rows_settings_and_keyed_tables() -> None:
+    from kamal_backup.databases.mysql import OTHER, ROWS, SETTING, TAIL, restore_pieces
+
+    dump = (
+        b"/*!40101 SET NAMES utf8mb4 */;\n"
+        b"/*!40014 SET @OLD_UNIQUE_CHECKS=@@UNIQUE_CHECKS, UNIQUE_CHECKS=0 */;\n"
+        b"CREATE TABLE `k``eyed` (\n"
+        b"  `id` int(11) NOT NULL,\n"
+        b"  PRIMARY KEY (`id`)\n"
+        b") ENGINE=InnoDB;\n"
+        b"CREATE TABLE `heap` (\n"
+        b"  `n` int(11) DEFAULT NULL,\n"
+        b"  KEY `n` (`n`)\n"
+        b") ENGINE=InnoDB;\n"
+        b"LOCK TABLES `k``eyed` WRITE;\n"
+        b"INSERT INTO `k``eyed` VALUES (1);\n"
+        b"INSERT INTO `k``eyed` VALUES (2);\n"
+        b"UNLOCK TABLES;\n"
+        b"INSERT INTO `heap` VALUES (3);\n"
+        b"/*!50003 SET sql_mode = 'NO_AUTO_VALUE_ON_ZERO' */ ;\n"
+        b"SET GLOBAL max_connections = 1;\n"
+        b"SET @a = 1; DROP TABLE `heap`;\n"
+        b"DELIMITER ;;\n"
+        b"/*!50003 CREATE TRIGGER t AFTER INSERT ON `heap` FOR EACH ROW SET @x = 1 */;;\n"
+        b"INSERT INTO `heap` VALUES (4);\n"
+        b"DELIMITER ;\n"
+        b"INSERT INTO `heap` VALUES (5"
+    )
+    pieces = list(restore_pieces(io.BytesIO(dump)))
+    kinds = [(p.kind, p.table, p.keyed) for p in pieces if p.kind != OTHER]
+    assert kinds == [
+        (SETTING, b"", False),
+        (SETTING, b"", False),
+        (SETTING, b"", False),  # UNIQUE_CHECKS=1, added
+        (ROWS, b"`k``eyed`", True),
+        (ROWS, b"`heap`", False),
+        (SETTING, b"", False),  # sql_mode; not SET GLOBAL, not two statements on a line
+        (TAIL, b"", False),
+    ]
+    rows = [p.data for p in pieces if p.kind == ROWS]
+    assert rows == [b"INSERT INTO `k``eyed` VALUES (1),(2);\n", b"INSERT INTO `heap` VALUES (3);\n"]
+    text = b"".join(p.data for p in pieces)
+    assert b"LOCK TABLES" not in text  # a table's rows may come from more than one session
+    # Everything else passes through, the trigger body's INSERT untouched.
+    assert b"SET GLOBAL max_connections = 1;\n" in text
+    assert b"INSERT INTO `heap` VALUES (4);\nDELIMITER ;\n" in text
+    assert pieces[-1].data == b"INSERT INTO `heap` VALUES (5\n"
