@@ -70,7 +70,7 @@ _PREFIX = re.compile(
 # starts empty inside one transaction (the restore's autocommit=0) in its "bulk insert" mode,
 # which took 2.4 times the server CPU of ordinary inserts on the bench's tables
 # (docs/benchmarks.md). The restore checks unique keys again; a valid dump has no duplicates.
-_UNIQUE_CHECKS_ON = b"SET UNIQUE_CHECKS=1;\n"
+UNIQUE_CHECKS_ON = b"SET UNIQUE_CHECKS=1;\n"
 
 
 # What a piece of the rewritten dump is, for the restore's import sessions (mysql_sessions.py).
@@ -90,8 +90,8 @@ class Piece(NamedTuple):
 _TABLE = re.compile(rb"INSERT INTO (" + _IDENTIFIER + rb")")
 _CREATE_TABLE = re.compile(rb"CREATE TABLE (" + _IDENTIFIER + rb") \($")
 # One SET statement alone on its line (no other ';' in it), as mysqldump writes them:
-# `/*!40101 SET NAMES utf8mb4 */;`, `/*!50003 SET sql_mode = '...' */ ;`.
-_SETTING = re.compile(rb"(?:/\*!\d+ )?SET [^;\n]*;$")
+# `/*!40101 SET NAMES utf8mb4 */;`, `/*!50003 SET sql_mode = '...' */ ;`, `/*M!100616 SET ...`.
+_SETTING = re.compile(rb"(?:/\*M?!\d+ )?SET [^;\n]*;$")
 _TABLE_LOCK = re.compile(
     rb"LOCK TABLES " + _IDENTIFIER + rb"(?: AS " + _IDENTIFIER + rb")? WRITE;$"
 )
@@ -115,6 +115,7 @@ class _Rebatcher:
         self.restore = restore
         self.keyed: set[bytes] = set()
         self._creating: bytes | None = None  # the table whose CREATE TABLE is being read
+        self._primary = False  # whether it has a primary key
 
     def block(self, block: bytes) -> bytes:
         return b"".join(piece.data for piece in self.pieces(block))
@@ -175,22 +176,27 @@ class _Rebatcher:
                 and line.startswith(b"/*!40014 SET ")
                 and line.endswith(b"UNIQUE_CHECKS=0 */;")
             ):
-                yield Piece(SETTING, _UNIQUE_CHECKS_ON)
+                yield Piece(SETTING, UNIQUE_CHECKS_ON)
                 self.recheck_unique = False
         if batch:
             yield self._rows(prefix + b",".join(batch) + b";\n")
 
     def _note_key(self, line: bytes) -> None:
         """Follows mysqldump's CREATE TABLE layout: a `CREATE TABLE `t` (` line, one line per
-        column or key, then a line starting with ')'."""
+        column or key, then a line starting with ')' and the table's options. Keyed: an InnoDB
+        table with a primary key, which keeps its rows in key order whatever order they
+        arrive in (MyISAM and Aria keep them in the order they were inserted)."""
         created = _CREATE_TABLE.match(line)
         if created is not None:
             self._creating = created.group(1)
+            self._primary = False
             self.keyed.discard(self._creating)
         elif self._creating is not None:
             if line.startswith(b"  PRIMARY KEY ("):
-                self.keyed.add(self._creating)
+                self._primary = True
             elif line.startswith(b")"):
+                if self._primary and b" ENGINE=InnoDB" in line:
+                    self.keyed.add(self._creating)
                 self._creating = None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import App
-from tests.integration.databases import mariadb, my_databases
+from tests.integration.databases import MY_ADMIN, mariadb, my_databases
 
 pytestmark = pytest.mark.integration
 
@@ -480,3 +481,51 @@ def test_sigkill_mid_import_leaves_no_client_and_no_committed_rows(
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert mariadb("SELECT COUNT(*) FROM orders", target).strip() == "0"
+
+
+@pytest.mark.parametrize("row_sessions_connect", [True, False])
+def test_row_sessions_that_cannot_connect_leave_the_rows_to_the_main_session(
+    caplog: pytest.LogCaptureFixture, row_sessions_connect: bool
+) -> None:
+    """E.g. the server's connection limit: the restore goes on in one session, with a warning.
+    (And the same dump does go to the row sessions when they connect.)"""
+    from kamal_backup import process
+    from kamal_backup.databases.mysql_sessions import RowSessions
+
+    rows_sql = b"".join(
+        b"INSERT INTO `t` VALUES (%d,'%s');\n" % (n, b"x" * 200) for n in range(20000)
+    )
+    dump = (
+        b"/*!40014 SET @OLD_UNIQUE_CHECKS=@@UNIQUE_CHECKS, UNIQUE_CHECKS=0 */;\n"
+        b"CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `v` text,\n  PRIMARY KEY (`id`)\n"
+        b") ENGINE=InnoDB;\n" + rows_sql
+    )
+    with my_databases("kb_fallback") as (target,):
+        mariadb(f"CREATE DATABASE `{target}`")
+        good = ["mariadb", *MY_ADMIN, "--unbuffered", target]
+        refused = ["mariadb", *MY_ADMIN, "--port=1", target]  # nothing listens there
+        env = {"PATH": os.environ["PATH"]}
+        with (
+            process.spawn(good, env=env, stdin=subprocess.PIPE) as main,
+            RowSessions(good if row_sessions_connect else refused, env, "mysql import") as sessions,
+        ):
+            assert main.stdin is not None
+            sessions.started(main)
+            main.stdin.write(b"SET autocommit=0;\n")
+            for data in sessions.transform(io.BytesIO(dump)):
+                main.stdin.write(data)
+                main.stdin.flush()
+            sessions.finish(True)
+            main.stdin.write(b"COMMIT;\n")
+            main.stdin.close()
+            assert main.wait() == 0
+        assert sessions.tables_spread == (1 if row_sessions_connect else 0)
+        assert mariadb("SELECT COUNT(*), SUM(id) FROM t", target).split() == [
+            "20000",
+            str(sum(range(20000))),
+        ]
+    said = [r.getMessage() for r in caplog.records if "could not start" in r.getMessage()]
+    if row_sessions_connect:
+        assert said == []
+    else:
+        assert len(said) == 2 and "rows session 1" in said[0], said

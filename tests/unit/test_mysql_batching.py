@@ -203,11 +203,17 @@ def test_the_restore_pieces_name_rows_settings_and_keyed_tables() -> None:
         b"  `n` int(11) DEFAULT NULL,\n"
         b"  KEY `n` (`n`)\n"
         b") ENGINE=InnoDB;\n"
+        b"CREATE TABLE `my` (\n"
+        b"  `id` int(11) NOT NULL,\n"
+        b"  PRIMARY KEY (`id`)\n"
+        b") ENGINE=MyISAM;\n"
         b"LOCK TABLES `k``eyed` WRITE;\n"
         b"INSERT INTO `k``eyed` VALUES (1);\n"
         b"INSERT INTO `k``eyed` VALUES (2);\n"
         b"UNLOCK TABLES;\n"
         b"INSERT INTO `heap` VALUES (3);\n"
+        b"INSERT INTO `my` VALUES (7);\n"
+        b"/*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */;\n"
         b"/*!50003 SET sql_mode = 'NO_AUTO_VALUE_ON_ZERO' */ ;\n"
         b"SET GLOBAL max_connections = 1;\n"
         b"SET @a = 1; DROP TABLE `heap`;\n"
@@ -224,12 +230,18 @@ def test_the_restore_pieces_name_rows_settings_and_keyed_tables() -> None:
         (SETTING, b"", False),
         (SETTING, b"", False),  # UNIQUE_CHECKS=1, added
         (ROWS, b"`k``eyed`", True),
-        (ROWS, b"`heap`", False),
+        (ROWS, b"`heap`", False),  # no primary key
+        (ROWS, b"`my`", False),  # MyISAM keeps rows in insertion order too
+        (SETTING, b"", False),  # MariaDB's /*M! form
         (SETTING, b"", False),  # sql_mode; not SET GLOBAL, not two statements on a line
         (TAIL, b"", False),
     ]
     rows = [p.data for p in pieces if p.kind == ROWS]
-    assert rows == [b"INSERT INTO `k``eyed` VALUES (1),(2);\n", b"INSERT INTO `heap` VALUES (3);\n"]
+    assert rows == [
+        b"INSERT INTO `k``eyed` VALUES (1),(2);\n",
+        b"INSERT INTO `heap` VALUES (3);\n",
+        b"INSERT INTO `my` VALUES (7);\n",
+    ]
     text = b"".join(p.data for p in pieces)
     assert b"LOCK TABLES" not in text  # a table's rows may come from more than one session
     # Everything else passes through, the trigger body's INSERT untouched.
