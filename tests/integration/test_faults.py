@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,6 +35,11 @@ def client(app: App):  # type: ignore[no-untyped-def]
     ],
 )
 def test_a_dump_command_that_fails_leaves_no_snapshot(app: App, script: str) -> None:
+    # What a SIGKILLed kamal-backup leaves: the next dump clears it (no such process any more).
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = Path(tempfile.gettempdir()) / f"kamal-backup-dump-{dead.pid}-abc123.stderr"
+    stale.write_text("pg_dump: killed mid-dump\n")
     with pytest.raises(ResticError) as caught:
         client(app).backup_command(
             ["sh", "-c", script],
@@ -41,6 +47,10 @@ def test_a_dump_command_that_fails_leaves_no_snapshot(app: App, script: str) -> 
             tags=["kamal-backup", "app:shop", "type:database"],
         )
     assert app.snapshot_ids() == []
+    # The command's stderr went to a file kamal-backup read (restic's relay of it can lose the
+    # last lines when the command fails), and the file is gone.
+    assert list(Path(tempfile.gettempdir()).glob(f"kamal-backup-dump-{os.getpid()}-*")) == []
+    assert not stale.exists()
     if "exit 3" in script:
         assert "pg_dump: error: connection refused" in str(caught.value)
     else:
