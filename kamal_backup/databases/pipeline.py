@@ -264,6 +264,7 @@ class ByteProgress(threading.Thread):
     def __exit__(self, *exc: object) -> None:
         self._finished.set()
         self.join()
+        self.poll()  # the last count: a dump shorter than one poll would report none at all
 
 
 def bytes_read_by(pid: int) -> int | None:
