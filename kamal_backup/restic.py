@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
+import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -439,23 +438,12 @@ class Restic:
         The command's stderr goes to a file this reads, not through restic: restic relays it
         on a thread and, when the command fails, may exit before it relayed the last lines
         (about 1 in 20 failures under load), which are the ones saying why."""
-        said: Path | None = None
-        # Without a writable temporary directory, or an interpreter this user may start again,
-        # restic relays the stderr, as it can.
-        if sys.executable and os.access(sys.executable, os.X_OK):
-            _clear_stale_stderr_files()
-            with contextlib.suppress(OSError):
-                fd, name = tempfile.mkstemp(
-                    prefix=f"{_STDERR_PREFIX}{os.getpid()}-", suffix=".stderr"
-                )
-                os.close(fd)
-                said = Path(name)
+        # Without a writable temporary directory or a /bin/sh, restic relays it, as it can.
+        holder = _stderr_directory()
+        said = holder / "stderr" if holder is not None else None
 
         def command_stderr() -> str:
-            try:
-                return said.read_bytes()[-_STDERR_KEEP:].decode("utf-8", "replace") if said else ""
-            except OSError:
-                return ""
+            return _tail(said) if said is not None else ""
 
         args = [
             *_tag_args(tags),
@@ -470,8 +458,9 @@ class Restic:
                 args, action, on_status, extra_env, host, on_open, command_stderr=command_stderr
             )
         finally:
-            if said is not None:
-                said.unlink(missing_ok=True)
+            if holder is not None:
+                _LIVE_STDERR.discard(holder)
+                shutil.rmtree(holder, ignore_errors=True)
 
     def backup_paths(
         self,
@@ -745,39 +734,62 @@ def is_local_repository(repository: str) -> bool:
     return repository.startswith("local:") or not re.match(r"^[a-z0-9]+:", repository)
 
 
-# Runs a command with its stderr appended to a file (argv[1]); the program is Python's own, run
-# isolated and without site (about 15 ms), so no shell ever parses the command.
-_STDERR_INTO = (
-    "import os, sys\n"
-    "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)\n"
-    "os.dup2(fd, 2)\n"
-    "os.close(fd)\n"
-    "os.execvp(sys.argv[2], sys.argv[2:])\n"
-)
+# The dump command runs as `/bin/sh -c SCRIPT FILE COMMAND...`: a constant script, the file and
+# the command its positional parameters, so no data is ever parsed as shell. `command exec`
+# points stderr at the file (or, should that fail, leaves it to restic), then the command
+# replaces the shell: same process, signals and exit status as when restic starts it.
+_STDERR_INTO = 'command exec 2>>"$0"; exec "$@"'
+_SHELL = "/bin/sh"
 _STDERR_KEEP = 64 * 1024
 _STDERR_PREFIX = "kamal-backup-dump-"
-_STDERR_FILE = re.compile(re.escape(_STDERR_PREFIX) + r"(\d+)-\w+\.stderr$")
+_STDERR_DIRECTORY = re.compile(re.escape(_STDERR_PREFIX) + r"([0-9]{1,7})-\w+$")
+_LIVE_STDERR: set[Path] = set()  # this process's: a killed one's may have had the same pid
 
 
-def _clear_stale_stderr_files() -> None:
-    """Removes the stderr files a killed kamal-backup left in the temporary directory (its
-    process id is in the name, and no such process runs any more)."""
-    with contextlib.suppress(OSError):
-        for path in Path(tempfile.gettempdir()).glob(f"{_STDERR_PREFIX}*.stderr"):
-            found = _STDERR_FILE.match(path.name)
-            if found is None or int(found.group(1)) == os.getpid():
-                continue
-            try:
-                os.kill(int(found.group(1)), 0)
-            except ProcessLookupError:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-            except OSError:
-                pass  # another user's process: it runs
+def _stderr_directory() -> Path | None:
+    """A new 0700 directory in the temporary directory for a dump command's stderr, after
+    removing those a killed kamal-backup left (its pid is in the name); None without /bin/sh
+    or a writable temporary directory."""
+    if not os.access(_SHELL, os.X_OK):
+        return None
+    try:
+        for path in Path(tempfile.gettempdir()).glob(f"{_STDERR_PREFIX}*"):
+            found = _STDERR_DIRECTORY.match(path.name)
+            if found is not None and path not in _LIVE_STDERR and _gone(int(found.group(1))):
+                shutil.rmtree(path, ignore_errors=True)
+        made = Path(tempfile.mkdtemp(prefix=f"{_STDERR_PREFIX}{os.getpid()}-"))
+    except OSError:
+        return None
+    _LIVE_STDERR.add(made)
+    return made
+
+
+def _gone(pid: int) -> bool:
+    """No process with this id runs any more (ours counts as gone: its live directories are
+    in _LIVE_STDERR)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):
+        return False  # another user's process: it runs
+    return False
+
+
+def _tail(path: Path) -> str:
+    """The last _STDERR_KEEP bytes of a file, or nothing."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - _STDERR_KEEP))
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def _stderr_into(path: Path, command: Sequence[str]) -> list[str]:
-    return [sys.executable, "-I", "-S", "-c", _STDERR_INTO, str(path), *command]
+    return [_SHELL, "-c", _STDERR_INTO, str(path), *command]
 
 
 def _command_error(stderr: str, command_stderr: str = "") -> str:

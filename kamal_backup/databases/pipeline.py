@@ -338,7 +338,10 @@ def pipe_into(
             os.close(epilogue_read)
         _close(conv.stdout)
         imp_err = process.StderrTail(imp.stderr)
-        with ByteProgress(lambda: bytes_read_by(conv.pid), on_bytes) as progress:
+        # Only while the converter runs: once reaped, its pid may be another process's.
+        with ByteProgress(
+            lambda: bytes_read_by(conv.pid) if conv.returncode is None else None, on_bytes
+        ) as progress:
             dump_code = dump.wait()
             conv_code = conv.wait()
         upstream_ok = dump_code == 0 and conv_code == 0 and not process.cancelled()

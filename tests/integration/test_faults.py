@@ -35,11 +35,16 @@ def client(app: App):  # type: ignore[no-untyped-def]
     ],
 )
 def test_a_dump_command_that_fails_leaves_no_snapshot(app: App, script: str) -> None:
-    # What a SIGKILLed kamal-backup leaves: the next dump clears it (no such process any more).
+    # What a SIGKILLed kamal-backup leaves: the next dump clears it (no such process any more);
+    # a name that is no pid at all (anyone may write in /tmp) is left alone, and breaks nothing.
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = Path(tempfile.gettempdir()) / f"kamal-backup-dump-{dead.pid}-abc123.stderr"
-    stale.write_text("pg_dump: killed mid-dump\n")
+    tmp = Path(tempfile.gettempdir())
+    stale = tmp / f"kamal-backup-dump-{dead.pid}-abc123"
+    stale.mkdir()
+    (stale / "stderr").write_text("pg_dump: killed mid-dump\n")
+    odd = tmp / f"kamal-backup-dump-99999999999-{os.getpid()}"
+    odd.mkdir()
     with pytest.raises(ResticError) as caught:
         client(app).backup_command(
             ["sh", "-c", script],
@@ -49,12 +54,25 @@ def test_a_dump_command_that_fails_leaves_no_snapshot(app: App, script: str) -> 
     assert app.snapshot_ids() == []
     # The command's stderr went to a file kamal-backup read (restic's relay of it can lose the
     # last lines when the command fails), and the file is gone.
-    assert list(Path(tempfile.gettempdir()).glob(f"kamal-backup-dump-{os.getpid()}-*")) == []
+    assert list(tmp.glob(f"kamal-backup-dump-{os.getpid()}-*")) == []
     assert not stale.exists()
+    assert odd.is_dir()
+    odd.rmdir()
     if "exit 3" in script:
         assert "pg_dump: error: connection refused" in str(caught.value)
     else:
         assert "killed" in str(caught.value)
+
+
+def test_a_dump_command_that_is_not_installed_is_named(app: App) -> None:
+    with pytest.raises(ResticError) as caught:
+        client(app).backup_command(
+            ["kb-no-such-dump-tool", "--all"],
+            filename="databases-shop-sqlite-x.sqlite3",
+            tags=["kamal-backup", "app:shop", "type:database"],
+        )
+    assert "kb-no-such-dump-tool: not found" in str(caught.value)
+    assert app.snapshot_ids() == []
 
 
 def test_backup_under_concurrent_wal_writes_restores_a_consistent_identical_copy(
