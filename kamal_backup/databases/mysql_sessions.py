@@ -20,9 +20,10 @@ far (SET NAMES, TIME_ZONE, SQL_MODE, FOREIGN_KEY_CHECKS), then checks unique key
 A table without a primary key, or not InnoDB, keeps its rows in one session: it keeps them in
 the order they were inserted, which two sessions would shuffle.
 
-The row sessions start with the main session (on the operation's thread: a child gets the
-parent-death signal when the thread that started it ends). One that cannot connect (e.g. the
-server's connection limit) is left out, and its rows go to the others or the main session.
+The row sessions start once the main session has connected (so that under a connection limit
+they never take its place), on the operation's thread: a child gets the parent-death signal
+when the thread that started it ends. One that cannot connect (e.g. the server's connection
+limit) is left out, and its rows go to the others or the main session.
 
 The row sessions' last rows are committed only when the whole dump was read (`finish(True)`),
 as the main session's COMMIT is: a dump cut off mid-table leaves that table's rows uncommitted.
@@ -160,6 +161,15 @@ class RowSessions:
         """The main session's client has started (its stdout is a pipe this reads): the row
         sessions start now too, on the operation's thread, and connect meanwhile."""
         self.main = _Session(child, self.label, read_stderr=False)
+        # The main session connects first: under a connection limit (MAX_USER_CONNECTIONS) a
+        # row session must not take its place. A literal SELECT, before the pump sends the
+        # prelude; restic opens the repository meanwhile.
+        statement, connected = self._sync(commit=False)
+        self.main.write(statement)
+        deadline = time.monotonic() + _ADMIT_SECONDS
+        while not self._printed(self.main, connected):
+            if self.main.gone or time.monotonic() > deadline or process.cancelled():
+                return  # no row sessions: the pipeline names the main session's error
         statement, self._startup = self._sync(commit=False)
         for number in range(1, self.size + 1):
             row_child = self._stack.enter_context(

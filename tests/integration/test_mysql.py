@@ -529,3 +529,57 @@ def test_row_sessions_that_cannot_connect_leave_the_rows_to_the_main_session(
         assert said == []
     else:
         assert len(said) == 2 and "rows session 1" in said[0], said
+
+
+@pytest.fixture
+def one_connection_user(my_app: tuple[App, str, str]) -> Iterator[str]:
+    _, _, target = my_app
+    user = "kb_oneconn"
+    mariadb(
+        f"DROP USER IF EXISTS '{user}'@'%'; CREATE USER '{user}'@'%' IDENTIFIED BY 'one-conn-pw-5' "
+        f"WITH MAX_USER_CONNECTIONS 1; GRANT ALL ON `{target}`.* TO '{user}'@'%'; "
+        f"GRANT SET USER ON *.* TO '{user}'@'%';"  # the dump's DEFINERs
+    )
+    yield user
+    mariadb(f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+def test_row_sessions_connect_only_after_the_main_session(
+    my_app: tuple[App, str, str], one_connection_user: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under a one-connection limit the main session must get it, however slowly it starts (here
+    half a second late): the row sessions are left out with a warning, the rows all arrive."""
+    from kamal_backup import process
+    from kamal_backup.databases.mysql_sessions import RowSessions
+
+    _, _, target = my_app
+    mariadb(f"CREATE DATABASE `{target}`")
+    rows_sql = b"".join(
+        b"INSERT INTO `t` VALUES (%d,'%s');\n" % (n, b"y" * 200) for n in range(20000)
+    )
+    dump = (
+        b"CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `v` text,\n  PRIMARY KEY (`id`)\n"
+        b") ENGINE=InnoDB;\n" + rows_sql
+    )
+    client = ["mariadb", "--host=127.0.0.1", "--port=3306", f"--user={one_connection_user}"]
+    argv = [*client, "--unbuffered", target]
+    env = {"PATH": os.environ["PATH"], "MYSQL_PWD": "one-conn-pw-5"}
+    slow_main = ["sh", "-c", 'sleep 0.5; exec "$@"', "sh", *argv]
+    with (
+        process.spawn(slow_main, env=env, stdin=subprocess.PIPE) as main,
+        RowSessions(argv, env, "mysql import") as sessions,
+    ):
+        assert main.stdin is not None
+        sessions.started(main)
+        main.stdin.write(b"SET autocommit=0;\n")
+        for data in sessions.transform(io.BytesIO(dump)):
+            main.stdin.write(data)
+            main.stdin.flush()
+        sessions.finish(True)
+        main.stdin.write(b"COMMIT;\n")
+        main.stdin.close()
+        assert main.wait() == 0
+    assert sessions.tables_spread == 0
+    assert mariadb("SELECT COUNT(*) FROM t", target).strip() == "20000"
+    said = [r.getMessage() for r in caplog.records if "could not start" in r.getMessage()]
+    assert len(said) == 2 and "max_user_connections" in said[0], said
