@@ -517,8 +517,17 @@ def render_drill(record: Any) -> None:
         )
     if verification.tables:
         stdout.print(table)
+    from kamal_backup.models import LEGACY_DATABASE
+
+    # Only the parts that finished are in record.parts: a failed restore is not "restored".
+    restored = {
+        part.database or LEGACY_DATABASE for part in record.parts if part.kind == "database"
+    }
     for name, target in record.database_targets.items():
-        stdout.print(f"database {name} restored into {target}")
+        if name in restored:
+            stdout.print(f"database {name} restored into {target}")
+        else:
+            stdout.print(f"database {name} not restored (target {target})")
     for mismatch in verification.file_mismatches:
         stdout.print(f"file mismatch: {mismatch.path}: {mismatch.detail}")
     if record.check is not None:

@@ -14,6 +14,7 @@ from kamal_backup.services.report import html_report, markdown_escape, markdown_
 from kamal_backup.settings import Settings, load_settings
 from kamal_backup.verification import (
     DatabaseFigures,
+    DrillPart,
     DrillRecord,
     FilesFigures,
     Manifest,
@@ -143,6 +144,16 @@ def test_the_cli_prints_names_as_they_are(capsys: pytest.CaptureFixture[str]) ->
         started_at=datetime(2026, 11, 26, 3, 10, tzinfo=UTC),
         run="20261126T030000Z",
         database_targets={"primary": "/restore/[bold]db[/x].sqlite3"},
+        parts=[
+            DrillPart(
+                kind="database",
+                database="primary",
+                snapshot_id="ab" * 32,
+                snapshot_time=datetime(2026, 11, 26, 3, 0, tzinfo=UTC),
+                run="20261126T030000Z",
+                target="/restore/[bold]db[/x].sqlite3",
+            )
+        ],
     )
     record.verification = verify(
         (
@@ -257,3 +268,25 @@ def test_verification_names_the_database_of_a_mismatch_when_there_are_several() 
     partial = verify({"primary": (stored, lambda m: one), "queue": (stored, lambda m: one)}, None)
     assert partial.status == "not verified"
     assert partial.reason == "no manifest for the database queue"
+
+
+def test_a_database_whose_restore_failed_is_not_said_restored(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A drill whose database restore failed (a wrong password, say) has no part for it."""
+    from kamal_backup.cli import render_drill
+
+    record = DrillRecord(
+        id="20261126T031000Z-abcdef",
+        status="failed",
+        ran_by="op@host",
+        started_at=datetime(2026, 11, 26, 3, 10, tzinfo=UTC),
+        run="20261126T030000Z",
+        database_targets={"primary": "mysql://root@db/shop_drill"},
+        error="mysql import failed: ERROR 1045 (28000): Access denied",
+    )
+    render_drill(record)
+    printed = capsys.readouterr().out
+    assert "restored into" not in printed
+    assert "database primary not restored (target mysql://root@db/shop_drill)" in printed
+    assert "drill FAILED" in printed
