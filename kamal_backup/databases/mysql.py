@@ -242,7 +242,8 @@ def batch_inserts(lines: Iterable[bytes], max_bytes: int = BATCH_BYTES) -> Itera
 
 
 def dump_blocks(stream: IO[bytes]) -> Iterator[bytes]:
-    """The stream in blocks of whole lines, about BATCH_BYTES each; a last line gets its newline."""
+    """The stream in blocks of whole lines, about BATCH_BYTES each; a last line that has no
+    newline comes last, as it is."""
     rest = b""
     while chunk := stream.read(BATCH_BYTES):
         data = rest + chunk
@@ -251,22 +252,18 @@ def dump_blocks(stream: IO[bytes]) -> Iterator[bytes]:
             yield data[:cut]
         rest = data[cut:]
     if rest:
-        yield rest + b"\n"
+        yield rest
 
 
 def restore_pieces(stream: IO[bytes]) -> Iterator[Piece]:
     """The restore's rewrite of a dump, in pieces: rows rebatched in blocks of about a
     megabyte, unique keys checked again after the dump's header, no table locks."""
     rebatcher = _Rebatcher(recheck_unique=True, restore=True)
-    rest = b""
-    while chunk := stream.read(BATCH_BYTES):
-        data = rest + chunk
-        cut = data.rfind(b"\n") + 1
-        if cut:
-            yield from rebatcher.pieces(data[:cut])
-        rest = data[cut:]
-    if rest:
-        yield Piece(TAIL, rest + b"\n")
+    for block in dump_blocks(stream):
+        if block.endswith(b"\n"):
+            yield from rebatcher.pieces(block)
+        else:
+            yield Piece(TAIL, block + b"\n")
 
 
 def batched(stream: IO[bytes]) -> Iterator[bytes]:

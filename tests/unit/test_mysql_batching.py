@@ -101,9 +101,10 @@ def test_dump_blocks_are_whole_lines_of_about_a_megabyte() -> None:
     long_row = b"INSERT INTO `t` VALUES (1,'" + b"x" * (BATCH_BYTES + 10) + b"');\n"
     text = b"-- header\n" + long_row + b"INSERT INTO `t` VALUES (2);\n" * 50_000 + b"-- last"
     blocks = list(dump_blocks(io.BytesIO(text)))
-    assert b"".join(blocks) == text + b"\n"
+    assert b"".join(blocks) == text
     assert len(blocks) > 2
-    assert all(block.endswith(b"\n") for block in blocks)
+    assert all(block.endswith(b"\n") for block in blocks[:-1])
+    assert blocks[-1] == b"-- last"  # no newline: the restore treats it as perhaps cut off
     assert all(len(block) <= 2 * BATCH_BYTES + 100 for block in blocks)
 
 
