@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from kamal_backup import process
+from kamal_backup.databases.mysql_sessions import RowSessions
 from tests.conftest import App
 from tests.integration.databases import MY_ADMIN, mariadb, my_databases
 
@@ -483,42 +485,57 @@ def test_sigkill_mid_import_leaves_no_client_and_no_committed_rows(
     assert mariadb("SELECT COUNT(*) FROM orders", target).strip() == "0"
 
 
+def keyed_table_dump(header: bytes = b"") -> bytes:
+    """A dump of one InnoDB table with a primary key, 20,000 rows (about 4 MB): it spreads."""
+    rows_sql = b"".join(
+        b"INSERT INTO `t` VALUES (%d,'%s');\n" % (n, b"x" * 200) for n in range(20000)
+    )
+    return (
+        header
+        + b"CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `v` text,\n  PRIMARY KEY (`id`)\n"
+        b") ENGINE=InnoDB;\n" + rows_sql
+    )
+
+
+def import_with_row_sessions(
+    main_argv: list[str], row_argv: list[str], env: dict[str, str], dump: bytes
+) -> RowSessions:
+    """What stream_into does with RowSessions, without restic: the main session reads the
+    transform's output and commits once the row sessions finished."""
+    with (
+        process.spawn(main_argv, env=env, stdin=subprocess.PIPE) as main,
+        RowSessions(row_argv, env, "mysql import") as sessions,
+    ):
+        assert main.stdin is not None
+        sessions.started(main)
+        main.stdin.write(b"SET autocommit=0;\n")
+        for data in sessions.transform(io.BytesIO(dump)):
+            main.stdin.write(data)
+            main.stdin.flush()
+        sessions.finish(True)
+        main.stdin.write(b"COMMIT;\n")
+        main.stdin.close()
+        assert main.wait() == 0
+    return sessions
+
+
 @pytest.mark.parametrize("row_sessions_connect", [True, False])
 def test_row_sessions_that_cannot_connect_leave_the_rows_to_the_main_session(
     caplog: pytest.LogCaptureFixture, row_sessions_connect: bool
 ) -> None:
     """E.g. the server's connection limit: the restore goes on in one session, with a warning.
     (And the same dump does go to the row sessions when they connect.)"""
-    from kamal_backup import process
-    from kamal_backup.databases.mysql_sessions import RowSessions
-
-    rows_sql = b"".join(
-        b"INSERT INTO `t` VALUES (%d,'%s');\n" % (n, b"x" * 200) for n in range(20000)
-    )
-    dump = (
+    dump = keyed_table_dump(
         b"/*!40014 SET @OLD_UNIQUE_CHECKS=@@UNIQUE_CHECKS, UNIQUE_CHECKS=0 */;\n"
-        b"CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `v` text,\n  PRIMARY KEY (`id`)\n"
-        b") ENGINE=InnoDB;\n" + rows_sql
     )
     with my_databases("kb_fallback") as (target,):
         mariadb(f"CREATE DATABASE `{target}`")
         good = ["mariadb", *MY_ADMIN, "--unbuffered", target]
         refused = ["mariadb", *MY_ADMIN, "--port=1", target]  # nothing listens there
         env = {"PATH": os.environ["PATH"]}
-        with (
-            process.spawn(good, env=env, stdin=subprocess.PIPE) as main,
-            RowSessions(good if row_sessions_connect else refused, env, "mysql import") as sessions,
-        ):
-            assert main.stdin is not None
-            sessions.started(main)
-            main.stdin.write(b"SET autocommit=0;\n")
-            for data in sessions.transform(io.BytesIO(dump)):
-                main.stdin.write(data)
-                main.stdin.flush()
-            sessions.finish(True)
-            main.stdin.write(b"COMMIT;\n")
-            main.stdin.close()
-            assert main.wait() == 0
+        sessions = import_with_row_sessions(
+            good, good if row_sessions_connect else refused, env, dump
+        )
         assert sessions.tables_spread == (1 if row_sessions_connect else 0)
         assert mariadb("SELECT COUNT(*), SUM(id) FROM t", target).split() == [
             "20000",
@@ -549,36 +566,13 @@ def test_row_sessions_connect_only_after_the_main_session(
 ) -> None:
     """Under a one-connection limit the main session must get it, however slowly it starts (here
     half a second late): the row sessions are left out with a warning, the rows all arrive."""
-    from kamal_backup import process
-    from kamal_backup.databases.mysql_sessions import RowSessions
-
     _, _, target = my_app
     mariadb(f"CREATE DATABASE `{target}`")
-    rows_sql = b"".join(
-        b"INSERT INTO `t` VALUES (%d,'%s');\n" % (n, b"y" * 200) for n in range(20000)
-    )
-    dump = (
-        b"CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `v` text,\n  PRIMARY KEY (`id`)\n"
-        b") ENGINE=InnoDB;\n" + rows_sql
-    )
     client = ["mariadb", "--host=127.0.0.1", "--port=3306", f"--user={one_connection_user}"]
     argv = [*client, "--unbuffered", target]
     env = {"PATH": os.environ["PATH"], "MYSQL_PWD": "one-conn-pw-5"}
     slow_main = ["sh", "-c", 'sleep 0.5; exec "$@"', "sh", *argv]
-    with (
-        process.spawn(slow_main, env=env, stdin=subprocess.PIPE) as main,
-        RowSessions(argv, env, "mysql import") as sessions,
-    ):
-        assert main.stdin is not None
-        sessions.started(main)
-        main.stdin.write(b"SET autocommit=0;\n")
-        for data in sessions.transform(io.BytesIO(dump)):
-            main.stdin.write(data)
-            main.stdin.flush()
-        sessions.finish(True)
-        main.stdin.write(b"COMMIT;\n")
-        main.stdin.close()
-        assert main.wait() == 0
+    sessions = import_with_row_sessions(slow_main, argv, env, keyed_table_dump())
     assert sessions.tables_spread == 0
     assert mariadb("SELECT COUNT(*) FROM t", target).strip() == "20000"
     said = [r.getMessage() for r in caplog.records if "could not start" in r.getMessage()]
