@@ -2,7 +2,8 @@
 
 `kamal-backup version` (or `--version`, `-v`) answers here, before the CLI module is imported:
 Typer, logging and the process helpers cost several times the answer itself. Every other
-command goes to the CLI (kamal_backup.cli.main), which answers `version` the same way.
+command goes to the CLI (kamal_backup.cli.main), which answers `version` the same way. Before
+the CLI is imported, `restore-db` starts the restic processes it will need (prestart.py).
 
 When the command is done, the process ends without Python's teardown (see `finish`).
 """
@@ -10,6 +11,7 @@ When the command is done, the process ends without Python's teardown (see `finis
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import NoReturn
 
@@ -25,15 +27,44 @@ def main() -> None:
     if sys.argv[1:] in VERSION_ARGUMENTS:
         sys.stdout.write(f"kamal-backup {__version__}\n")
         return
-    from kamal_backup.cli import main as cli_main
-
     try:
+        if sys.argv[1:2] in (["restore-db"], ["--verbose"]):
+            # restic opens the repository while the rest is imported (see prestart.py).
+            from kamal_backup.prestart import prestart
+
+            if prestart(sys.argv[1:]):
+                # Until the command installs its own handlers, SIGTERM ends it through
+                # finish(), which stops them with SIGTERM, not by the parent-death SIGKILL
+                # that would leave restic's lock behind.
+                signal.signal(signal.SIGTERM, _terminated)
+        from kamal_backup.cli import main as cli_main
+
         cli_main()
     except SystemExit as exc:
         if exc.code is not None and not isinstance(exc.code, int):
+            _stop_prestarted()
             raise  # a message as the status: Python prints it and exits 1
         finish(exc.code or 0)
+    except BaseException:
+        _stop_prestarted()
+        raise
     finish(0)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop_prestarted() -> None:
+    """Stops the processes prestart started that nothing took (restic removes its lock on
+    SIGTERM; the parent-death signal alone would SIGKILL them and leave it behind). A second
+    Ctrl-C or SIGTERM meanwhile is ignored: this takes a second at most."""
+    process = sys.modules.get("kamal_backup.process")
+    if process is None or not process.has_prestarted():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    process.stop_prestarted()
 
 
 def finish(code: int) -> NoReturn:
@@ -47,6 +78,7 @@ def finish(code: int) -> NoReturn:
     """
     import logging
 
+    _stop_prestarted()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:

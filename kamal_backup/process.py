@@ -6,6 +6,7 @@ import collections
 import contextlib
 import contextvars
 import functools
+import logging
 import os
 import shutil
 import signal
@@ -15,11 +16,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
 
 from kamal_backup.errors import Interrupted, ToolMissing
 
 _STDERR_KEEP = 64 * 1024
+log = logging.getLogger(__name__)
 
 
 class CancelScope:
@@ -318,6 +321,93 @@ def require_tool(name: str, env: Mapping[str, str] | None = None) -> str:
     return found
 
 
+# Children started before the code that will use them exists (kamal_backup/prestart.py): a
+# `spawn` of exactly the same argv and environment takes one instead of starting its own.
+_PrestartKey = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]
+_prestarted: dict[_PrestartKey, subprocess.Popen[bytes]] = {}
+_prestarted_lock = threading.Lock()
+
+
+def _prestart_key(argv: Sequence[str], env: Mapping[str, str]) -> _PrestartKey:
+    return tuple(argv), tuple(sorted(env.items()))
+
+
+def prestart(argv: Sequence[str], env: Mapping[str, str]) -> bool:
+    """Starts argv now (stdin from /dev/null, stdout and stderr piped, the parent-death signal
+    set) for a later `spawn` of exactly argv and env to take; True when it started.
+
+    Until taken, the child belongs to no operation's scope: `stop_prestarted` ends the ones
+    nobody took. A missing program starts nothing (the later spawn says it is missing).
+    """
+    if find_tool(argv[0], env) is None:
+        return False
+    try:
+        child = subprocess.Popen(
+            [*_death_signal_prefix(), *argv],
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError:
+        return False
+    with _prestarted_lock:
+        replaced = _prestarted.pop(_prestart_key(argv, env), None)
+        _prestarted[_prestart_key(argv, env)] = child
+    if replaced is not None:
+        _end_prestarted(replaced)
+    return True
+
+
+def _take_prestarted(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    streams: tuple[object, object, object],
+    pass_fds: Sequence[int],
+) -> subprocess.Popen[bytes] | None:
+    """The prestarted child for argv and env, if there is one and it can stand for a new one:
+    the same pipes, and still running or ended well (one that failed is run again)."""
+    if not _prestarted:
+        return None
+    if streams != (subprocess.DEVNULL, subprocess.PIPE, subprocess.PIPE) or pass_fds:
+        return None
+    with _prestarted_lock:
+        child = _prestarted.pop(_prestart_key(argv, env), None)
+    if child is None:
+        return None
+    if child.poll() not in (None, 0):
+        _end_prestarted(child)
+        return None
+    log.debug("%s: taking the process started ahead", Path(argv[0]).name)
+    return child
+
+
+def has_prestarted() -> bool:
+    """Whether a prestarted child is still waiting to be taken."""
+    return bool(_prestarted)
+
+
+def stop_prestarted() -> None:
+    """Ends every prestarted child nobody took: SIGTERM first (restic removes its lock), then
+    its pipe is closed under it (a `restic dump` blocked on a full pipe), then SIGKILL."""
+    with _prestarted_lock:
+        waiting = list(_prestarted.values())
+        _prestarted.clear()
+    for child in waiting:
+        log.debug("stopping a process started ahead that nothing took (pid %d)", child.pid)
+        _end_prestarted(child)
+
+
+def _end_prestarted(child: subprocess.Popen[bytes]) -> None:
+    stop(child, unblock_after=1)
+    for stream in (child.stdout, child.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
 @contextlib.contextmanager
 def spawn(
     argv: Sequence[str],
@@ -336,23 +426,9 @@ def spawn(
     scope.raise_if_cancelled()
     if not argv or isinstance(argv, str):
         raise TypeError("argv must be a non-empty sequence")
-    program = argv[0]
-    found = os.access(program, os.X_OK) if "/" in program else find_tool(program, env) is not None
-    if not found:
-        raise ToolMissing(f"{program} is not installed or not on PATH")
-    try:
-        child = subprocess.Popen(
-            [*_death_signal_prefix(), *argv],
-            env=dict(env),
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,
-            close_fds=True,
-            pass_fds=tuple(pass_fds),
-        )
-    except FileNotFoundError:
-        raise ToolMissing(f"{argv[0]} is not installed or not on PATH") from None
+    child = _take_prestarted(argv, env, (stdin, stdout, stderr), pass_fds)
+    if child is None:
+        child = _start(argv, env, stdin, stdout, stderr, pass_fds)
     scope._adopt(child)
     try:
         # A cancel that came while the child was starting listed the scope's children before
@@ -367,6 +443,33 @@ def spawn(
                 with contextlib.suppress(OSError):
                     stream.close()
         scope._release(child)
+
+
+def _start(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    stdin: int | IO[Any] | None,
+    stdout: int | IO[Any] | None,
+    stderr: int | IO[Any] | None,
+    pass_fds: Sequence[int],
+) -> subprocess.Popen[bytes]:
+    program = argv[0]
+    found = os.access(program, os.X_OK) if "/" in program else find_tool(program, env) is not None
+    if not found:
+        raise ToolMissing(f"{program} is not installed or not on PATH")
+    try:
+        return subprocess.Popen(
+            [*_death_signal_prefix(), *argv],
+            env=dict(env),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+            close_fds=True,
+            pass_fds=tuple(pass_fds),
+        )
+    except FileNotFoundError:
+        raise ToolMissing(f"{argv[0]} is not installed or not on PATH") from None
 
 
 class StderrTail:

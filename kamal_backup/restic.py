@@ -672,6 +672,7 @@ class Restic:
             self._early_dumps.clear()
         for child in waiting:
             _stop_early(child)
+        process.stop_prestarted()  # the same, started before the settings (prestart.py)
 
     @contextmanager
     def early_dump(self, snapshot_id: str | None, path: str | None) -> Iterator[None]:
@@ -682,23 +683,31 @@ class Restic:
         The guess only saves time: a `dump` of that snapshot and path inside this block takes
         the process; any other dump starts its own. Nothing reads the guessed process's output
         unless the caller chose that very snapshot, and it is stopped when the block ends (it
-        waits on a full pipe meanwhile). With no id or path, nothing is started.
+        waits on a full pipe meanwhile). With no id or path, nothing is started. A dump started
+        before the settings were read (prestart.py) with the same command and environment is
+        taken instead of starting one; the prestarted processes nobody took stop with the block.
         """
-        if not snapshot_id or not path:
-            yield
-            return
-        with process.spawn(self.argv("dump", snapshot_id, path), env=self.environment) as child:
-            with self._early_lock:
-                self._early_dumps[path] = (snapshot_id, child)
-            try:
+        try:
+            if not snapshot_id or not path:
                 yield
-            finally:
+                return
+            argv = self.argv("dump", snapshot_id, path)
+            with process.spawn(argv, env=self.environment) as child:
                 with self._early_lock:
-                    unclaimed = self._early_dumps.get(path, ("", None))[1] is child
+                    self._early_dumps[path] = (snapshot_id, child)
+                try:
+                    yield
+                finally:
+                    with self._early_lock:
+                        unclaimed = self._early_dumps.get(path, ("", None))[1] is child
+                        if unclaimed:
+                            del self._early_dumps[path]
                     if unclaimed:
-                        del self._early_dumps[path]
-                if unclaimed:
-                    _stop_early(child)
+                        _stop_early(child)
+        finally:
+            # Whatever was started before the settings (prestart.py) and is not taken by now
+            # will not be: the block held the listing and the restore.
+            process.stop_prestarted()
 
     def restore(
         self,

@@ -36,6 +36,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from kamal_backup import redact
 from kamal_backup.config_file import ConfigFile, read_config_file
+from kamal_backup.environment import default_state_dir, restic_passthrough
 from kamal_backup.errors import ConfigError
 from kamal_backup.paths import is_system_root, normalise, resolve_path, split_paths
 
@@ -53,48 +54,6 @@ _FRACTION = re.compile(r"^(\d+)/(\d+)$")
 # restic needs the unit: a bare number is refused by `restic check` ("invalid value").
 _SIZE = re.compile(r"^\d+[KMGTkmgt]$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-# Environment variables restic and its backends read; they pass through untouched.
-PASSTHROUGH_PREFIXES = (
-    "RESTIC_",
-    "AWS_",
-    "B2_",
-    "AZURE_",
-    "GOOGLE_",
-    "GS_",
-    "RCLONE_",
-    "OS_",
-    "ST_",
-    "SWIFT_",
-)
-PASSTHROUGH_NAMES = frozenset(
-    {
-        "PATH",
-        "HOME",
-        "TMPDIR",
-        "LANG",
-        "LC_ALL",
-        "TZ",
-        "USER",
-        "XDG_CACHE_HOME",
-        "SSL_CERT_FILE",
-        "SSL_CERT_DIR",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "NO_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "no_proxy",
-        "SSH_AUTH_SOCK",
-    }
-)
-
-
-def default_state_dir(environ: Mapping[str, str]) -> Path:
-    base = environ.get("XDG_STATE_HOME") or str(
-        Path(environ.get("HOME", "~")).expanduser() / ".local/state"
-    )
-    return Path(base) / "kamal-backup"
 
 
 def adapter_class(raw: str) -> type[DatabaseAdapter] | None:
@@ -748,22 +707,8 @@ class Settings(BaseSettings):
 
     def restic_environment(self) -> dict[str, str]:
         """The environment restic runs with: its own and its backends' variables, nothing else."""
-        env = {
-            name: value
-            for name, value in self._environ.items()
-            if name in PASSTHROUGH_NAMES or name.startswith(PASSTHROUGH_PREFIXES)
-        }
-        env.setdefault("PATH", os.defpath)
+        env = restic_passthrough(self._environ)
         # Values from the model win over stray copies (the model normalised them).
-        for name in (
-            "RESTIC_REPOSITORY",
-            "RESTIC_PASSWORD",
-            "RESTIC_PASSWORD_FILE",
-            "RESTIC_PASSWORD_COMMAND",
-            "RESTIC_REPOSITORY_FILE",
-            "RESTIC_HOST",
-        ):
-            env.pop(name, None)
         if self.restic_repository:
             env["RESTIC_REPOSITORY"] = self.restic_repository
         if self.restic_repository_file:

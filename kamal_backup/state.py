@@ -12,6 +12,7 @@ from typing import TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from kamal_backup import redact
+from kamal_backup.environment import LAST_SUCCESS, last_restore_file
 from kamal_backup.errors import ConfigError
 from kamal_backup.models import BackupRun, CheckResult, RestoreResult, SchedulerStart, SnapshotType
 from kamal_backup.verification import DrillRecord, Manifest
@@ -20,7 +21,6 @@ _DRILLS = TypeAdapter(list[DrillRecord])
 
 LAST_BACKUP = "last_backup.json"
 LAST_CHECK = "last_check.json"
-LAST_SUCCESS = "last_success.json"
 SCHEDULER = "scheduler.json"
 DRILLS = "drills.json"
 MANIFEST_FIGURES = "last_manifest_figures.json"
@@ -129,11 +129,11 @@ def last_check(state_dir: Path) -> CheckResult | None:
 
 
 def record_restore(state_dir: Path, result: RestoreResult) -> None:
-    write_json(state_dir / f"last_restore_{result.kind}.json", result)
+    write_json(state_dir / last_restore_file(result.kind), result)
 
 
 def last_restore(state_dir: Path, kind: SnapshotType) -> RestoreResult | None:
-    return read_json(state_dir / f"last_restore_{kind}.json", RestoreResult)
+    return read_json(state_dir / last_restore_file(kind), RestoreResult)
 
 
 def drills(state_dir: Path) -> list[DrillRecord]:

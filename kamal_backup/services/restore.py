@@ -25,7 +25,6 @@ from kamal_backup.errors import ConfigError, Interrupted, KamalBackupError, Oper
 from kamal_backup.locking import operation_lock
 from kamal_backup.models import (
     FILES_PART,
-    LEGACY_DATABASE,
     PRE_RESTORE_TAG,
     ResticStatus,
     RestoreResult,
@@ -34,6 +33,7 @@ from kamal_backup.models import (
     SnapshotRecord,
 )
 from kamal_backup.notify import notified
+from kamal_backup.prestart import ExpectedDump, expected_database_dump
 from kamal_backup.redact import redact
 from kamal_backup.restic import Restic
 from kamal_backup.services import (
@@ -102,7 +102,11 @@ def restore_database(
     validate_snapshot_argument(snapshot)
     restic = restic_for(settings)
     restic.require_supported_version()
-    guess = None if snapshots is not None else _expected_snapshot(settings, snapshot, database)
+    guess = (
+        None
+        if snapshots is not None
+        else expected_database_dump(settings.state_dir, snapshot, database)
+    )
     warmed = _warmed_adapter(settings, guess.database if guess else database)
     # restic opens the repository for the likely dump, and the target's client versions are
     # asked, while the listing decides what to read.
@@ -114,6 +118,9 @@ def restore_database(
             if warmed is not None:
                 parts["clients"] = lambda: _warm(warmed)
             finished = process.run_parts(parts)
+            # The listing and the likely dump are taken: whatever else was started before the
+            # settings (prestart.py) will not be, and holds a process (a dump: a lock) till then.
+            process.stop_prestarted()
             if (failed := finished.first_failure()) is not None:
                 raise failed[1]
             snapshots = cast(list[Snapshot], finished.results["listing"])
@@ -149,39 +156,20 @@ def _warm(adapter: DatabaseAdapter) -> None:
         )
 
 
-def _expected_snapshot(
-    settings: Settings, argument: str, database: str | None
-) -> SnapshotRecord | None:
-    """The database snapshot a restore will most likely read, from the state directory alone:
-    for 'latest', the last successful backup's; for an id, the snapshot with that id among the
-    last successful backup's and the last restore's. Only a guess: the listing decides."""
-    known: list[SnapshotRecord] = []
-    last = state.last_success(settings.state_dir)
-    if last is not None:
-        known += last.database_snapshots.values()
-    if argument != "latest":
-        restored = state.last_restore(settings.state_dir, "database")
-        if restored is not None:
-            known.append(restored.snapshot)
-        return next((r for r in known if r.id.startswith(argument)), None)
-    wanted = database or LEGACY_DATABASE
-    return next((r for r in known if (r.database or LEGACY_DATABASE) == wanted), None)
-
-
 def _early_target(
-    record: SnapshotRecord | None, adapter: DatabaseAdapter | None
+    expected: ExpectedDump | None, adapter: DatabaseAdapter | None
 ) -> tuple[str | None, str | None]:
-    """(id, path) to dump early (`adapter` is the guessed snapshot's database's), or (None, None)
+    """(id, path) to dump early (`adapter` is the expected snapshot's database's), or (None, None)
     when there is no guess, the restore would first take a safety snapshot (a dump started now
     would only wait through it) or the adapter does not read a pipe."""
-    if record is None or adapter is None or len(record.paths) != 1:
+    if expected is None or adapter is None:
         return None, None
     try:
         if adapter.restore_target_is_source() or not adapter.restores_from_pipe:
             return None, None
     except KamalBackupError:
         return None, None
-    return record.id, record.paths[0]
+    return expected.id, expected.path
 
 
 def _restore_database(

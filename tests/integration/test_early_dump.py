@@ -8,6 +8,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from tests.integration.databases import pg_databases, psql
 pytestmark = pytest.mark.integration
 
 ALLOW = {"KAMAL_BACKUP_ALLOW_RESTORE": "true"}
+# process.py's debug lines for a process started before the settings (prestart.py).
+TAKEN = "restic: taking the process started ahead"
+STOPPED = "stopping a process started ahead that nothing took"
 
 
 def timing_restic(app: App) -> Path:
@@ -166,20 +170,34 @@ def test_restore_lists_once_and_opens_the_dump_meanwhile(app: App) -> None:
         bodies = "SELECT DISTINCT body FROM notes"
         log = timing_restic(app)
 
-        # The last backup's snapshot, by id: the state's guess is right, the dump opened early.
+        # The last backup's snapshot, by id: the state's guess is right, the dump opened early,
+        # and all three restic processes were started before the settings were read
+        # (kamal_backup/prestart.py) and taken by the restore: none of its own.
         clock = time.monotonic()
-        app.cli("restore-db", second_run["database_snapshot"]["id"][:8], extra=env, check=True)
+        restored = app.cli(
+            "--verbose",
+            "restore-db",
+            second_run["database_snapshot"]["id"][:8],
+            extra=env,
+            check=True,
+        )
         right_guess = time.monotonic() - clock
         found = events(log)
         assert started(found) == ["dump", "snapshots", "version"], found
         assert when(found, "start", "dump")[0] < when(found, "end", "snapshots")[0], found
+        assert restored.stderr.count(TAKEN) == 3, restored.stderr
+        assert STOPPED not in restored.stderr
         assert psql(bodies, target).split() == ["second"]
 
         # A snapshot the state does not know: no guess, one dump after the listing.
-        app.cli("restore-db", first_run["database_snapshot"]["id"][:8], extra=env, check=True)
+        restored = app.cli(
+            "--verbose", "restore-db", first_run["database_snapshot"]["id"][:8], extra=env
+        )
+        assert restored.returncode == 0, restored.stderr
         found = events(log)
         assert started(found) == ["dump", "snapshots", "version"], found
         assert when(found, "start", "dump")[0] > when(found, "end", "snapshots")[0], found
+        assert restored.stderr.count(TAKEN) == 2, restored.stderr
         assert psql(bodies, target).split() == ["first"]
 
         # `latest` while the state names the first run (another machine backed up since): the
@@ -196,4 +214,87 @@ def test_restore_lists_once_and_opens_the_dump_meanwhile(app: App) -> None:
         # The guessed dump, blocked on its full pipe, is stopped at once (not after a 5 s grace).
         assert wrong_guess < right_guess + 3.0, (wrong_guess, right_guess)
         assert psql(bodies, target).split() == ["second"]
+
+        # Refused after the processes were started (no restore target): they are stopped with
+        # SIGTERM, so the dump's restic lock goes with it, and nothing is left running.
+        refused = app.cli("--verbose", "restore-db", extra=ALLOW)
+        assert refused.returncode == 2, refused.stderr
+        assert "RESTORE_DATABASE_URL" in refused.stderr
+        assert refused.stderr.count(STOPPED) == 3, refused.stderr
+        assert app.restic("list", "locks", "--no-lock").stdout.split() == []
         no_restic_left(app)
+
+
+def backed_up_big_file(app: App) -> tuple[str, str]:
+    """A files snapshot holding a file larger than a pipe buffer: (snapshot id, its path)."""
+    big = app.files / "big.bin"
+    big.write_bytes(b"x" * (4 << 20))
+    app.cli("backup", check=True)
+    files = json.loads(app.restic("snapshots", "--json", "--tag", "type:files").stdout)[-1]
+    return files["id"], str(big)
+
+
+def locks(app: App) -> list[str]:
+    return app.restic("list", "locks", "--no-lock").stdout.split()
+
+
+def test_a_prestarted_dump_nobody_took_is_stopped_with_its_lock_removed(app: App) -> None:
+    from kamal_backup import process
+
+    snapshot, path = backed_up_big_file(app)
+    env = {**app.env, "XDG_CACHE_HOME": str(app.root / "cache")}
+    assert process.prestart(["restic", "dump", snapshot, path], env)
+    try:
+        deadline = time.monotonic() + 30
+        while not locks(app) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(locks(app)) == 1  # blocked on its full pipe, holding restic's lock
+    finally:
+        process.stop_prestarted()
+    assert locks(app) == []
+    no_restic_left(app)
+
+
+def test_sigterm_while_python_still_imports_stops_the_prestarted_restic(app: App) -> None:
+    """SIGTERM before the command has its own handlers: it still ends through finish(), which
+    stops the restic processes started ahead with SIGTERM, so no lock is left behind."""
+    app.cli("backup", check=True)
+    env = {**app.env, **ALLOW, "RESTORE_SQLITE_DATABASE_PATH": str(app.root / "restored.db")}
+    # A PostgreSQL-like guess is needed for a prestarted dump: the state's record says postgres.
+    state = state_file(app, "last_success.json")
+    record = json.loads(state.read_text())
+    for snapshot in record["database_snapshots"].values():
+        snapshot["adapter"] = "postgres"
+    state.write_text(json.dumps(record))
+    command = subprocess.Popen(
+        [sys.executable, "-m", "kamal_backup", "restore-db"],
+        env=env,
+        cwd=app.root,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 10
+    while "dump" not in restic_children(command.pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert "dump" in restic_children(command.pid)
+    command.terminate()
+    _, stderr = command.communicate(timeout=30)
+    assert command.returncode == 143, stderr
+    assert b"Traceback" not in stderr
+    assert locks(app) == []
+    no_restic_left(app)
+
+
+def restic_children(pid: int) -> list[str]:
+    """The restic commands (dump, snapshots, version) running as children of `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            status = (entry / "status").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"\nPPid:\t{pid}\n" in status and b"restic" in argv:
+            found.append(argv[argv.index(b"restic") + 1].decode())
+    return sorted(found)
