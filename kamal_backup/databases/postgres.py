@@ -336,6 +336,9 @@ class PostgresAdapter(ServerAdapter):
         self._clients: list[PgClient] | None = None
         # The client chosen for a server (by its connection environment), asked once.
         self._chosen: dict[tuple[tuple[str, str], ...], PgClient] = {}
+        # Restore target databases that warm_restore found existing (ensure_database then need
+        # not ask again: a database dropped in between fails the restore, which changes nothing).
+        self._existing: set[str] = set()
 
     # URLs and passwords -----------------------------------------------------------------
 
@@ -346,25 +349,34 @@ class PostgresAdapter(ServerAdapter):
             self._clients = installed_clients(self.settings.environ)
         return self._clients
 
-    def server_major(self, env: Mapping[str, str]) -> int:
+    def server_major(self, env: Mapping[str, str], database_exists: str | None = None) -> int:
+        """The server's major version; with `database_exists`, whether that database exists
+        is asked in the same query and remembered for ensure_database."""
         clients = self.clients()
         if not clients:
             raise ToolMissing("no PostgreSQL client (psql, pg_dump) is installed")
-        result = process.run(
-            [clients[-1].tool("psql"), "-XAtq", "-c", "SHOW server_version_num"], env=env
-        )
+        query = "SELECT current_setting('server_version_num')"
+        if database_exists is not None:
+            query += (
+                ", EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = "
+                f"{quote_literal(database_exists)})"
+            )
+        result = process.run([clients[-1].tool("psql"), "-XAtq", "-c", query], env=env)
         if result.returncode != 0:
             said = redact(error_line(result.stderr)) or f"psql exited {result.returncode}"
             raise OperationFailed(f"cannot connect to PostgreSQL: {said}")
+        version, _, exists = result.stdout.strip().partition("|")
+        if database_exists is not None and exists == "t":
+            self._existing.add(database_exists)
         try:
-            return int(result.stdout.strip()) // 10000
+            return int(version) // 10000
         except ValueError:
             raise OperationFailed("could not read the PostgreSQL server version") from None
 
-    def client_for(self, env: Mapping[str, str]) -> PgClient:
+    def client_for(self, env: Mapping[str, str], database_exists: str | None = None) -> PgClient:
         key = tuple(sorted(env.items()))
         if key not in self._chosen:
-            server = self.server_major(env)
+            server = self.server_major(env, database_exists)
             client = choose_client(server, self.clients())
             log.debug("PostgreSQL server %d: using clients in %s", server, client.bindir)
             self._chosen[key] = client
@@ -372,11 +384,10 @@ class PostgresAdapter(ServerAdapter):
 
     def warm_restore(self) -> None:
         target = self.require_target()
-        self.client_for(
-            client_env(
-                target, self.target_password(target), self.settings.environ, database="postgres"
-            )
+        admin_env = client_env(
+            target, self.target_password(target), self.settings.environ, database="postgres"
         )
+        self.client_for(admin_env, database_exists=target.database)
 
     # Backup -----------------------------------------------------------------------------
 
@@ -441,6 +452,8 @@ class PostgresAdapter(ServerAdapter):
         self, client: PgClient, target: DatabaseUrl, env: Mapping[str, str]
     ) -> bool:
         """Creates the target database when it does not exist; True when it was created."""
+        if target.database in self._existing:
+            return False  # warm_restore asked, in the query that read the server's version
         psql = client.tool("psql")
         query = (
             f"SELECT 1 FROM pg_catalog.pg_database WHERE datname = {quote_literal(target.database)}"
@@ -513,7 +526,8 @@ class PostgresAdapter(ServerAdapter):
 
     def probe(self) -> str:
         env = client_env(self.source, self.source_password(), self.settings.environ)
-        server = self.server_major(env)  # SHOW server_version_num: reads nothing of the app's
+        # The server_version_num setting: reads nothing of the app's.
+        server = self.server_major(env)
         client = choose_client(server, self.clients())
         return f"PostgreSQL {server} reachable; pg_dump {client.major} ({client.bindir}) matches"
 

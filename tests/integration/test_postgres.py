@@ -509,3 +509,50 @@ async def test_tui_drill_restores_postgres_into_a_scratch_database(
         await wait_for_text(pilot, "drill finished in")
     for table in TABLES:
         assert table_checksum(target, table) == table_checksum(source, table)
+
+
+def test_the_server_version_and_the_target_are_asked_in_one_query(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before a restore streams, one psql asks the server's version and whether the target
+    exists (issue 14: each psql was a few tens of milliseconds before the first byte); a target
+    that does not exist is still created."""
+    from kamal_backup.databases import adapter_for
+    from kamal_backup.databases import postgres as pg_module
+    from kamal_backup.databases.postgres import client_env
+    from kamal_backup.settings import load_settings
+
+    queries: list[str] = []
+    real_run = pg_module.process.run
+
+    def counted(argv: list[str], **kwargs: object) -> object:
+        if argv[0].endswith("/psql"):
+            queries.append(argv[-1])
+        return real_run(argv, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pg_module.process, "run", counted)
+    with pg_databases("kb_oneq_src", "kb_oneq_target") as [source, target]:
+        psql(f'CREATE DATABASE "{target}"')
+        for exists in (True, False):
+            settings = load_settings(
+                environ={
+                    **app.env,
+                    "DATABASE_ADAPTER": "postgres",
+                    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{source}",
+                    **restore_env(target),
+                }
+            )
+            adapter = adapter_for(settings)
+            assert isinstance(adapter, pg_module.PostgresAdapter)
+            url = adapter.require_target()
+            admin = client_env(url, None, settings.environ, database="postgres")
+            queries.clear()
+            adapter.warm_restore()
+            created = adapter.ensure_database(adapter.client_for(admin), url, admin)
+            assert created is not exists
+            if exists:
+                assert len(queries) == 1 and "server_version_num" in queries[0], queries
+                psql(f'DROP DATABASE "{target}"')
+            else:
+                assert any(q.startswith("CREATE DATABASE") for q in queries), queries
+        assert target in psql("SELECT datname FROM pg_database")
