@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -56,6 +57,21 @@ def _stderr_console() -> Console:
 stderr = cast("Console", LazyConsole(_stderr_console))
 
 
+def stderr_is_terminal() -> bool:
+    """rich's `stderr.is_terminal`, without importing rich when the answer is plainly no: stderr
+    is not a TTY and neither TTY_COMPATIBLE nor FORCE_COLOR, which rich reads, says otherwise
+    (container logs, a pipe: importing rich there cost a restore a few tens of milliseconds
+    before its first byte)."""
+    if isinstance(stderr, LazyConsole) and stderr._console is None:
+        forced = {"TTY_COMPATIBLE", "FORCE_COLOR"} & os.environ.keys()
+        try:
+            if not forced and not sys.stderr.isatty():
+                return False
+        except (AttributeError, ValueError):
+            pass  # no stream, or a closed one: rich decides
+    return stderr.is_terminal
+
+
 class UTCFormatter(logging.Formatter):
     converter = staticmethod(time.gmtime)
 
@@ -93,7 +109,7 @@ def live_progress() -> Iterator[Callable[[str, ResticStatus], None] | None]:
     One bar per label: a backup's database and file halves run at once, each on its own
     thread, and show as two bars at the same time.
     """
-    if not stderr.is_terminal:
+    if not stderr_is_terminal():
         yield None
         return
     # Only for a terminal: container logs draw no bars and need no rich.progress.

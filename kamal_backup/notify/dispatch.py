@@ -28,7 +28,7 @@ from kamal_backup.errors import (
     KamalBackupError,
     SuspiciousRun,
 )
-from kamal_backup.notify import http, metrics, records
+from kamal_backup.notify import metrics, records
 from kamal_backup.notify.events import (
     ChannelStatus,
     DeliveryResult,
@@ -100,6 +100,11 @@ class _Sender(threading.Thread):
         self, channel: Channel, where: str, timeout: float, sink: list[DeliveryResult]
     ) -> None:
         super().__init__(name=f"notify-{channel.name}", daemon=True)
+        # urllib (with ssl and email) is imported only when a channel is configured, here on
+        # the starting thread rather than inside run().
+        from kamal_backup.notify import http
+
+        self.send = http.send
         self.channel = channel
         self.where = where
         self.timeout = timeout
@@ -114,7 +119,7 @@ class _Sender(threading.Thread):
                 if request is None:
                     continue
                 self.current = event
-                response = http.send(request, self.timeout)
+                response = self.send(request, self.timeout)
                 self.sink.append(self.result(event, response.ok, response.detail))
             except Exception as exc:  # a channel's bug must not kill the others' deliveries
                 self.sink.append(self.result(event, False, exc.__class__.__name__))

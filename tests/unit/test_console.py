@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -77,3 +80,23 @@ def test_list_fits_80_columns_and_keeps_what_restore_commands_need() -> None:
     Console(file=wide, width=160, color_system=None).print(snapshot_table(snapshots, 160))
     assert "/rails/storage, /rails/public/uploads" in wide.getvalue()
     assert "postgres" in wide.getvalue() and "2026-11-28 03:00:07" in wide.getvalue()
+
+
+def test_container_logs_need_no_rich() -> None:
+    """stderr is a pipe: no bars, and rich is not even imported (a restore's first byte waited
+    for it); FORCE_COLOR, which rich reads, still gets the bars."""
+    code = (
+        "import sys\n"
+        "from kamal_backup import console\n"
+        "with console.live_progress() as update:\n"
+        "    seen = (update is None, 'rich' in sys.modules)\n"
+        "print(*seen)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE"}}
+    run = [sys.executable, "-c", code]
+    plain = subprocess.run(run, env=env, capture_output=True, text=True, check=True)
+    assert plain.stdout.split() == ["True", "False"]
+    forced = subprocess.run(
+        run, env={**env, "FORCE_COLOR": "1"}, capture_output=True, text=True, check=True
+    )
+    assert forced.stdout.split() == ["False", "True"]
