@@ -21,6 +21,7 @@ VERSION_ARGUMENTS = (["version"], ["--version"], ["-v"])
 
 # Python's own exit status when it cannot flush stdout at exit (e.g. a closed pipe).
 FLUSH_FAILED = 120
+INTERRUPTED = 130  # errors.ExitCode.INTERRUPTED, without importing it here
 
 
 def main() -> None:
@@ -33,9 +34,9 @@ def main() -> None:
             from kamal_backup.prestart import prestart
 
             if prestart(sys.argv[1:]):
-                # Until the command installs its own handlers, SIGTERM ends it through
-                # finish(), which stops them with SIGTERM, not by the parent-death SIGKILL
-                # that would leave restic's lock behind.
+                # Until the command installs its own handlers, SIGTERM ends it as Ctrl-C
+                # does, through finish(), which stops them with SIGTERM, not by the
+                # parent-death SIGKILL that would leave restic's lock behind.
                 signal.signal(signal.SIGTERM, _terminated)
         from kamal_backup.cli import main as cli_main
 
@@ -45,6 +46,12 @@ def main() -> None:
             _stop_prestarted()
             raise  # a message as the status: Python prints it and exits 1
         finish(exc.code or 0)
+    except KeyboardInterrupt:
+        # Ctrl-C (or SIGTERM, see _terminated) while Python still loads, before the CLI could
+        # answer it: the CLI's own line and exit status, not a traceback.
+        _stop_prestarted()
+        sys.stderr.write("kamal-backup: interrupted\n")
+        finish(INTERRUPTED)
     except BaseException:
         _stop_prestarted()
         raise
@@ -52,7 +59,8 @@ def main() -> None:
 
 
 def _terminated(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    """SIGTERM before the command has its own handlers: handled as Ctrl-C is (exit 130)."""
+    raise KeyboardInterrupt
 
 
 def _stop_prestarted() -> None:

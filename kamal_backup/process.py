@@ -380,8 +380,17 @@ def _take_prestarted(
     if child.poll() not in (None, 0):
         _end_prestarted(child)
         return None
-    log.debug("%s: taking the process started ahead", Path(argv[0]).name)
+    log.debug("%s: taking the process started ahead", _described(argv))
     return child
+
+
+def _described(argv: Sequence[str]) -> str:
+    """The program and its command for a log line: `restic dump 2284c349` (a snapshot id
+    shortened), `restic snapshots`."""
+    words = [Path(argv[0]).name, *argv[1:2]]
+    if len(argv) > 2 and len(argv[2]) == 64 and not argv[2].strip("0123456789abcdef"):
+        words.append(argv[2][:8])
+    return " ".join(words)
 
 
 def has_prestarted() -> bool:
@@ -393,10 +402,10 @@ def stop_prestarted() -> None:
     """Ends every prestarted child nobody took: SIGTERM first (restic removes its lock), then
     its pipe is closed under it (a `restic dump` blocked on a full pipe), then SIGKILL."""
     with _prestarted_lock:
-        waiting = list(_prestarted.values())
+        waiting = list(_prestarted.items())
         _prestarted.clear()
-    for child in waiting:
-        log.debug("stopping a process started ahead that nothing took (pid %d)", child.pid)
+    for (argv, _), child in waiting:
+        log.debug("%s: stopping the process started ahead that nothing took", _described(argv))
         _end_prestarted(child)
 
 
