@@ -195,16 +195,21 @@ def test_a_missing_target_database_is_created(my_app: tuple[App, str, str]) -> N
     assert rows(target, "customers") == rows(source, "customers")
 
 
+def mariadb_user(name: str, password: str, *grants: str, options: str = "") -> Iterator[str]:
+    """A MariaDB user `name` with `grants` (each "GRANT ... ON ..."), dropped afterwards."""
+    to = f"'{name}'@'%'"
+    mariadb(
+        f"DROP USER IF EXISTS {to}; CREATE USER {to} IDENTIFIED BY '{password}' {options}; "
+        + "".join(f"{grant} TO {to}; " for grant in grants)
+    )
+    yield name
+    mariadb(f"DROP USER IF EXISTS {to}")
+
+
 @pytest.fixture
 def limited_user(my_app: tuple[App, str, str]) -> Iterator[str]:
     _, source, _ = my_app
-    user = "kb_limited"
-    mariadb(
-        f"DROP USER IF EXISTS '{user}'@'%'; CREATE USER '{user}'@'%' IDENTIFIED BY 'right-pw-1'; "
-        f"GRANT SELECT ON `{source}`.`audit` TO '{user}'@'%';"
-    )
-    yield user
-    mariadb(f"DROP USER IF EXISTS '{user}'@'%'")
+    yield from mariadb_user("kb_limited", "right-pw-1", f"GRANT SELECT ON `{source}`.`audit`")
 
 
 def test_failures_leave_no_snapshot(my_app: tuple[App, str, str], limited_user: str) -> None:
@@ -274,14 +279,12 @@ def test_evidence_reports_the_mariadb_clients(my_app: tuple[App, str, str]) -> N
 @pytest.fixture
 def no_drop_user(my_app: tuple[App, str, str]) -> Iterator[str]:
     _, _, target = my_app
-    user = "kb_no_drop"
-    mariadb(
-        f"DROP USER IF EXISTS '{user}'@'%'; CREATE USER '{user}'@'%' IDENTIFIED BY 'no-drop-pw-3'; "
-        f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, CREATE VIEW, TRIGGER, "
-        f"LOCK TABLES ON `{target}`.* TO '{user}'@'%';"
+    yield from mariadb_user(
+        "kb_no_drop",
+        "no-drop-pw-3",
+        "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, CREATE VIEW, TRIGGER, "
+        f"LOCK TABLES ON `{target}`.*",
     )
-    yield user
-    mariadb(f"DROP USER IF EXISTS '{user}'@'%'")
 
 
 def test_a_target_that_cannot_be_emptied_fails_the_restore_and_keeps_its_rows(
@@ -551,14 +554,13 @@ def test_row_sessions_that_cannot_connect_leave_the_rows_to_the_main_session(
 @pytest.fixture
 def one_connection_user(my_app: tuple[App, str, str]) -> Iterator[str]:
     _, _, target = my_app
-    user = "kb_oneconn"
-    mariadb(
-        f"DROP USER IF EXISTS '{user}'@'%'; CREATE USER '{user}'@'%' IDENTIFIED BY 'one-conn-pw-5' "
-        f"WITH MAX_USER_CONNECTIONS 1; GRANT ALL ON `{target}`.* TO '{user}'@'%'; "
-        f"GRANT SET USER ON *.* TO '{user}'@'%';"  # the dump's DEFINERs
+    yield from mariadb_user(
+        "kb_oneconn",
+        "one-conn-pw-5",
+        f"GRANT ALL ON `{target}`.*",
+        "GRANT SET USER ON *.*",  # the dump's DEFINERs
+        options="WITH MAX_USER_CONNECTIONS 1",
     )
-    yield user
-    mariadb(f"DROP USER IF EXISTS '{user}'@'%'")
 
 
 def test_row_sessions_connect_only_after_the_main_session(

@@ -6,6 +6,7 @@ import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,18 @@ def manifest(database: DatabaseFigures | None, files: FilesFigures | None) -> Ma
         database=database,
         files=files,
     )
+
+
+def failed_drill(**fields: Any) -> DrillRecord:
+    """A failed drill of the 03:00 run, started at 03:10 by op@host, with `fields` on top."""
+    defaults: dict[str, Any] = {
+        "id": "20261126T031000Z-abcdef",
+        "status": "failed",
+        "ran_by": "op@host",
+        "started_at": datetime(2026, 11, 26, 3, 10, tzinfo=UTC),
+        "run": "20261126T030000Z",
+    }
+    return DrillRecord(**{**defaults, **fields})
 
 
 def test_verification_reports_every_kind_of_difference() -> None:
@@ -103,12 +116,8 @@ def test_reports_escape_every_name_path_and_error(tmp_path: Path) -> None:
             "PATH": "/nonexistent",
         }
     )
-    record = DrillRecord(
-        id="20261126T031000Z-abcdef",
-        status="failed",
+    record = failed_drill(
         ran_by="<img src=x>@host",
-        started_at=datetime(2026, 11, 26, 3, 10, tzinfo=UTC),
-        run="20261126T030000Z",
         error="psql: ERROR: <b>bad</b> | *oops*",
     )
     record.verification = verify(
@@ -137,12 +146,7 @@ def test_reports_escape_every_name_path_and_error(tmp_path: Path) -> None:
 def test_the_cli_prints_names_as_they_are(capsys: pytest.CaptureFixture[str]) -> None:
     from kamal_backup.cli import render_drill
 
-    record = DrillRecord(
-        id="20261126T031000Z-abcdef",
-        status="failed",
-        ran_by="op@host",
-        started_at=datetime(2026, 11, 26, 3, 10, tzinfo=UTC),
-        run="20261126T030000Z",
+    record = failed_drill(
         database_targets={"primary": "/restore/[bold]db[/x].sqlite3"},
         parts=[
             DrillPart(
@@ -276,12 +280,7 @@ def test_a_database_whose_restore_failed_is_not_said_restored(
     """A drill whose database restore failed (a wrong password, say) has no part for it."""
     from kamal_backup.cli import render_drill
 
-    record = DrillRecord(
-        id="20261126T031000Z-abcdef",
-        status="failed",
-        ran_by="op@host",
-        started_at=datetime(2026, 11, 26, 3, 10, tzinfo=UTC),
-        run="20261126T030000Z",
+    record = failed_drill(
         database_targets={"primary": "mysql://root@db/shop_drill"},
         error="mysql import failed: ERROR 1045 (28000): Access denied",
     )
