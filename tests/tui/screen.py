@@ -10,7 +10,8 @@ from collections.abc import Callable
 from rich.console import Console
 from textual.app import App
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Tree
+from textual.widgets.tree import TreeNode
 
 
 def screen_text(app: App[object]) -> str:
@@ -45,6 +46,20 @@ async def wait_for(
 async def wait_for_text(pilot: Pilot[object], text: str, timeout: float = 60) -> str:
     await wait_for(pilot, lambda: text in screen_text(pilot.app), timeout, repr(text))
     return screen_text(pilot.app)
+
+
+async def select_node(pilot: Pilot[object], tree: Tree[str], node: TreeNode[str]) -> None:
+    """Puts the tree's cursor on `node`. Tree.move_cursor goes to the node's line, which is -1
+    until the tree has laid out newly added children: moving once, right after a listing
+    arrived, can leave the cursor on no node (a fresh-clone CI run saw `f` then do nothing)."""
+
+    def on_node() -> bool:
+        if tree.cursor_node is not node:
+            tree.move_cursor(node)
+        return tree.cursor_node is node
+
+    await wait_for(pilot, on_node, timeout=10, what=f"the cursor on {node.label}")
+    await idle(pilot)
 
 
 async def idle(pilot: Pilot[object]) -> None:

@@ -17,7 +17,7 @@ from textual.widgets import Input, RichLog, Static, Tree
 
 from kamal_backup.settings import load_settings
 from tests.conftest import App, sqlite_rows
-from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
+from tests.tui.screen import idle, screen_text, select_node, wait_for, wait_for_text
 from tui import KamalBackupApp, make_app
 from tui.screens.restore_file import RestoreFileScreen
 
@@ -88,8 +88,7 @@ async def test_a_path_and_a_file_named_like_markup_are_backed_up_browsed_and_res
         assert node.label.plain == f"{FILE}  6 B"
         assert str(live) in screen_text(tui) and f"{FILE}  6 B" in screen_text(tui)
 
-        tree.move_cursor(node)
-        await idle(pilot)
+        await select_node(pilot, tree, node)
         await pilot.press("f")
         await wait_for(pilot, lambda: isinstance(tui.screen, RestoreFileScreen), what="dialog")
         screen = tui.screen

@@ -12,7 +12,7 @@ from textual.widgets.tree import TreeNode
 
 from kamal_backup.settings import load_settings
 from tests.conftest import App
-from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
+from tests.tui.screen import idle, screen_text, select_node, wait_for, wait_for_text
 from tui import KamalBackupApp, make_app
 from tui.screens.restore_file import RestoreFileScreen
 
@@ -41,8 +41,7 @@ async def open_restore_of_a_txt(pilot: Pilot[None], app: App) -> RestoreFileScre
     await wait_for(pilot, lambda: len(uploads.children) == 2, what="the uploads listing")
     a_txt: TreeNode[str] = uploads.children[1]
     assert a_txt.data == str(app.files / "uploads" / "a.txt")
-    tree.move_cursor(a_txt)
-    await idle(pilot)  # the cursor's file is the selection before f (a busy machine is slow)
+    await select_node(pilot, tree, a_txt)  # the cursor's file is the selection before f
     await pilot.press("f")
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, RestoreFileScreen), what="dialog")
     screen = pilot.app.screen
