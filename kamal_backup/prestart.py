@@ -32,7 +32,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from kamal_backup import process
 from kamal_backup.environment import (
@@ -52,6 +52,20 @@ _FROM_ENVIRONMENT = ("RESTIC_REPOSITORY", "RESTIC_PASSWORD")
 _FILES = ("RESTIC_REPOSITORY_FILE", "RESTIC_PASSWORD_FILE")
 
 
+class Prestart(NamedTuple):
+    """One restic process to start ahead: its argv, its environment and how nice it runs."""
+
+    argv: list[str]
+    env: dict[str, str]
+    # Above 0, the process yields the CPU to Python and to the dump while they start (a
+    # PostgreSQL restore does not wait for its listing; it waits only to commit).
+    niceness: int = 0
+
+
+# For a listing the restore does not wait for: a share of the CPU, not none (a busy server).
+LISTING_NICENESS = 10
+
+
 @dataclass(frozen=True)
 class ExpectedDump:
     """The one file of a database snapshot a restore expects to read, and what it is."""
@@ -60,6 +74,8 @@ class ExpectedDump:
     path: str
     database: str | None
     adapter: str | None
+    # The state file's record of the snapshot as it was read (a SnapshotRecord's JSON fields).
+    record: Mapping[str, Any]
 
 
 def prestart(args: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
@@ -73,13 +89,13 @@ def prestart(args: Sequence[str], environ: Mapping[str, str] | None = None) -> i
     with contextlib.suppress(Exception):  # the command meets any such error in its own place
         if sys.stdin.isatty():
             return 0
-        for argv, env in plan(args, os.environ if environ is None else environ):
-            started += process.prestart(argv, env)
+        for command in plan(args, os.environ if environ is None else environ):
+            started += process.prestart(command.argv, command.env, command.niceness)
     return started
 
 
-def plan(args: Sequence[str], environ: Mapping[str, str]) -> list[tuple[list[str], dict[str, str]]]:
-    """(argv, environment) of each restic process worth starting ahead for this command line."""
+def plan(args: Sequence[str], environ: Mapping[str, str]) -> list[Prestart]:
+    """Each restic process worth starting ahead for this command line."""
     wanted = _restore_db_arguments(args)
     if wanted is None:
         return []
@@ -102,16 +118,20 @@ def plan(args: Sequence[str], environ: Mapping[str, str]) -> list[tuple[list[str
     for name in _FILES:
         if environ.get(name):
             env[name] = str(Path(environ[name]))
-    commands = [
-        [RESTIC, "version"],
-        [RESTIC, "snapshots", "--no-lock", "--tag", f"kamal-backup,app:{app}", "--json"],
-    ]
     state_dir = Path(environ.get("KAMAL_BACKUP_STATE_DIR") or default_state_dir(environ)) / app
     expected = expected_database_dump(state_dir, snapshot, database)
+    listing = [RESTIC, "snapshots", "--no-lock", "--tag", f"kamal-backup,app:{app}", "--json"]
     # A SQLite database is restored by `restic restore`, not read from a dump.
-    if expected is not None and expected.adapter != "sqlite":
-        commands.append([RESTIC, "dump", expected.id, expected.path])
-    return [(argv, env) for argv in commands]
+    if expected is None or expected.adapter == "sqlite":
+        return [Prestart([RESTIC, "version"], env), Prestart(listing, env)]
+    # A PostgreSQL restore starts with the expected dump and waits for the listing only to
+    # commit (services/restore.py, _restore_ahead): the listing can yield the CPU meanwhile.
+    niceness = LISTING_NICENESS if expected.adapter == "postgres" else 0
+    return [
+        Prestart([RESTIC, "version"], env),
+        Prestart(listing, env, niceness),
+        Prestart([RESTIC, "dump", expected.id, expected.path], env),
+    ]
 
 
 def expected_database_dump(
@@ -143,7 +163,9 @@ def expected_database_dump(
         return None
     if not _SNAPSHOT_ID.match(str(found.get("id", ""))):
         return None
-    return ExpectedDump(id=str(found["id"]), path=paths[0], database=database, adapter=adapter)
+    return ExpectedDump(
+        id=str(found["id"]), path=paths[0], database=database, adapter=adapter, record=found
+    )
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -332,9 +332,10 @@ def _prestart_key(argv: Sequence[str], env: Mapping[str, str]) -> _PrestartKey:
     return tuple(argv), tuple(sorted(env.items()))
 
 
-def prestart(argv: Sequence[str], env: Mapping[str, str]) -> bool:
+def prestart(argv: Sequence[str], env: Mapping[str, str], niceness: int = 0) -> bool:
     """Starts argv now (stdin from /dev/null, stdout and stderr piped, the parent-death signal
-    set) for a later `spawn` of exactly argv and env to take; True when it started.
+    set, `niceness` added to its nice value) for a later `spawn` of exactly argv and env to
+    take; True when it started.
 
     Until taken, the child belongs to no operation's scope: `stop_prestarted` ends the ones
     nobody took. A missing program starts nothing (the later spawn says it is missing).
@@ -350,6 +351,8 @@ def prestart(argv: Sequence[str], env: Mapping[str, str]) -> bool:
             stderr=subprocess.PIPE,
             start_new_session=True,
             close_fds=True,
+            # Safe here, unlike in spawn: prestart runs before Python has started a thread.
+            preexec_fn=(lambda: os.nice(niceness)) if niceness else None,
         )
     except OSError:
         return False

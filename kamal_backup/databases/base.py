@@ -69,6 +69,9 @@ class DatabaseAdapter(abc.ABC):
     extension: ClassVar[str]
     # Whether restore() reads `restic dump` from a pipe (so a dump started early can serve it).
     restores_from_pipe: ClassVar[bool] = True
+    # Whether everything restore() does to the target is one transaction, committed at its end
+    # only (restore_if can then decide, at the last moment, that it is not kept).
+    restores_in_one_transaction: ClassVar[bool] = False
 
     def __init__(self, settings: Settings, database: Database) -> None:
         self.settings = settings
@@ -144,6 +147,18 @@ class DatabaseAdapter(abc.ABC):
 
         on_bytes is called with the size of each piece of the dump as it streams in.
         """
+
+    def restore_if(
+        self,
+        restic: Restic,
+        snapshot: Snapshot,
+        commit_if: Callable[[], bool],
+        on_bytes: ByteCounter | None = None,
+    ) -> dict[str, Any]:
+        """restore(), committed only if `commit_if()`, asked once the whole dump has gone in,
+        says yes; otherwise rolled back (the target as it was) and OperationFailed raised.
+        Only where restores_in_one_transaction."""
+        raise NotImplementedError(f"a {self.name} restore is not one transaction")
 
     @abc.abstractmethod
     def restore_target_tables(self, timeout: float) -> TargetTables:

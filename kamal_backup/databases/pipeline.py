@@ -294,13 +294,15 @@ def pipe_into(
     abandon: bytes,
     on_bytes: Callable[[int], None] | None = None,
     prepare: Callable[[], None] | None = None,
+    commit_if: Callable[[], bool] | None = None,
 ) -> int:
     """restic dump | converter | importer over OS pipes; returns the dump's size in bytes.
 
     `importer_argv(prelude_file, epilogue_file)` is the importer's argv: it must read the
     prelude file, then its stdin, then the epilogue file. The epilogue is written only when
-    restic and the converter both succeeded (and the operation was not cancelled); otherwise
-    the importer reads `abandon` (e.g. ROLLBACK) there, so a truncated stream is never
+    restic and the converter both succeeded, the operation was not cancelled and `commit_if`
+    (asked then, and only then; it may wait) says yes; otherwise the importer reads `abandon`
+    (e.g. ROLLBACK) there, so a truncated stream, or one the caller no longer wants, is never
     committed. `prepare` runs as in stream_into. Raises OperationFailed (or restic's typed
     error) naming the step that failed.
     """
@@ -345,13 +347,16 @@ def pipe_into(
             dump_code = dump.wait()
             conv_code = conv.wait()
         upstream_ok = dump_code == 0 and conv_code == 0 and not process.cancelled()
+        wanted = upstream_ok and (commit_if is None or commit_if())
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            to_importer.write(epilogue if upstream_ok else abandon)
+            to_importer.write(epilogue if wanted and not process.cancelled() else abandon)
         to_importer.close()
         imp_code = imp.wait()
 
         if process.cancelled():
             raise Interrupted()
+        if upstream_ok and not wanted:
+            raise OperationFailed(f"{importer.label}: the restore was rolled back, as asked")
         if imp_code != 0:
             said = redact(error_line(imp_err.text()))
             raise OperationFailed(f"{importer.label} failed: {said or f'exit {imp_code}'}")

@@ -330,6 +330,7 @@ class PostgresAdapter(ServerAdapter):
     tools = ("pg_dump", "pg_restore", "psql")
     extension = "pgdump"
     default_port = DEFAULT_PORT
+    restores_in_one_transaction = True  # CLEAN_TARGET ... COMMIT: see restore()
 
     def __init__(self, settings: Settings, database: Database) -> None:
         super().__init__(settings, database)
@@ -479,6 +480,24 @@ class PostgresAdapter(ServerAdapter):
     def restore(
         self, restic: Restic, snapshot: Snapshot, on_bytes: ByteCounter | None = None
     ) -> dict[str, Any]:
+        return self._restore(restic, snapshot, on_bytes, commit_if=None)
+
+    def restore_if(
+        self,
+        restic: Restic,
+        snapshot: Snapshot,
+        commit_if: Callable[[], bool],
+        on_bytes: ByteCounter | None = None,
+    ) -> dict[str, Any]:
+        return self._restore(restic, snapshot, on_bytes, commit_if=commit_if)
+
+    def _restore(
+        self,
+        restic: Restic,
+        snapshot: Snapshot,
+        on_bytes: ByteCounter | None,
+        commit_if: Callable[[], bool] | None,
+    ) -> dict[str, Any]:
         target = self.require_target()
         password = self.target_password(target)
         # The server is asked on its maintenance database: the target may not exist yet.
@@ -516,6 +535,7 @@ class PostgresAdapter(ServerAdapter):
             abandon=b"\nROLLBACK;\n",
             # While restic opens the repository.
             prepare=lambda: created.append(self.ensure_database(client, target, admin_env)),
+            commit_if=commit_if,
         )
         return {
             "bytes": restored,

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -111,6 +112,23 @@ def restore_database(
     # restic opens the repository for the likely dump, and the target's client versions are
     # asked, while the listing decides what to read.
     with restic.early_dump(*_early_target(guess, warmed)):
+        ahead = (
+            None if snapshots is not None else _ahead(settings, snapshot, database, guess, warmed)
+        )
+        if ahead is not None:
+            done = _restore_ahead(
+                settings,
+                restic,
+                snapshot,
+                database,
+                ahead,
+                on_status,
+                lock_wait_seconds,
+                locked_by_caller,
+            )
+            if isinstance(done, RestoreResult):
+                return done
+            snapshots = done  # the listing chose another snapshot: restored below, as usual
         if snapshots is None:
             parts: dict[str, Callable[[], object]] = {
                 "listing": lambda: list_snapshots(settings, restic=restic)
@@ -172,6 +190,190 @@ def _early_target(
     return expected.id, expected.path
 
 
+@dataclass(frozen=True)
+class _Ahead:
+    """A restore that can start before the listing has chosen its snapshot: the state
+    directory's record of the snapshot it expects, and the adapter restoring it."""
+
+    snapshot: Snapshot
+    size: int | None
+    adapter: DatabaseAdapter
+
+
+class _Withdrawn(Exception):
+    """The listing did not confirm the snapshot a restore started with: it chose another (its
+    `snapshots` to choose again from) or it failed (`cause`)."""
+
+    def __init__(
+        self, snapshots: list[Snapshot] | None = None, cause: BaseException | None = None
+    ) -> None:
+        super().__init__("the listing did not confirm the snapshot restored ahead")
+        self.snapshots = snapshots
+        self.cause = cause
+
+
+def _ahead(
+    settings: Settings,
+    argument: str,
+    database: str | None,
+    expected: ExpectedDump | None,
+    adapter: DatabaseAdapter | None,
+) -> _Ahead | None:
+    """What to restore before the listing answers, or None to wait for it as usual: only a
+    restore whose whole work on the target is one transaction (committed only once the listing
+    has chosen the very snapshot it read), into a target that is not the source (no safety
+    snapshot first), of a snapshot the state directory recorded, which a gate lets through."""
+    if expected is None or adapter is None or not adapter.restores_in_one_transaction:
+        return None
+    if _early_target(expected, adapter) != (expected.id, expected.path):
+        return None
+    if database is not None and database != adapter.database_name:
+        return None
+    try:
+        gates.enforce(gates.database_restore_verdicts(settings, adapter.database_name))
+        record = SnapshotRecord.model_validate(dict(expected.record))
+        snapshot = Snapshot.model_validate(record.model_dump())
+    except (KamalBackupError, ValueError):  # pydantic's ValidationError is a ValueError
+        return None  # the usual path says what is wrong, in its place
+    if (snapshot.id, snapshot.paths) != (expected.id, [expected.path]):
+        return None
+    return _Ahead(snapshot, record.total_bytes_processed, adapter)
+
+
+def _restore_ahead(
+    settings: Settings,
+    restic: Restic,
+    argument: str,
+    database: str | None,
+    ahead: _Ahead,
+    on_status: StatusCallback | None,
+    lock_wait_seconds: float,
+    locked_by_caller: bool,
+) -> RestoreResult | list[Snapshot]:
+    """Restores the expected snapshot while the listing runs, and commits it only once the
+    listing has chosen that very snapshot, exactly as the usual path would (`_choose`).
+
+    The listing answers within a second or so, long before a dump has gone in: when it chooses
+    another snapshot, or fails, the restore is stopped at once and rolled back, the target as it
+    was. Returns the result, or the listing to restore its choice from as usual; raises the
+    listing's failure.
+    """
+    adapter, expected = ahead.adapter, ahead.snapshot
+    decided = threading.Event()
+    confirmed: list[Snapshot] = []
+
+    def listing() -> Snapshot:
+        try:
+            every = list_snapshots(settings, restic=restic)
+            try:
+                chooser, chosen = _choose(settings, restic, argument, database, every)
+            except KamalBackupError as exc:
+                raise _Withdrawn(every) from exc  # the usual path raises it in its place
+            if chosen.id != expected.id or not _same_database(chooser, adapter):
+                raise _Withdrawn(every)
+            confirmed.append(chosen)
+            return chosen
+        except _Withdrawn:
+            raise
+        except BaseException as exc:
+            raise _Withdrawn(cause=exc) from exc
+        finally:
+            decided.set()
+
+    def commit_if() -> bool:
+        while not decided.wait(0.1):
+            if process.cancelled():
+                return False
+        return bool(confirmed)
+
+    def restore() -> dict[str, Any]:
+        _warm(adapter)
+        return adapter.restore_if(
+            restic, expected, commit_if, on_bytes=_byte_progress(ahead.size, on_status)
+        )
+
+    with _lock(settings, "restore-db", lock_wait_seconds, locked_by_caller):
+        started = datetime.now(UTC)
+        clock = time.monotonic()
+        log.info(
+            "restoring database snapshot %s (%s) into %s, committed once the listing confirms it",
+            expected.short,
+            expected.time.isoformat(),
+            adapter.restore_target_label(),
+        )
+        # A failed restore lets the listing finish (a second at most); a listing that does not
+        # confirm stops the restore.
+        outcome = process.run_parts(
+            {"listing": listing, "restore": restore},
+            let_finish=lambda exc: not isinstance(exc, _Withdrawn),
+        )
+        duration = round(time.monotonic() - clock, 3)
+    process.stop_prestarted()
+    if process.cancelled():
+        raise Interrupted()
+    withdrawn = outcome.failures.get("listing")
+    if isinstance(withdrawn, _Withdrawn):
+        if withdrawn.cause is not None:
+            raise withdrawn.cause
+        log.info(
+            "the listing chose another snapshot than %s: nothing of it was kept", expected.short
+        )
+        return withdrawn.snapshots or []
+    if (failed := outcome.first_failure()) is not None:
+        raise failed[1]
+    chosen = confirmed[0]
+    details = cast(dict[str, Any], outcome.results["restore"])
+    if (size := _dump_size(chosen)) is not None:
+        details["bytes"] = size  # what the usual path reports: the listing's record of the dump
+    log.info("database restored in %.1fs", duration)
+    return _recorded(
+        settings,
+        RestoreResult(
+            kind="database",
+            snapshot=SnapshotRecord.from_snapshot(chosen),
+            target=adapter.restore_target_label() or "",
+            started_at=started,
+            duration_seconds=duration,
+            bytes_restored=details.get("bytes"),
+            details=details,
+            safety_snapshot=None,
+        ),
+    )
+
+
+def _choose(
+    settings: Settings,
+    restic: Restic,
+    snapshot: str,
+    database: str | None,
+    snapshots: Sequence[Snapshot],
+) -> tuple[DatabaseAdapter, Snapshot]:
+    """The adapter and the snapshot a restore-db argument names, from the listing; raises when
+    it names none of this app's database snapshots, or one no configured database can take."""
+    if database is None and snapshot != "latest":
+        database = resolve_snapshot(settings, restic, snapshot, "database", snapshots).database
+        if database is not None and database not in {d.name for d in settings.database_list}:
+            raise ConfigError(
+                "SNAPSHOT",
+                f"{snapshot} is a snapshot of database {database}, which is not configured",
+            )
+        gates.enforce(gates.database_restore_verdicts(settings, database))
+    adapter = adapter_for(settings, database)
+    chosen = resolve_snapshot(
+        settings, restic, snapshot, "database", snapshots, database=adapter.database_name
+    )
+    if chosen.adapter and chosen.adapter != adapter.name:
+        raise OperationFailed(
+            f"snapshot {chosen.short} is a {chosen.adapter} dump; "
+            f"DATABASE_ADAPTER is {adapter.name}"
+        )
+    return adapter, chosen
+
+
+def _same_database(first: DatabaseAdapter, second: DatabaseAdapter) -> bool:
+    return (first.name, first.database_name) == (second.name, second.database_name)
+
+
 def _restore_database(
     settings: Settings,
     restic: Restic,
@@ -185,28 +387,9 @@ def _restore_database(
     snapshots: Sequence[Snapshot],
     warmed: DatabaseAdapter | None = None,
 ) -> RestoreResult:
-    if database is None and snapshot != "latest":
-        database = resolve_snapshot(settings, restic, snapshot, "database", snapshots).database
-        if database is not None and database not in {d.name for d in settings.database_list}:
-            raise ConfigError(
-                "SNAPSHOT",
-                f"{snapshot} is a snapshot of database {database}, which is not configured",
-            )
-        gates.enforce(gates.database_restore_verdicts(settings, database))
-    adapter = adapter_for(settings, database)
-    if warmed is not None and (warmed.name, warmed.database_name) == (
-        adapter.name,
-        adapter.database_name,
-    ):
+    adapter, chosen = _choose(settings, restic, snapshot, database, snapshots)
+    if warmed is not None and _same_database(warmed, adapter):
         adapter = warmed  # it knows the target's client versions already
-    chosen = resolve_snapshot(
-        settings, restic, snapshot, "database", snapshots, database=adapter.database_name
-    )
-    if chosen.adapter and chosen.adapter != adapter.name:
-        raise OperationFailed(
-            f"snapshot {chosen.short} is a {chosen.adapter} dump; "
-            f"DATABASE_ADAPTER is {adapter.name}"
-        )
     with _lock(settings, "restore-db", lock_wait_seconds, locked_by_caller):
         started = datetime.now(UTC)
         clock = time.monotonic()
@@ -226,7 +409,9 @@ def _restore_database(
             chosen.time.isoformat(),
             adapter.restore_target_label(),
         )
-        details = adapter.restore(restic, chosen, on_bytes=_byte_progress(chosen, on_status))
+        details = adapter.restore(
+            restic, chosen, on_bytes=_byte_progress(_dump_size(chosen), on_status)
+        )
         if skipped:
             details["safety_snapshot_skipped"] = skipped
         duration = round(time.monotonic() - clock, 3)
@@ -356,11 +541,15 @@ def _recorded(settings: Settings, result: RestoreResult) -> RestoreResult:
     return result
 
 
-def _byte_progress(snapshot: Snapshot, on_status: StatusCallback | None) -> ByteCounter | None:
+def _dump_size(snapshot: Snapshot) -> int | None:
+    return snapshot.summary.total_bytes_processed if snapshot.summary else None
+
+
+def _byte_progress(total: int | None, on_status: StatusCallback | None) -> ByteCounter | None:
     """Turns streamed byte counts into restore progress against the dump's recorded size."""
     if on_status is None:
         return None
-    total = snapshot.summary.total_bytes_processed if snapshot.summary else 0
+    total = total or 0
     done = 0
 
     def advance(n: int) -> None:

@@ -300,17 +300,22 @@ def test_restore_killed_mid_stream_leaves_the_target_as_it_was(
 
 
 def _children(pid: int) -> dict[str, int]:
-    """The running children of `pid` by program: restic, pg_restore, psql."""
+    """The running children of `pid` by program: restic (its dump), pg_restore, psql. Any of
+    the process's threads may have started them (the restore runs beside its listing)."""
     found: dict[str, int] = {}
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        try:
-            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-        except FileNotFoundError:
-            continue
-        names = [Path(a.decode()).name for a in argv if a]
-        for program in ("restic", "pg_restore", "psql"):
-            if program in names:
-                found[program] = int(child)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            for child in (task / "children").read_text().split():
+                try:
+                    argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+                except FileNotFoundError:
+                    continue
+                names = [Path(a.decode()).name for a in argv if a]
+                if "restic" in names and "dump" in names:
+                    found["restic"] = int(child)
+                for program in ("pg_restore", "psql"):
+                    if program in names:
+                        found[program] = int(child)
     return found
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from kamal_backup import process, restic
 from kamal_backup.models import LEGACY_DATABASE
-from kamal_backup.prestart import PRIMARY, expected_database_dump, plan
+from kamal_backup.prestart import PRIMARY, Prestart, expected_database_dump, plan
 from kamal_backup.services import app_tags, restic_for
 from kamal_backup.settings import PRIMARY as SETTINGS_PRIMARY
 from kamal_backup.settings import load_settings
@@ -62,8 +62,8 @@ def last_success(tmp_path: Path, **databases: dict) -> None:
     (state / "last_success.json").write_text(json.dumps({"database_snapshots": databases}))
 
 
-def commands(found: list[tuple[list[str], dict[str, str]]]) -> list[list[str]]:
-    return [argv for argv, _ in found]
+def commands(found: list[Prestart]) -> list[list[str]]:
+    return [command.argv for command in found]
 
 
 def test_primary_is_the_models_legacy_database() -> None:
@@ -97,8 +97,8 @@ def test_what_is_started_is_exactly_what_the_restore_asks_for(
     found = plan(["restore-db"], env)
     settings = load_settings(environ=env)
     client = restic_for(settings)
-    assert all(started_env == client.environment for _, started_env in found)
-    assert "UNRELATED" not in found[0][1] and found[0][1]["AWS_SECRET_ACCESS_KEY"] == "secret"
+    assert all(command.env == client.environment for command in found)
+    assert "UNRELATED" not in found[0].env and found[0].env["AWS_SECRET_ACCESS_KEY"] == "secret"
 
     asked: list[list[str]] = []
 
@@ -119,7 +119,7 @@ def test_what_is_started_is_exactly_what_the_restore_asks_for(
     @contextlib.contextmanager
     def spawn(argv: list[str], env: dict[str, str], **_: object) -> Iterator[None]:
         asked.append(list(argv))
-        assert env == found[2][1]
+        assert env == found[2].env
         raise Spawned
         yield
 

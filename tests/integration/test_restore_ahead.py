@@ -1,0 +1,161 @@
+"""A PostgreSQL restore starts before its listing answers and commits only what the listing
+confirms (services/restore.py, _restore_ahead): real restic, real PostgreSQL 15."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kamal_backup import process
+from kamal_backup.databases import adapter_for
+from kamal_backup.errors import OperationFailed
+from kamal_backup.models import Snapshot
+from kamal_backup.services import restic_for
+from kamal_backup.services import restore as restore_service
+from kamal_backup.settings import load_settings
+from tests.conftest import App
+from tests.integration.databases import pg_databases, psql
+
+pytestmark = pytest.mark.integration
+
+AHEAD = "committed once the listing confirms it"
+
+
+@pytest.fixture
+def pg(app: App) -> Iterator[tuple[App, str, str]]:
+    with pg_databases("kb_ahead_src", "kb_ahead_dst") as (source, target):
+        psql(f'CREATE DATABASE "{source}"')
+        psql("CREATE TABLE public.items (n int); INSERT INTO public.items VALUES (1)", source)
+        app.env.update(
+            {
+                "DATABASE_ADAPTER": "postgresql",
+                "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{source}",
+                "KAMAL_BACKUP_ALLOW_RESTORE": "true",
+                "RESTORE_DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{target}",
+            }
+        )
+        yield app, source, target
+
+
+def items(database: str) -> str:
+    return psql("SELECT string_agg(n::text, ',' ORDER BY n) FROM public.items", database).strip()
+
+
+def backed_up(app: App, **extra: str) -> dict[str, Any]:
+    run: dict[str, Any] = json.loads(app.cli("backup", "--json", extra=extra, check=True).stdout)
+    return run
+
+
+def precious_target(target: str) -> None:
+    psql(f'CREATE DATABASE "{target}"')
+    psql(
+        "CREATE TABLE public.precious (x text); INSERT INTO public.precious VALUES ('keep')", target
+    )
+
+
+def test_the_expected_snapshot_is_restored_ahead_and_recorded_as_the_listing_has_it(
+    pg: tuple[App, str, str],
+) -> None:
+    app, source, target = pg
+    run = backed_up(app)
+    result = app.cli("restore-db", "--json", check=True)
+    assert AHEAD in result.stderr
+    restored = json.loads(result.stdout)
+    assert restored["snapshot"]["id"] == run["database_snapshot"]["id"]
+    # The record comes from the listing, as on the usual path: the dump's size, its tags.
+    assert restored["bytes_restored"] == run["database_snapshot"]["total_bytes_processed"]
+    assert restored["snapshot"]["tags"] == run["database_snapshot"]["tags"]
+    assert items(target) == items(source) == "1"
+
+
+def test_a_newer_backup_from_another_machine_is_what_latest_restores(
+    pg: tuple[App, str, str], tmp_path: Path
+) -> None:
+    """This machine's state expects its own last backup; another machine (its own state
+    directory) backed up since: the listing chooses that one, and only that one is kept."""
+    app, source, target = pg
+    ours = backed_up(app)
+    psql("INSERT INTO public.items VALUES (2)", source)
+    theirs = backed_up(app, KAMAL_BACKUP_STATE_DIR=str(tmp_path / "another-machine"))
+    assert theirs["database_snapshot"]["id"] != ours["database_snapshot"]["id"]
+
+    result = app.cli("restore-db", "--json", check=True)
+    assert AHEAD in result.stderr
+    assert f"the listing chose another snapshot than {ours['database_snapshot']['short_id']}" in (
+        result.stderr
+    )
+    assert json.loads(result.stdout)["snapshot"]["id"] == theirs["database_snapshot"]["id"]
+    assert items(target) == "1,2"
+
+    # Naming our snapshot by id: the guess is right, and that snapshot is what is restored.
+    result = app.cli("restore-db", ours["database_snapshot"]["id"][:10], "--json", check=True)
+    assert AHEAD in result.stderr and "chose another" not in result.stderr
+    assert json.loads(result.stdout)["snapshot"]["id"] == ours["database_snapshot"]["id"]
+    assert items(target) == "1"
+
+
+def _importing_into(target: str) -> bool:
+    """Whether a session is in a transaction on `target` (the restore's psql, mid-import)."""
+    return (
+        psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+            f"'{target}' AND xact_start IS NOT NULL AND pid <> pg_backend_pid()"
+        ).strip()
+        != "0"
+    )
+
+
+def test_a_listing_that_fails_mid_import_rolls_the_restore_back(
+    pg: tuple[App, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, source, target = pg
+    psql("INSERT INTO public.items SELECT g FROM generate_series(2, 200000) g", source)
+    backed_up(app)
+    precious_target(target)
+    seen_importing: list[bool] = []
+
+    def failing_listing(*_: object, **__: object) -> list[Snapshot]:
+        """The listing answers only once the import is underway, and fails."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not _importing_into(target):
+            time.sleep(0.02)
+        seen_importing.append(_importing_into(target))
+        raise OperationFailed("the repository went away")
+
+    monkeypatch.setattr(restore_service, "list_snapshots", failing_listing)
+    settings = load_settings(environ=app.env)
+    with process.cancel_scope("test"), pytest.raises(OperationFailed, match="went away"):
+        restore_service.restore_database(settings)
+    assert seen_importing == [True]
+    assert psql("SELECT x FROM public.precious", target).strip() == "keep"
+    assert psql("SELECT count(*) FROM pg_tables WHERE tablename = 'items'", target).strip() == "0"
+    assert not _importing_into(target)
+
+
+def test_restore_if_rolls_back_when_told_not_to_commit(pg: tuple[App, str, str]) -> None:
+    app, source, target = pg
+    run = backed_up(app)
+    precious_target(target)
+    settings = load_settings(environ=app.env)
+    adapter = adapter_for(settings, None)
+    assert adapter.restores_in_one_transaction
+    snapshot = Snapshot.model_validate(run["database_snapshot"])
+    asked: list[bool] = []
+
+    def commit_if() -> bool:
+        asked.append(True)
+        return False
+
+    with process.cancel_scope("test"), pytest.raises(OperationFailed, match="rolled back"):
+        adapter.restore_if(restic_for(settings), snapshot, commit_if)
+    assert asked == [True]
+    assert psql("SELECT x FROM public.precious", target).strip() == "keep"
+    # Told yes, the same restore commits.
+    with process.cancel_scope("test"):
+        adapter.restore_if(restic_for(settings), snapshot, lambda: True)
+    assert items(target) == items(source)
