@@ -1021,6 +1021,18 @@ def _error_line(message: str) -> None:
     sys.stderr.flush()
 
 
+def _from_ctrl_c(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is among the exceptions `exc` was raised from."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def main() -> None:
     """Entry point: typed errors become one redacted line and their exit code; never a traceback."""
     if sys.argv[1:] in VERSION_ARGUMENTS:
@@ -1031,6 +1043,12 @@ def main() -> None:
         return
     try:
         app(prog_name="kamal-backup")
+    except SystemExit as exc:
+        if exc.code == int(ExitCode.INTERRUPTED) and _from_ctrl_c(exc):
+            # Typer turns a Ctrl-C that comes before the command's own handlers into a silent
+            # exit 130: said in one line, as every other interruption is.
+            _error_line("interrupted")
+        raise
     except KamalBackupError as exc:
         _error_line(f"error: {exc}")
         sys.exit(int(exc.exit_code))

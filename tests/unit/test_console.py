@@ -100,3 +100,37 @@ def test_container_logs_need_no_rich() -> None:
         run, env={**env, "FORCE_COLOR": "1"}, capture_output=True, text=True, check=True
     )
     assert forced.stdout.split() == ["False", "True"]
+
+
+def test_ctrl_c_before_the_commands_handlers_is_said_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Typer answers a KeyboardInterrupt with a silent exit 130 (a fresh-clone CI run saw a
+    restore-db interrupted while it loaded end with nothing said): main says it, once."""
+    import typer
+
+    from kamal_backup import cli
+
+    interrupted = typer.Typer()
+
+    @interrupted.command()
+    def loading() -> None:
+        raise KeyboardInterrupt
+
+    @interrupted.command()
+    def other() -> None:
+        raise typer.Exit(130)
+
+    monkeypatch.setattr(cli, "app", interrupted)
+    monkeypatch.setattr(sys, "argv", ["kamal-backup", "loading"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 130
+    assert capsys.readouterr().err == "kamal-backup: interrupted\n"
+
+    # Any other exit is left as it was: nothing said.
+    monkeypatch.setattr(sys, "argv", ["kamal-backup", "other"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 130
+    assert capsys.readouterr().err == ""
