@@ -110,6 +110,18 @@ class CancelScope:
             self.parent._release(child)
 
 
+@contextlib.contextmanager
+def owned(child: subprocess.Popen[Any]) -> Iterator[None]:
+    """Makes a child started elsewhere (ahead of time, in the operation's scope) the current
+    scope's too for the block: cancelling the part that uses it kills it."""
+    scope = _current.get()
+    scope._adopt(child)
+    try:
+        yield
+    finally:
+        scope._release(child)
+
+
 # Work that runs outside any operation (a test calling a service, a one-off probe) belongs to a
 # scope nobody cancels; its children are still reaped or killed when their `spawn` block ends.
 _UNSCOPED = CancelScope("unscoped")

@@ -657,7 +657,10 @@ class Restic:
                 and early.poll() in (None, 0)
             ):
                 log.debug("restic dump %s: taking the process started early", snapshot_id[:8])
-                yield early
+                # Started in the operation's scope: the part reading it owns it now too, so
+                # stopping that part (a restore the listing withdrew) stops the dump with it.
+                with process.owned(early):
+                    yield early
                 return
             _stop_early(early)
         with process.spawn(

@@ -155,10 +155,15 @@ class DatabaseAdapter(abc.ABC):
         commit_if: Callable[[], bool],
         on_bytes: ByteCounter | None = None,
     ) -> dict[str, Any]:
-        """restore(), committed only if `commit_if()`, asked once the whole dump has gone in,
-        says yes; otherwise rolled back (the target as it was) and OperationFailed raised.
-        Only where restores_in_one_transaction."""
+        """restore() into a target that exists, committed only if `commit_if()`, asked once the
+        whole dump has gone in, says yes; otherwise rolled back (the target as it was) and
+        OperationFailed raised; CommitsOnItsOwn when the dump would commit part of itself
+        first. Only where restores_in_one_transaction."""
         raise NotImplementedError(f"a {self.name} restore is not one transaction")
+
+    def restore_target_exists(self) -> bool | None:
+        """Whether the restore target exists, when known without asking (None: not known)."""
+        return None
 
     @abc.abstractmethod
     def restore_target_tables(self, timeout: float) -> TargetTables:
@@ -186,6 +191,11 @@ def dump_path(snapshot: Snapshot) -> str:
     if len(snapshot.paths) != 1:
         raise OperationFailed(f"snapshot {snapshot.short} is not a single-file database snapshot")
     return snapshot.paths[0]
+
+
+class CommitsOnItsOwn(OperationFailed):
+    """restore_if refused a dump that commits part of itself (PostgreSQL large objects): the
+    target is as it was; a restore that waits for its listing restores it as usual."""
 
 
 class ServerAdapter(DatabaseAdapter):

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from kamal_backup import process
-from kamal_backup.databases.base import ByteCounter, DumpCommand, ServerAdapter, TargetTables
+from kamal_backup.databases.base import (
+    ByteCounter,
+    CommitsOnItsOwn,
+    DumpCommand,
+    ServerAdapter,
+    TargetTables,
+)
 from kamal_backup.databases.pipeline import Step, error_line, pipe_into
 from kamal_backup.databases.urls import DatabaseUrl
 from kamal_backup.errors import ConfigError, OperationFailed, ToolMissing
@@ -82,6 +88,26 @@ END
 $kamal_backup$;
 CREATE SCHEMA public;
 """
+
+# A restore that commits only when told (restore_if) arms a deferred check that fails any COMMIT
+# but its own: pg_restore's script wraps large objects in BEGIN/COMMIT, which would otherwise
+# commit the target, half restored, before the restore was told to keep it.
+GATE_REFUSAL = "kamal-backup: the dump commits part of itself"
+ARM_GATE = f"""\
+CREATE FUNCTION pg_temp.kamal_backup_gate() RETURNS trigger LANGUAGE plpgsql AS $kamal_backup$
+BEGIN
+  IF pg_catalog.current_setting('kamal_backup.commit', true) IS DISTINCT FROM 'yes' THEN
+    RAISE EXCEPTION '{GATE_REFUSAL}';
+  END IF;
+  RETURN NULL;
+END
+$kamal_backup$;
+CREATE TEMPORARY TABLE kamal_backup_gate (armed boolean) ON COMMIT DROP;
+CREATE CONSTRAINT TRIGGER kamal_backup_gate AFTER INSERT ON pg_temp.kamal_backup_gate
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pg_temp.kamal_backup_gate();
+INSERT INTO pg_temp.kamal_backup_gate VALUES (true);
+""".encode()
+PASS_GATE = b"\nSET LOCAL kamal_backup.commit = 'yes';\n"
 
 
 @dataclass(frozen=True)
@@ -489,7 +515,25 @@ class PostgresAdapter(ServerAdapter):
         commit_if: Callable[[], bool],
         on_bytes: ByteCounter | None = None,
     ) -> dict[str, Any]:
-        return self._restore(restic, snapshot, on_bytes, commit_if=commit_if)
+        if not self.restore_target_exists():
+            raise OperationFailed(
+                f"the restore database {self.require_target().database} is not known to exist"
+            )
+        try:
+            return self._restore(restic, snapshot, on_bytes, commit_if=commit_if)
+        except OperationFailed as exc:
+            if GATE_REFUSAL in str(exc):
+                raise CommitsOnItsOwn(
+                    "the dump commits part of itself (large objects): nothing was kept"
+                ) from exc
+            raise
+
+    def restore_target_exists(self) -> bool | None:
+        """Known once warm_restore has asked (it asks whether the target exists)."""
+        target = self.target
+        if target is not None and target.database in self._existing:
+            return True
+        return None
 
     def _restore(
         self,
@@ -510,13 +554,26 @@ class PostgresAdapter(ServerAdapter):
         # transaction that is committed only when restic and pg_restore both succeeded, so a
         # failure at any point leaves the target database as it was. The dump goes from restic
         # to pg_restore to psql over OS pipes: no byte of it passes through Python.
+        # Without --single-transaction, pg_restore's script wraps large objects in a BEGIN and
+        # COMMIT of their own, which would commit the target half restored (tables and data,
+        # no indexes or constraints yet). With it, its script's one COMMIT is its last line,
+        # written only once it has read the whole archive. restore_if keeps the commit for
+        # itself instead: its gate refuses any COMMIT but its own (see ARM_GATE).
+        whole = ["--single-transaction"] if commit_if is None else []
         psql = [client.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
         restored = pipe_into(
             restic,
             snapshot,
             on_bytes=on_bytes,
             converter=Step(
-                argv=[client.tool("pg_restore"), "--no-owner", "--no-privileges", "-f", "-"],
+                argv=[
+                    client.tool("pg_restore"),
+                    "--no-owner",
+                    "--no-privileges",
+                    *whole,
+                    "-f",
+                    "-",
+                ],
                 env=env,
                 label="pg_restore",
             ),
@@ -530,8 +587,8 @@ class PostgresAdapter(ServerAdapter):
                 "-f",
                 epilogue,
             ],
-            prelude=CLEAN_TARGET,
-            epilogue=b"\nCOMMIT;\n",
+            prelude=CLEAN_TARGET if commit_if is None else CLEAN_TARGET + ARM_GATE,
+            epilogue=b"\nCOMMIT;\n" if commit_if is None else PASS_GATE + b"COMMIT;\n",
             abandon=b"\nROLLBACK;\n",
             # While restic opens the repository.
             prepare=lambda: created.append(self.ensure_database(client, target, admin_env)),

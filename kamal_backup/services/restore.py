@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from kamal_backup import process, state
 from kamal_backup.databases import DatabaseAdapter, adapter_for, adapters_for
-from kamal_backup.databases.base import ByteCounter
+from kamal_backup.databases.base import ByteCounter, CommitsOnItsOwn
 from kamal_backup.errors import ConfigError, Interrupted, KamalBackupError, OperationFailed
 from kamal_backup.locking import operation_lock
 from kamal_backup.models import (
@@ -200,6 +200,11 @@ class _Ahead:
     adapter: DatabaseAdapter
 
 
+class _NotAhead(Exception):
+    """The restore cannot start before the listing after all (its target does not exist yet,
+    or the dump commits part of itself): restored after the listing, as usual."""
+
+
 class _Withdrawn(Exception):
     """The listing did not confirm the snapshot a restore started with: it chose another (its
     `snapshots` to choose again from) or it failed (`cause`)."""
@@ -229,14 +234,16 @@ def _ahead(
         return None
     if database is not None and database != adapter.database_name:
         return None
+    if expected.adapter is not None and expected.adapter != adapter.name:
+        return None  # DATABASE_ADAPTER changed since: the usual path refuses it untouched
     try:
         gates.enforce(gates.database_restore_verdicts(settings, adapter.database_name))
         record = SnapshotRecord.model_validate(dict(expected.record))
         snapshot = Snapshot.model_validate(record.model_dump())
     except (KamalBackupError, ValueError):  # pydantic's ValidationError is a ValueError
         return None  # the usual path says what is wrong, in its place
-    if (snapshot.id, snapshot.paths) != (expected.id, [expected.path]):
-        return None
+    if (snapshot.id, snapshot.paths) != (expected.id, [expected.path]) or record.suspicious:
+        return None  # a suspicious run is never latest: the listing would not confirm it
     return _Ahead(snapshot, record.total_bytes_processed, adapter)
 
 
@@ -261,10 +268,12 @@ def _restore_ahead(
     adapter, expected = ahead.adapter, ahead.snapshot
     decided = threading.Event()
     confirmed: list[Snapshot] = []
+    listed: list[Snapshot] = []
 
     def listing() -> Snapshot:
         try:
             every = list_snapshots(settings, restic=restic)
+            listed.extend(every)
             try:
                 chooser, chosen = _choose(settings, restic, argument, database, every)
             except KamalBackupError as exc:
@@ -288,19 +297,25 @@ def _restore_ahead(
 
     def restore() -> dict[str, Any]:
         _warm(adapter)
-        return adapter.restore_if(
-            restic, expected, commit_if, on_bytes=_byte_progress(ahead.size, on_status)
-        )
-
-    with _lock(settings, "restore-db", lock_wait_seconds, locked_by_caller):
-        started = datetime.now(UTC)
-        clock = time.monotonic()
+        if not adapter.restore_target_exists():
+            # Creating it is no part of the transaction: only once the listing has chosen.
+            raise _NotAhead("the restore target does not exist yet")
         log.info(
             "restoring database snapshot %s (%s) into %s, committed once the listing confirms it",
             expected.short,
             expected.time.isoformat(),
             adapter.restore_target_label(),
         )
+        try:
+            return adapter.restore_if(
+                restic, expected, commit_if, on_bytes=_byte_progress(ahead.size, on_status)
+            )
+        except CommitsOnItsOwn as exc:
+            raise _NotAhead(str(exc)) from exc
+
+    with _lock(settings, "restore-db", lock_wait_seconds, locked_by_caller):
+        started = datetime.now(UTC)
+        clock = time.monotonic()
         # A failed restore lets the listing finish (a second at most); a listing that does not
         # confirm stops the restore.
         outcome = process.run_parts(
@@ -319,6 +334,10 @@ def _restore_ahead(
             "the listing chose another snapshot than %s: nothing of it was kept", expected.short
         )
         return withdrawn.snapshots or []
+    not_ahead = outcome.failures.get("restore")
+    if isinstance(not_ahead, _NotAhead):
+        log.info("%s: restoring after the listing", not_ahead)
+        return listed
     if (failed := outcome.first_failure()) is not None:
         raise failed[1]
     chosen = confirmed[0]

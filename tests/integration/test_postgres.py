@@ -561,3 +561,42 @@ def test_the_server_version_and_the_target_are_asked_in_one_query(
             else:
                 assert any(q.startswith("CREATE DATABASE") for q in queries), queries
         assert target in psql("SELECT datname FROM pg_database")
+
+
+def test_large_objects_commit_with_everything_else_never_half_way(
+    pg_app: tuple[App, str, str],
+) -> None:
+    """pg_restore's script commits large objects on their own unless told --single-transaction:
+    that COMMIT would keep the tables and data with no indexes or constraints yet. Watched from
+    outside, the large object appears only with the whole restore, and psql killed the moment
+    it appears leaves a complete database, never half of one."""
+    app, source, target = pg_app
+    psql(
+        "CREATE TABLE public.bulk AS SELECT g, md5(g::text) || repeat('x', 400) AS pad "
+        "FROM generate_series(1, 200000) g; ALTER TABLE public.bulk ADD PRIMARY KEY (g);"
+        # Post-data that takes a while to run: the window a half-way COMMIT would leave open.
+        "CREATE INDEX ON public.bulk (pad); CREATE INDEX ON public.bulk (md5(pad));"
+        "SELECT lo_from_bytea(0, 'a large object');",
+        source,
+    )
+    app.cli("backup", check=True)
+    proc = start_restore(app, target)  # into a new database: restored after the listing
+    seen = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not seen:
+        probe = subprocess.run(
+            ["psql", "-XAtq", "-d", target, "-c", "SELECT count(*) FROM pg_largeobject_metadata"],
+            env={**os.environ, "PGHOST": "127.0.0.1", "PGUSER": "postgres"},
+            capture_output=True,
+            text=True,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == "1":
+            seen = True
+            subprocess.run(["pkill", "-9", "-P", str(proc.pid), "-x", "psql"])
+        time.sleep(0.005)
+    proc.communicate(timeout=120)
+    assert seen or proc.returncode == 0
+    assert psql("SELECT count(*) FROM pg_largeobject_metadata", target).strip() == "1"
+    # Whatever the moment, the large object never came without the rest: every index too.
+    assert psql("SELECT count(*) FROM pg_indexes WHERE tablename = 'bulk'", target).strip() == "3"
+    assert psql("SELECT count(*) FROM public.bulk", target).strip() == "200000"

@@ -4,16 +4,17 @@ confirms (services/restore.py, _restore_ahead): real restic, real PostgreSQL 15.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kamal_backup import process
-from kamal_backup.databases import adapter_for
-from kamal_backup.errors import OperationFailed
+from kamal_backup.databases import adapter_for, postgres
+from kamal_backup.errors import ConfigError, OperationFailed
 from kamal_backup.models import Snapshot
 from kamal_backup.services import restic_for
 from kamal_backup.services import restore as restore_service
@@ -63,6 +64,7 @@ def test_the_expected_snapshot_is_restored_ahead_and_recorded_as_the_listing_has
 ) -> None:
     app, source, target = pg
     run = backed_up(app)
+    precious_target(target)
     result = app.cli("restore-db", "--json", check=True)
     assert AHEAD in result.stderr
     restored = json.loads(result.stdout)
@@ -83,9 +85,9 @@ def test_a_newer_backup_from_another_machine_is_what_latest_restores(
     psql("INSERT INTO public.items VALUES (2)", source)
     theirs = backed_up(app, KAMAL_BACKUP_STATE_DIR=str(tmp_path / "another-machine"))
     assert theirs["database_snapshot"]["id"] != ours["database_snapshot"]["id"]
+    precious_target(target)
 
     result = app.cli("restore-db", "--json", check=True)
-    assert AHEAD in result.stderr
     assert f"the listing chose another snapshot than {ours['database_snapshot']['short_id']}" in (
         result.stderr
     )
@@ -144,6 +146,7 @@ def test_restore_if_rolls_back_when_told_not_to_commit(pg: tuple[App, str, str])
     settings = load_settings(environ=app.env)
     adapter = adapter_for(settings, None)
     assert adapter.restores_in_one_transaction
+    adapter.warm_restore()  # restore_if restores only into a target known to exist
     snapshot = Snapshot.model_validate(run["database_snapshot"])
     asked: list[bool] = []
 
@@ -159,3 +162,77 @@ def test_restore_if_rolls_back_when_told_not_to_commit(pg: tuple[App, str, str])
     with process.cancel_scope("test"):
         adapter.restore_if(restic_for(settings), snapshot, lambda: True)
     assert items(target) == items(source)
+
+
+def test_an_import_gone_in_whole_is_not_committed_when_the_listing_then_says_no(
+    pg: tuple[App, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit gate itself: the listing answers only once the whole dump is in and the
+    import asks whether to commit; it names no such snapshot; nothing of the import is kept."""
+    app, _, target = pg
+    run = backed_up(app)
+    precious_target(target)
+    real_listing = restore_service.list_snapshots
+    real_pipe_into = postgres.pipe_into
+    asked = threading.Event()
+
+    def pipe_into(*args: Any, commit_if: Callable[[], bool] | None = None, **kwargs: Any) -> int:
+        assert commit_if is not None
+
+        def telling() -> bool:
+            asked.set()
+            return commit_if()
+
+        return real_pipe_into(*args, commit_if=telling, **kwargs)
+
+    def late_listing(*args: Any, **kwargs: Any) -> list[Snapshot]:
+        every = real_listing(*args, **kwargs)
+        assert asked.wait(30), "the import never asked whether to commit"
+        time.sleep(1)  # a commit that did not wait for this answer would be done by now
+        return [s for s in every if s.id != run["database_snapshot"]["id"]]
+
+    monkeypatch.setattr(postgres, "pipe_into", pipe_into)
+    monkeypatch.setattr(restore_service, "list_snapshots", late_listing)
+    settings = load_settings(environ=app.env)
+    with process.cancel_scope("test"), pytest.raises(ConfigError):
+        restore_service.restore_database(settings)
+    print("PRECIOUS", psql("SELECT count(*) FROM pg_tables WHERE tablename = 'items'", target))
+    assert asked.is_set()
+    assert psql("SELECT x FROM public.precious", target).strip() == "keep"
+    assert psql("SELECT count(*) FROM pg_tables WHERE tablename = 'items'", target).strip() == "0"
+
+
+def test_large_objects_are_restored_after_the_listing_never_committed_half_way(
+    pg: tuple[App, str, str],
+) -> None:
+    """pg_restore wraps large objects in BEGIN/COMMIT: ahead of the listing, that COMMIT is
+    refused (nothing kept) and the restore runs after the listing, as usual."""
+    app, source, target = pg
+    psql("SELECT lo_from_bytea(0, 'a large object')", source)
+    backed_up(app)
+    precious_target(target)
+    result = app.cli("restore-db", "--json", check=True)
+    assert "the dump commits part of itself (large objects)" in result.stderr
+    assert "restoring after the listing" in result.stderr
+    assert items(target) == "1"
+    assert (
+        psql("SELECT count(*) FROM pg_tables WHERE tablename = 'precious'", target).strip() == "0"
+    )
+    assert (
+        psql(
+            "SELECT convert_from(lo_get(oid), 'UTF8') FROM pg_largeobject_metadata", target
+        ).strip()
+        == "a large object"
+    )
+
+
+def test_a_target_that_does_not_exist_is_created_only_after_the_listing(
+    pg: tuple[App, str, str],
+) -> None:
+    app, _, target = pg
+    backed_up(app)
+    result = app.cli("restore-db", "--json", check=True)
+    assert AHEAD not in result.stderr
+    assert "the restore target does not exist yet: restoring after the listing" in result.stderr
+    assert json.loads(result.stdout)["details"]["created_database"] is True
+    assert items(target) == "1"
