@@ -344,20 +344,7 @@ def _restore_ahead(
     details = cast(dict[str, Any], outcome.results["restore"])
     if (size := _dump_size(chosen)) is not None:
         details["bytes"] = size  # what the usual path reports: the listing's record of the dump
-    log.info("database restored in %.1fs", duration)
-    return _recorded(
-        settings,
-        RestoreResult(
-            kind="database",
-            snapshot=SnapshotRecord.from_snapshot(chosen),
-            target=adapter.restore_target_label() or "",
-            started_at=started,
-            duration_seconds=duration,
-            bytes_restored=details.get("bytes"),
-            details=details,
-            safety_snapshot=None,
-        ),
-    )
+    return _database_restored(settings, adapter, chosen, started, duration, details, None)
 
 
 def _choose(
@@ -434,6 +421,18 @@ def _restore_database(
         if skipped:
             details["safety_snapshot_skipped"] = skipped
         duration = round(time.monotonic() - clock, 3)
+    return _database_restored(settings, adapter, chosen, started, duration, details, safety)
+
+
+def _database_restored(
+    settings: Settings,
+    adapter: DatabaseAdapter,
+    chosen: Snapshot,
+    started: datetime,
+    duration: float,
+    details: dict[str, Any],
+    safety: SnapshotRecord | None,
+) -> RestoreResult:
     log.info("database restored in %.1fs", duration)
     return _recorded(
         settings,
