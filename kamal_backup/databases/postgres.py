@@ -102,6 +102,9 @@ BEGIN
   RETURN NULL;
 END
 $kamal_backup$;
+-- A small dump is in before the listing answers, and waits for it in this transaction (the
+-- dump's own script sets this too, in its header; this does not rely on it).
+SET LOCAL idle_in_transaction_session_timeout = 0;
 CREATE TEMPORARY TABLE kamal_backup_gate (armed boolean) ON COMMIT DROP;
 CREATE CONSTRAINT TRIGGER kamal_backup_gate AFTER INSERT ON pg_temp.kamal_backup_gate
   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pg_temp.kamal_backup_gate();

@@ -236,3 +236,40 @@ def test_a_target_that_does_not_exist_is_created_only_after_the_listing(
     assert "the restore target does not exist yet: restoring after the listing" in result.stderr
     assert json.loads(result.stdout)["details"]["created_database"] is True
     assert items(target) == "1"
+
+
+def test_an_import_waiting_for_a_slow_listing_outlives_a_short_idle_transaction_timeout(
+    pg: tuple[App, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small dump is in before the listing answers and waits in its transaction: a server
+    that ends idle transactions after 200 ms must not end this one (the gate's prelude, and
+    pg_dump's script header, set idle_in_transaction_session_timeout to 0)."""
+    app, source, target = pg
+    backed_up(app)
+    precious_target(target)
+    psql(f"ALTER DATABASE \"{target}\" SET idle_in_transaction_session_timeout = '200ms'")
+    real_listing = restore_service.list_snapshots
+    real_pipe_into = postgres.pipe_into
+    asked = threading.Event()
+
+    def pipe_into(*args: Any, commit_if: Callable[[], bool] | None = None, **kwargs: Any) -> int:
+        assert commit_if is not None
+
+        def telling() -> bool:
+            asked.set()
+            return commit_if()
+
+        return real_pipe_into(*args, commit_if=telling, **kwargs)
+
+    def slow_listing(*args: Any, **kwargs: Any) -> list[Snapshot]:
+        every = real_listing(*args, **kwargs)
+        assert asked.wait(30), "the import never asked whether to commit"
+        time.sleep(1)  # five times the server's patience with an idle transaction
+        return every
+
+    monkeypatch.setattr(postgres, "pipe_into", pipe_into)
+    monkeypatch.setattr(restore_service, "list_snapshots", slow_listing)
+    settings = load_settings(environ=app.env)
+    with process.cancel_scope("test"):
+        restore_service.restore_database(settings)
+    assert items(target) == items(source)
