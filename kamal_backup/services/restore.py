@@ -260,10 +260,10 @@ def _restore_ahead(
     """Restores the expected snapshot while the listing runs, and commits it only once the
     listing has chosen that very snapshot, exactly as the usual path would (`_choose`).
 
-    The listing answers within a second or so, long before a dump has gone in: when it chooses
-    another snapshot, or fails, the restore is stopped at once and rolled back, the target as it
-    was. Returns the result, or the listing to restore its choice from as usual; raises the
-    listing's failure.
+    When the listing chooses another snapshot, or fails, the import is stopped (whatever it has
+    done so far) and rolled back, the target as it was; an import that is in before the listing
+    answers waits for it in its transaction. Returns the result, or the listing to restore its
+    choice from as usual; raises the listing's failure.
     """
     adapter, expected = ahead.adapter, ahead.snapshot
     decided = threading.Event()
@@ -330,9 +330,7 @@ def _restore_ahead(
     if isinstance(withdrawn, _Withdrawn):
         if withdrawn.cause is not None:
             raise withdrawn.cause
-        log.info(
-            "the listing chose another snapshot than %s: nothing of it was kept", expected.short
-        )
+        log.info("the listing did not choose snapshot %s: nothing of it was kept", expected.short)
         return withdrawn.snapshots or []
     not_ahead = outcome.failures.get("restore")
     if isinstance(not_ahead, _NotAhead):

@@ -88,7 +88,7 @@ def test_a_newer_backup_from_another_machine_is_what_latest_restores(
     precious_target(target)
 
     result = app.cli("restore-db", "--json", check=True)
-    assert f"the listing chose another snapshot than {ours['database_snapshot']['short_id']}" in (
+    assert f"the listing did not choose snapshot {ours['database_snapshot']['short_id']}" in (
         result.stderr
     )
     assert json.loads(result.stdout)["snapshot"]["id"] == theirs["database_snapshot"]["id"]
