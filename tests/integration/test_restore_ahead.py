@@ -164,15 +164,8 @@ def test_restore_if_rolls_back_when_told_not_to_commit(pg: tuple[App, str, str])
     assert items(target) == items(source)
 
 
-def test_an_import_gone_in_whole_is_not_committed_when_the_listing_then_says_no(
-    pg: tuple[App, str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The commit gate itself: the listing answers only once the whole dump is in and the
-    import asks whether to commit; it names no such snapshot; nothing of the import is kept."""
-    app, _, target = pg
-    run = backed_up(app)
-    precious_target(target)
-    real_listing = restore_service.list_snapshots
+def commit_question(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Set once the import, its whole dump in, asks whether to commit (pipe_into's commit_if)."""
     real_pipe_into = postgres.pipe_into
     asked = threading.Event()
 
@@ -185,13 +178,27 @@ def test_an_import_gone_in_whole_is_not_committed_when_the_listing_then_says_no(
 
         return real_pipe_into(*args, commit_if=telling, **kwargs)
 
+    monkeypatch.setattr(postgres, "pipe_into", pipe_into)
+    return asked
+
+
+def test_an_import_gone_in_whole_is_not_committed_when_the_listing_then_says_no(
+    pg: tuple[App, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit gate itself: the listing answers only once the whole dump is in and the
+    import asks whether to commit; it names no such snapshot; nothing of the import is kept."""
+    app, _, target = pg
+    run = backed_up(app)
+    precious_target(target)
+    real_listing = restore_service.list_snapshots
+    asked = commit_question(monkeypatch)
+
     def late_listing(*args: Any, **kwargs: Any) -> list[Snapshot]:
         every = real_listing(*args, **kwargs)
         assert asked.wait(30), "the import never asked whether to commit"
         time.sleep(1)  # a commit that did not wait for this answer would be done by now
         return [s for s in every if s.id != run["database_snapshot"]["id"]]
 
-    monkeypatch.setattr(postgres, "pipe_into", pipe_into)
     monkeypatch.setattr(restore_service, "list_snapshots", late_listing)
     settings = load_settings(environ=app.env)
     with process.cancel_scope("test"), pytest.raises(ConfigError):
@@ -249,17 +256,7 @@ def test_an_import_waiting_for_a_slow_listing_outlives_a_short_idle_transaction_
     precious_target(target)
     psql(f"ALTER DATABASE \"{target}\" SET idle_in_transaction_session_timeout = '200ms'")
     real_listing = restore_service.list_snapshots
-    real_pipe_into = postgres.pipe_into
-    asked = threading.Event()
-
-    def pipe_into(*args: Any, commit_if: Callable[[], bool] | None = None, **kwargs: Any) -> int:
-        assert commit_if is not None
-
-        def telling() -> bool:
-            asked.set()
-            return commit_if()
-
-        return real_pipe_into(*args, commit_if=telling, **kwargs)
+    asked = commit_question(monkeypatch)
 
     def slow_listing(*args: Any, **kwargs: Any) -> list[Snapshot]:
         every = real_listing(*args, **kwargs)
@@ -267,7 +264,6 @@ def test_an_import_waiting_for_a_slow_listing_outlives_a_short_idle_transaction_
         time.sleep(1)  # five times the server's patience with an idle transaction
         return every
 
-    monkeypatch.setattr(postgres, "pipe_into", pipe_into)
     monkeypatch.setattr(restore_service, "list_snapshots", slow_listing)
     settings = load_settings(environ=app.env)
     with process.cancel_scope("test"):
