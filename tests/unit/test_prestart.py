@@ -17,7 +17,13 @@ import pytest
 
 from kamal_backup import process, restic
 from kamal_backup.models import LEGACY_DATABASE
-from kamal_backup.prestart import PRIMARY, Prestart, expected_database_dump, plan
+from kamal_backup.prestart import (
+    LISTING_NICENESS,
+    PRIMARY,
+    Prestart,
+    expected_database_dump,
+    plan,
+)
 from kamal_backup.services import app_tags, restic_for
 from kamal_backup.settings import PRIMARY as SETTINGS_PRIMARY
 from kamal_backup.settings import load_settings
@@ -268,3 +274,16 @@ def test_a_child_with_other_pipes_is_not_taken() -> None:
 def test_a_record_of_the_wrong_shape_is_no_guess(tmp_path: Path, odd: dict) -> None:
     last_success(tmp_path, primary={**record(), **odd})
     assert expected_database_dump(tmp_path / "state" / "shop", "latest", None) is None
+
+
+def test_the_listing_yields_the_cpu_only_where_the_restore_does_not_wait_for_it(
+    tmp_path: Path,
+) -> None:
+    """A PostgreSQL restore starts before its listing answers (it waits only to commit): its
+    listing runs at LISTING_NICENESS. A MariaDB restore waits for its listing: nice 0."""
+    last_success(tmp_path, primary=record())
+    found = plan(["restore-db"], environ(tmp_path))
+    assert [command.niceness for command in found] == [0, LISTING_NICENESS, 0]
+    assert LISTING_NICENESS > 0
+    last_success(tmp_path, primary=record(adapter="mysql"))
+    assert [command.niceness for command in plan(["restore-db"], environ(tmp_path))] == [0, 0, 0]
