@@ -4,10 +4,10 @@
 settings and the services; its first restic processes then spend as long again opening the
 repository (the key derivation, restic's lock). Started here, from the process environment
 alone, restic opens the repository while Python imports:
-- `restic version` (the version check);
-- the snapshot listing;
 - the dump of the snapshot the state directory expects (`expected_database_dump`, the restore's
-  own guess).
+  own guess), first: the restore waits for its first byte;
+- `restic version` (the version check);
+- the snapshot listing.
 
 Nothing here decides anything. A process started here is used only when the restore asks for
 exactly that command with exactly that environment (`process.spawn` takes it); settings read
@@ -126,11 +126,12 @@ def plan(args: Sequence[str], environ: Mapping[str, str]) -> list[Prestart]:
         return [Prestart([RESTIC, "version"], env), Prestart(listing, env)]
     # A PostgreSQL restore starts with the expected dump and waits for the listing only to
     # commit (services/restore.py, _restore_ahead): the listing can yield the CPU meanwhile.
+    # The dump goes first: its first byte, after its key derivation, is when the restore starts.
     niceness = LISTING_NICENESS if expected.adapter == "postgres" else 0
     return [
+        Prestart([RESTIC, "dump", expected.id, expected.path], env),
         Prestart([RESTIC, "version"], env),
         Prestart(listing, env, niceness),
-        Prestart([RESTIC, "dump", expected.id, expected.path], env),
     ]
 
 

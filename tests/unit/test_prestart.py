@@ -76,13 +76,17 @@ def test_primary_is_the_models_legacy_database() -> None:
     assert PRIMARY == LEGACY_DATABASE == SETTINGS_PRIMARY
 
 
-def test_restore_db_starts_version_listing_and_the_expected_dump(tmp_path: Path) -> None:
+def test_restore_db_starts_the_expected_dump_first_then_version_and_listing(
+    tmp_path: Path,
+) -> None:
+    """The dump first: the restore waits for its first byte, which comes after its key
+    derivation; the version check and the listing are needed later."""
     last_success(tmp_path, primary=record())
     found = plan(["restore-db"], environ(tmp_path))
     assert commands(found) == [
+        ["restic", "dump", SNAPSHOT, PATH_IN_SNAPSHOT],
         ["restic", "version"],
         ["restic", "snapshots", "--no-lock", "--tag", "kamal-backup,app:shop", "--json"],
-        ["restic", "dump", SNAPSHOT, PATH_IN_SNAPSHOT],
     ]
     # The same for a snapshot id the state knows, --database, --json and --verbose.
     for args in (
@@ -90,7 +94,7 @@ def test_restore_db_starts_version_listing_and_the_expected_dump(tmp_path: Path)
         ["--verbose", "restore-db", "--json", "--database", "primary"],
         ["restore-db", "--database=primary", "latest"],
     ):
-        assert commands(plan(args, environ(tmp_path)))[2][1] == "dump", args
+        assert commands(plan(args, environ(tmp_path)))[0][1] == "dump", args
 
 
 def test_what_is_started_is_exactly_what_the_restore_asks_for(
@@ -117,7 +121,7 @@ def test_what_is_started_is_exactly_what_the_restore_asks_for(
     monkeypatch.setattr(restic.process, "require_tool", lambda *_: "restic")
     client.require_supported_version()
     client.snapshots(app_tags(settings))
-    assert asked == commands(found)[:2]
+    assert asked == commands(found)[1:]
 
     class Spawned(Exception):
         pass
@@ -125,14 +129,14 @@ def test_what_is_started_is_exactly_what_the_restore_asks_for(
     @contextlib.contextmanager
     def spawn(argv: list[str], env: dict[str, str], **_: object) -> Iterator[None]:
         asked.append(list(argv))
-        assert env == found[2].env
+        assert env == found[0].env
         raise Spawned
         yield
 
     monkeypatch.setattr(restic.process, "spawn", spawn)
     with pytest.raises(Spawned), client.early_dump(SNAPSHOT, PATH_IN_SNAPSHOT):
         pass
-    assert asked[-1] == commands(found)[2]
+    assert asked[-1] == commands(found)[0]
 
 
 @pytest.mark.parametrize(
@@ -283,7 +287,7 @@ def test_the_listing_yields_the_cpu_only_where_the_restore_does_not_wait_for_it(
     listing runs at LISTING_NICENESS. A MariaDB restore waits for its listing: nice 0."""
     last_success(tmp_path, primary=record())
     found = plan(["restore-db"], environ(tmp_path))
-    assert [command.niceness for command in found] == [0, LISTING_NICENESS, 0]
+    assert [command.niceness for command in found] == [0, 0, LISTING_NICENESS]
     assert LISTING_NICENESS > 0
     last_success(tmp_path, primary=record(adapter="mysql"))
     assert [command.niceness for command in plan(["restore-db"], environ(tmp_path))] == [0, 0, 0]
