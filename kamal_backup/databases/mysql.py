@@ -516,7 +516,7 @@ class MysqlAdapter(ServerAdapter):
         result = process.run(argv, env=env)
         if result.returncode != 0:
             raise OperationFailed(
-                f"MySQL on the restore target: {redact(error_line(result.stderr))}"
+                f"MySQL at {self.restore_setting}: {redact(error_line(result.stderr))}"
             )
         return [line.split("\t") for line in result.stdout.splitlines() if line]
 
@@ -635,7 +635,8 @@ class MysqlAdapter(ServerAdapter):
         env = client_env(self.target_password(target), self.settings.environ)
         result = process.run(argv, env=env, timeout=timeout)
         if result.returncode != 0:
-            raise OperationFailed(redact(error_line(result.stderr)) or "mariadb failed")
+            said = redact(error_line(result.stderr)) or f"mariadb exited {result.returncode}"
+            raise OperationFailed(f"MySQL at {self.restore_setting}: {said}")
         exists, tables = result.stdout.split()
         return TargetTables(target.database, int(tables) if exists != "0" else None)
 
@@ -652,7 +653,10 @@ class MysqlAdapter(ServerAdapter):
         ]
         result = process.run(argv, env=client_env(self.source_password(), self.settings.environ))
         if result.returncode != 0:
-            raise OperationFailed(f"cannot connect to MySQL: {redact(error_line(result.stderr))}")
+            said = redact(error_line(result.stderr))
+            raise OperationFailed(
+                f"cannot connect to MySQL at {self.database.source_setting}: {said}"
+            )
         return f"MySQL/MariaDB {result.stdout.strip()} reachable"
 
     def client_versions(self) -> dict[str, str | None]:

@@ -369,6 +369,7 @@ class PostgresAdapter(ServerAdapter):
         # Restore target databases that warm_restore found existing (ensure_database then need
         # not ask again: a database dropped in between fails the restore, which changes nothing).
         self._existing: set[str] = set()
+        self._absent: set[str] = set()  # and those it found missing (a restore ahead waits)
 
     # URLs and passwords -----------------------------------------------------------------
 
@@ -379,9 +380,12 @@ class PostgresAdapter(ServerAdapter):
             self._clients = installed_clients(self.settings.environ)
         return self._clients
 
-    def server_major(self, env: Mapping[str, str], database_exists: str | None = None) -> int:
+    def server_major(
+        self, env: Mapping[str, str], database_exists: str | None = None, setting: str = ""
+    ) -> int:
         """The server's major version; with `database_exists`, whether that database exists
-        is asked in the same query and remembered for ensure_database."""
+        is asked in the same query and remembered for ensure_database. `setting` (e.g.
+        RESTORE_DATABASE_URL) is the one a connection failure names."""
         clients = self.clients()
         if not clients:
             raise ToolMissing("no PostgreSQL client (psql, pg_dump) is installed")
@@ -394,19 +398,22 @@ class PostgresAdapter(ServerAdapter):
         result = process.run([clients[-1].tool("psql"), "-XAtq", "-c", query], env=env)
         if result.returncode != 0:
             said = redact(error_line(result.stderr)) or f"psql exited {result.returncode}"
-            raise OperationFailed(f"cannot connect to PostgreSQL: {said}")
+            where = f" at {setting}" if setting else ""
+            raise OperationFailed(f"cannot connect to PostgreSQL{where}: {said}")
         version, _, exists = result.stdout.strip().partition("|")
-        if database_exists is not None and exists == "t":
-            self._existing.add(database_exists)
+        if database_exists is not None:
+            (self._existing if exists == "t" else self._absent).add(database_exists)
         try:
             return int(version) // 10000
         except ValueError:
             raise OperationFailed("could not read the PostgreSQL server version") from None
 
-    def client_for(self, env: Mapping[str, str], database_exists: str | None = None) -> PgClient:
+    def client_for(
+        self, env: Mapping[str, str], database_exists: str | None = None, setting: str = ""
+    ) -> PgClient:
         key = tuple(sorted(env.items()))
         if key not in self._chosen:
-            server = self.server_major(env, database_exists)
+            server = self.server_major(env, database_exists, setting)
             client = choose_client(server, self.clients())
             log.debug("PostgreSQL server %d: using clients in %s", server, client.bindir)
             self._chosen[key] = client
@@ -417,14 +424,14 @@ class PostgresAdapter(ServerAdapter):
         admin_env = client_env(
             target, self.target_password(target), self.settings.environ, database="postgres"
         )
-        self.client_for(admin_env, database_exists=target.database)
+        self.client_for(admin_env, database_exists=target.database, setting=self.restore_setting)
 
     # Backup -----------------------------------------------------------------------------
 
     @contextmanager
     def dump_command(self, figures: bool = True) -> Iterator[DumpCommand]:
         env = client_env(self.source, self.source_password(), self.settings.environ)
-        client = self.client_for(env)
+        client = self.client_for(env, setting=self.database.source_setting)
         # Uncompressed custom format: restic compresses and, unlike pg_dump's compression,
         # keeps unchanged rows byte-identical across days so they deduplicate.
         argv = (
@@ -443,7 +450,7 @@ class PostgresAdapter(ServerAdapter):
     def restored_figures(self, method: FigureMethod) -> DatabaseFigures:
         target = self.require_target()
         env = client_env(target, self.target_password(target), self.settings.environ)
-        client = self.client_for(env)
+        client = self.client_for(env, setting=self.restore_setting)
         result = process.run(
             [client.tool("psql"), "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", figures_sql(method)],
             env=env,
@@ -491,7 +498,8 @@ class PostgresAdapter(ServerAdapter):
         found = process.run([psql, "-XAtq", "-c", query], env=env)
         if found.returncode != 0:
             raise OperationFailed(
-                f"cannot connect to the restore server: {redact(error_line(found.stderr))}"
+                f"cannot connect to PostgreSQL at {self.restore_setting}: "
+                f"{redact(error_line(found.stderr))}"
             )
         if found.stdout.strip() == "1":
             return False
@@ -532,11 +540,14 @@ class PostgresAdapter(ServerAdapter):
             raise
 
     def restore_target_exists(self) -> bool | None:
-        """Known once warm_restore has asked (it asks whether the target exists)."""
+        """Known once warm_restore has asked (it asks whether the target exists); None when it
+        has not, or could not."""
         target = self.target
-        if target is not None and target.database in self._existing:
+        if target is None:
+            return None
+        if target.database in self._existing:
             return True
-        return None
+        return False if target.database in self._absent else None
 
     def _restore(
         self,
@@ -550,7 +561,7 @@ class PostgresAdapter(ServerAdapter):
         # The server is asked on its maintenance database: the target may not exist yet.
         admin_env = client_env(target, password, self.settings.environ, database="postgres")
         env = client_env(target, password, self.settings.environ)
-        client = self.client_for(admin_env)
+        client = self.client_for(admin_env, setting=self.restore_setting)
         created: list[bool] = []
 
         # pg_restore turns the archive into SQL; psql runs the cleanup and that SQL in ONE
@@ -607,7 +618,7 @@ class PostgresAdapter(ServerAdapter):
     def probe(self) -> str:
         env = client_env(self.source, self.source_password(), self.settings.environ)
         # The server_version_num setting: reads nothing of the app's.
-        server = self.server_major(env)
+        server = self.server_major(env, setting=self.database.source_setting)
         client = choose_client(server, self.clients())
         return f"PostgreSQL {server} reachable; pg_dump {client.major} ({client.bindir}) matches"
 

@@ -297,7 +297,11 @@ def _restore_ahead(
 
     def restore() -> dict[str, Any]:
         _warm(adapter)
-        if not adapter.restore_target_exists():
+        exists = adapter.restore_target_exists()
+        if exists is None:
+            # Its server did not answer: the usual path says why, in its place.
+            raise _NotAhead("the restore target's server could not be asked")
+        if not exists:
             # Creating it is no part of the transaction: only once the listing has chosen.
             raise _NotAhead("the restore target does not exist yet")
         log.info(

@@ -248,6 +248,18 @@ def test_wrong_restore_password_fails_cleanly(
     )
     assert result.returncode == 1
     assert "Access denied" in result.stderr and "wrong-restore-pw-5" not in result.stderr
+    assert "MySQL at RESTORE_DATABASE_URL: " in result.stderr  # which server refused
+
+
+def test_a_restore_target_whose_server_is_down_is_named(my_app: tuple[App, str, str]) -> None:
+    app, _, target = my_app
+    app.cli("backup", check=True)
+    down = {**restore_env(target), "RESTORE_DATABASE_URL": f"mysql://root@127.0.0.1:1/{target}"}
+    result = app.cli("restore-db", extra=down)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "MySQL at RESTORE_DATABASE_URL: " in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -164,7 +164,7 @@ def test_the_dump_is_uncompressed_custom_format(pg_app: tuple[App, str, str]) ->
 @pytest.mark.parametrize(
     ("label", "url_suffix", "extra", "expect"),
     [
-        ("server down", "@127.0.0.1:1/{db}", {}, "cannot connect to PostgreSQL"),
+        ("server down", "@127.0.0.1:1/{db}", {}, "cannot connect to PostgreSQL at DATABASE_URL: "),
         (
             "wrong password",
             "kamal_backup_pw@127.0.0.1:5432/{db}",

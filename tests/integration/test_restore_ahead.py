@@ -245,6 +245,26 @@ def test_a_target_that_does_not_exist_is_created_only_after_the_listing(
     assert items(target) == "1"
 
 
+def test_a_restore_target_whose_server_is_down_is_named_and_not_called_missing(
+    pg: tuple[App, str, str],
+) -> None:
+    """Nothing answers at RESTORE_DATABASE_URL: the restore does not go ahead, does not say the
+    target is missing, and fails in one line naming the setting (exit 1, no traceback)."""
+    app, _, target = pg
+    backed_up(app)
+    down = f"postgres://postgres@127.0.0.1:1/{target}"
+    result = app.cli("restore-db", extra={"RESTORE_DATABASE_URL": down})
+    assert result.returncode == 1, result.stderr
+    assert AHEAD not in result.stderr and "does not exist yet" not in result.stderr
+    assert "the restore target's server could not be asked: restoring after the listing" in (
+        result.stderr
+    )
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr
+    assert "cannot connect to PostgreSQL at RESTORE_DATABASE_URL: " in errors[0]
+    assert "Traceback" not in result.stderr
+
+
 def test_an_import_waiting_for_a_slow_listing_outlives_a_short_idle_transaction_timeout(
     pg: tuple[App, str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
