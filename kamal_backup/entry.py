@@ -33,11 +33,13 @@ def main() -> None:
             # restic opens the repository while the rest is imported (see prestart.py).
             from kamal_backup.prestart import prestart
 
-            if prestart(sys.argv[1:]):
-                # Until the command installs its own handlers, SIGTERM ends it as Ctrl-C
-                # does, through finish(), which stops them with SIGTERM, not by the
-                # parent-death SIGKILL that would leave restic's lock behind.
-                signal.signal(signal.SIGTERM, _terminated)
+            # Until the command installs its own handlers, SIGTERM ends it as Ctrl-C does,
+            # through finish(), which stops what prestart started with SIGTERM, not by the
+            # parent-death SIGKILL that would leave restic's lock behind. Installed before the
+            # first process starts: a SIGTERM between two of them must stop the first.
+            signal.signal(signal.SIGTERM, _terminated)
+            if not prestart(sys.argv[1:]):
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
         from kamal_backup.cli import main as cli_main
 
         cli_main()
