@@ -401,7 +401,7 @@ class MysqlAdapter(ServerAdapter):
         # --single-transaction opens its snapshot in its own session, and the server cannot
         # share one between sessions. A write committed in that gap shows as a mismatch.
         method = self.figure_method()
-        tables = self._tables(source, env, source.database)
+        tables = self._tables(source, env, source.database, self.database.source_setting)
         script = figures_script(source.database, tables, method, snapshot=True)
         with ThreadPoolExecutor(max_workers=1) as pool:
             future = pool.submit(self._run_figures, source, env, script, tables, method)
@@ -410,9 +410,10 @@ class MysqlAdapter(ServerAdapter):
     # Manifest figures ---------------------------------------------------------------------
 
     def _tables(
-        self, url: DatabaseUrl, env: Mapping[str, str], database: str
+        self, url: DatabaseUrl, env: Mapping[str, str], database: str, setting: str
     ) -> list[tuple[str, str, list[str]]]:
-        """(table, engine, columns) of every base table, in name order."""
+        """(table, engine, columns) of every base table, in name order (`setting`: the one
+        a failure names)."""
         literal = quote_literal(database)
         engines = dict(
             (row[0], row[1] if len(row) > 1 else "")
@@ -421,6 +422,7 @@ class MysqlAdapter(ServerAdapter):
                 env,
                 "SELECT TABLE_NAME, IFNULL(ENGINE, '') FROM information_schema.TABLES "
                 f"WHERE TABLE_SCHEMA = {literal} AND TABLE_TYPE = 'BASE TABLE'",
+                setting=setting,
             )
         )
         columns: dict[str, list[str]] = {name: [] for name in engines}
@@ -429,6 +431,7 @@ class MysqlAdapter(ServerAdapter):
             env,
             "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
             f"WHERE TABLE_SCHEMA = {literal} ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            setting=setting,
         ):
             if table in columns:
                 columns[table].append(column)
@@ -488,7 +491,7 @@ class MysqlAdapter(ServerAdapter):
     def restored_figures(self, method: FigureMethod) -> DatabaseFigures:
         target = self.require_target()
         env = client_env(self.target_password(target), self.settings.environ)
-        tables = self._tables(target, env, target.database)
+        tables = self._tables(target, env, target.database, self.restore_setting)
         script = figures_script(target.database, tables, method, snapshot=False)
         return self._run_figures(target, env, script, tables, method)
 
@@ -500,7 +503,10 @@ class MysqlAdapter(ServerAdapter):
         env: Mapping[str, str],
         statement: str,
         database: str | None = None,
+        *,
+        setting: str,
     ) -> list[list[str]]:
+        """Runs one statement; a failure names `setting` (DATABASE_URL, RESTORE_DATABASE_URL)."""
         argv = [
             self.client(),
             *connection_args(target),
@@ -515,9 +521,7 @@ class MysqlAdapter(ServerAdapter):
             argv.append(database)
         result = process.run(argv, env=env)
         if result.returncode != 0:
-            raise OperationFailed(
-                f"MySQL at {self.restore_setting}: {redact(error_line(result.stderr))}"
-            )
+            raise OperationFailed(f"MySQL at {setting}: {redact(error_line(result.stderr))}")
         return [line.split("\t") for line in result.stdout.splitlines() if line]
 
     def clean_target(self, target: DatabaseUrl, env: Mapping[str, str]) -> tuple[bool, list[str]]:
@@ -539,10 +543,16 @@ class MysqlAdapter(ServerAdapter):
             f"FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {literal} "
             "UNION ALL SELECT 'event', '', HEX(EVENT_NAME) FROM information_schema.EVENTS "
             f"WHERE EVENT_SCHEMA = {literal}",
+            setting=self.restore_setting,
         )
         if not any(row[0] == "schema" for row in found):
             try:
-                self._sql(target, env, f"CREATE DATABASE {quote_ident(name)} CHARACTER SET utf8mb4")
+                self._sql(
+                    target,
+                    env,
+                    f"CREATE DATABASE {quote_ident(name)} CHARACTER SET utf8mb4",
+                    setting=self.restore_setting,
+                )
             except OperationFailed as exc:
                 raise OperationFailed(
                     f"the restore database {name} does not exist and could not be created: {exc}"

@@ -483,7 +483,7 @@ class PostgresAdapter(ServerAdapter):
         if f'database "{target.database}" does not exist' in result.stderr:
             return TargetTables(target.database, None)  # the restore creates it
         said = redact(error_line(result.stderr)) or f"psql exited {result.returncode}"
-        raise OperationFailed(said)
+        raise OperationFailed(f"PostgreSQL at {self.restore_setting}: {said}")
 
     def ensure_database(
         self, client: PgClient, target: DatabaseUrl, env: Mapping[str, str]
@@ -512,6 +512,8 @@ class PostgresAdapter(ServerAdapter):
                 f"{redact(error_line(created.stderr))}"
             )
         log.info("created restore database %s", target.database)
+        self._absent.discard(target.database)
+        self._existing.add(target.database)
         return True
 
     def restore(
