@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from kamal_backup import __version__
@@ -33,13 +34,7 @@ def main() -> None:
             # restic opens the repository while the rest is imported (see prestart.py).
             from kamal_backup.prestart import prestart
 
-            # Until the command installs its own handlers, SIGTERM ends it as Ctrl-C does,
-            # through finish(), which stops what prestart started with SIGTERM, not by the
-            # parent-death SIGKILL that would leave restic's lock behind. Installed before the
-            # first process starts: a SIGTERM between two of them must stop the first.
-            signal.signal(signal.SIGTERM, _terminated)
-            if not prestart(sys.argv[1:]):
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _prestart_then_signals(prestart)
         from kamal_backup.cli import main as cli_main
 
         cli_main()
@@ -58,6 +53,34 @@ def main() -> None:
         _stop_prestarted()
         raise
     finish(0)
+
+
+def _prestart_then_signals(prestart: Callable[[list[str]], int]) -> None:
+    """Runs prestart with Ctrl-C and SIGTERM held back, then answers one that came.
+
+    Held back, not raised where they land: a KeyboardInterrupt inside subprocess.Popen, or
+    between it and the registry, would leave a child nobody stops with SIGTERM (the parent-death
+    SIGKILL would leave restic's lock behind). Not blocked either: a child inherits a blocked
+    signal mask across exec. Afterwards, until the command installs its own handlers, SIGTERM
+    ends the command as Ctrl-C does, through finish(), which stops what prestart started; when
+    prestart started nothing, SIGTERM keeps its default.
+    """
+    held: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: held.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        started = prestart(sys.argv[1:])
+    finally:
+        signal.signal(signal.SIGINT, previous[signal.SIGINT])
+        signal.signal(signal.SIGTERM, _terminated)
+    if not started:
+        signal.signal(signal.SIGTERM, previous[signal.SIGTERM])
+    if signal.SIGINT in held or (started and signal.SIGTERM in held):
+        raise KeyboardInterrupt
+    if signal.SIGTERM in held:
+        signal.raise_signal(signal.SIGTERM)  # its default: the process ends by the signal
 
 
 def _terminated(signum: int, frame: object) -> None:

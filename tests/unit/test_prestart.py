@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from kamal_backup import process, restic
+from kamal_backup import entry, process, restic
 from kamal_backup.models import LEGACY_DATABASE
 from kamal_backup.prestart import (
     LISTING_NICENESS,
@@ -291,3 +293,61 @@ def test_the_listing_yields_the_cpu_only_where_the_restore_does_not_wait_for_it(
     assert LISTING_NICENESS > 0
     last_success(tmp_path, primary=record(adapter="mysql"))
     assert [command.niceness for command in plan(["restore-db"], environ(tmp_path))] == [0, 0, 0]
+
+
+@pytest.fixture
+def signal_handlers() -> Iterator[None]:
+    """The SIGINT and SIGTERM handlers as they were, again after the test."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_prestart_is_held_until_its_processes_are_registered(
+    signal_handlers: None, sig: signal.Signals
+) -> None:
+    """A signal that lands while prestart starts a process (inside subprocess.Popen, or before
+    the registry has it) does not raise there: prestart finishes, then the command ends as
+    Ctrl-C does, and SIGTERM from then on is entry's (finish() stops what started)."""
+    finished: list[str] = []
+
+    def starting_two(args: list[str]) -> int:
+        os.kill(os.getpid(), sig)
+        time.sleep(0.05)  # the handler has run by now: a raise would land here
+        finished.append("registered")
+        return 2
+
+    with pytest.raises(KeyboardInterrupt):
+        entry._prestart_then_signals(starting_two)
+    assert finished == ["registered"]
+    assert signal.getsignal(signal.SIGTERM) is entry._terminated
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sigterm_during_a_prestart_that_started_nothing_keeps_its_default(
+    tmp_path: Path,
+) -> None:
+    """Nothing to stop: SIGTERM ends the process by the signal, as before prestart existed."""
+    code = (
+        "import os, signal\n"
+        "from kamal_backup import entry\n"
+        "def nothing(args):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return 0\n"
+        "entry._prestart_then_signals(nothing)\n"
+        "print('survived')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        timeout=60,
+    )
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert "survived" not in done.stdout
