@@ -547,7 +547,10 @@ async def test_the_drill_says_when_it_cannot_tell_what_a_target_holds(tmp_path: 
         await idle(pilot)
         await pilot.press("d")
         text = await wait_for_words(pilot, "cannot tell what shop_drill holds")
-        assert "cannot tell what shop_drill holds: psql: error: connection to server" in text
+        assert (
+            "cannot tell what shop_drill holds: PostgreSQL at RESTORE_DATABASE_URL: "
+            "psql: error: connection to server" in text
+        )
         assert "Connection refused" in text and "never-shown-9" not in text
 
 
