@@ -511,14 +511,19 @@ class StderrTail:
     def _read(self, stream: IO[bytes] | None) -> None:
         if stream is None:
             return
-        for raw in iter(stream.readline, b""):
-            line = raw.decode("utf-8", "replace")
-            if self._on_line is not None:
-                self._on_line(line.rstrip("\n"))
-            self._chunks.append(line)
-            self._size += len(line)
-            while self._size > _STDERR_KEEP and len(self._chunks) > 1:
-                self._size -= len(self._chunks.popleft())
+        try:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", "replace")
+                if self._on_line is not None:
+                    self._on_line(line.rstrip("\n"))
+                self._chunks.append(line)
+                self._size += len(line)
+                while self._size > _STDERR_KEEP and len(self._chunks) > 1:
+                    self._size -= len(self._chunks.popleft())
+        except (ValueError, OSError):
+            # Its owner closed the stream under this thread (the child is done with): what was
+            # read is kept; Python's closed-file errors are no failure of the child's.
+            return
 
     def text(self) -> str:
         self._thread.join(timeout=10)

@@ -204,3 +204,33 @@ def test_redaction_invents_no_credential_where_restic_printed_none() -> None:
     )
     assert "[REDACTED]" in redactor.redact("http://backup:***@127.0.0.1:9/x")
     assert "s3cret-pass" not in redactor.redact("rest:http://backup:s3cret-pass@host/x")
+
+
+def test_a_stderr_tail_whose_stream_is_closed_under_it_keeps_what_it_read() -> None:
+    """The owner may close a child's stderr while the tail's thread still reads it (Python then
+    raises ValueError or OSError in that thread): the tail ends quietly with the lines it has,
+    and no exception escapes the thread."""
+
+    class ClosedUnderIt:
+        def __init__(self, error: Exception) -> None:
+            self.lines = [b"restic: the last word\n"]
+            self.error = error
+
+        def readline(self) -> bytes:
+            if self.lines:
+                return self.lines.pop(0)
+            raise self.error
+
+    escaped: list[BaseException | None] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: escaped.append(args.exc_value)
+    try:
+        for error in (
+            ValueError("PyMemoryView_FromBuffer(): info->buf must not be NULL"),
+            OSError(),
+        ):
+            tail = process.StderrTail(ClosedUnderIt(error))  # type: ignore[arg-type]
+            assert tail.text() == "restic: the last word\n"
+    finally:
+        threading.excepthook = previous
+    assert escaped == []
