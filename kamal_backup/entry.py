@@ -73,10 +73,10 @@ def _prestart_then_signals(prestart: Callable[[list[str]], int]) -> None:
     try:
         started = prestart(sys.argv[1:])
     finally:
-        signal.signal(signal.SIGINT, previous[signal.SIGINT])
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if started:
         signal.signal(signal.SIGTERM, _terminated)
-    if not started:
-        signal.signal(signal.SIGTERM, previous[signal.SIGTERM])
     if signal.SIGINT in held or (started and signal.SIGTERM in held):
         raise KeyboardInterrupt
     if signal.SIGTERM in held:

@@ -366,10 +366,10 @@ class PostgresAdapter(ServerAdapter):
         self._clients: list[PgClient] | None = None
         # The client chosen for a server (by its connection environment), asked once.
         self._chosen: dict[tuple[tuple[str, str], ...], PgClient] = {}
-        # Restore target databases that warm_restore found existing (ensure_database then need
-        # not ask again: a database dropped in between fails the restore, which changes nothing).
-        self._existing: set[str] = set()
-        self._absent: set[str] = set()  # and those it found missing (a restore ahead waits)
+        # Whether each restore target database exists, as warm_restore found it (ensure_database
+        # then need not ask again: a database dropped in between fails the restore, which
+        # changes nothing; one missing is created then, and a restore ahead waits for that).
+        self._exists: dict[str, bool] = {}
 
     # URLs and passwords -----------------------------------------------------------------
 
@@ -381,7 +381,7 @@ class PostgresAdapter(ServerAdapter):
         return self._clients
 
     def server_major(
-        self, env: Mapping[str, str], database_exists: str | None = None, setting: str = ""
+        self, env: Mapping[str, str], setting: str, database_exists: str | None = None
     ) -> int:
         """The server's major version; with `database_exists`, whether that database exists
         is asked in the same query and remembered for ensure_database. `setting` (e.g.
@@ -398,22 +398,21 @@ class PostgresAdapter(ServerAdapter):
         result = process.run([clients[-1].tool("psql"), "-XAtq", "-c", query], env=env)
         if result.returncode != 0:
             said = redact(error_line(result.stderr)) or f"psql exited {result.returncode}"
-            where = f" at {setting}" if setting else ""
-            raise OperationFailed(f"cannot connect to PostgreSQL{where}: {said}")
+            raise OperationFailed(f"cannot connect to PostgreSQL at {setting}: {said}")
         version, _, exists = result.stdout.strip().partition("|")
         if database_exists is not None:
-            (self._existing if exists == "t" else self._absent).add(database_exists)
+            self._exists[database_exists] = exists == "t"
         try:
             return int(version) // 10000
         except ValueError:
             raise OperationFailed("could not read the PostgreSQL server version") from None
 
     def client_for(
-        self, env: Mapping[str, str], database_exists: str | None = None, setting: str = ""
+        self, env: Mapping[str, str], setting: str, database_exists: str | None = None
     ) -> PgClient:
         key = tuple(sorted(env.items()))
         if key not in self._chosen:
-            server = self.server_major(env, database_exists, setting)
+            server = self.server_major(env, setting, database_exists)
             client = choose_client(server, self.clients())
             log.debug("PostgreSQL server %d: using clients in %s", server, client.bindir)
             self._chosen[key] = client
@@ -424,14 +423,14 @@ class PostgresAdapter(ServerAdapter):
         admin_env = client_env(
             target, self.target_password(target), self.settings.environ, database="postgres"
         )
-        self.client_for(admin_env, database_exists=target.database, setting=self.restore_setting)
+        self.client_for(admin_env, self.restore_setting, database_exists=target.database)
 
     # Backup -----------------------------------------------------------------------------
 
     @contextmanager
     def dump_command(self, figures: bool = True) -> Iterator[DumpCommand]:
         env = client_env(self.source, self.source_password(), self.settings.environ)
-        client = self.client_for(env, setting=self.database.source_setting)
+        client = self.client_for(env, self.database.source_setting)
         # Uncompressed custom format: restic compresses and, unlike pg_dump's compression,
         # keeps unchanged rows byte-identical across days so they deduplicate.
         argv = (
@@ -450,7 +449,7 @@ class PostgresAdapter(ServerAdapter):
     def restored_figures(self, method: FigureMethod) -> DatabaseFigures:
         target = self.require_target()
         env = client_env(target, self.target_password(target), self.settings.environ)
-        client = self.client_for(env, setting=self.restore_setting)
+        client = self.client_for(env, self.restore_setting)
         result = process.run(
             [client.tool("psql"), "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", figures_sql(method)],
             env=env,
@@ -489,7 +488,7 @@ class PostgresAdapter(ServerAdapter):
         self, client: PgClient, target: DatabaseUrl, env: Mapping[str, str]
     ) -> bool:
         """Creates the target database when it does not exist; True when it was created."""
-        if target.database in self._existing:
+        if self._exists.get(target.database):
             return False  # warm_restore asked, in the query that read the server's version
         psql = client.tool("psql")
         query = (
@@ -512,8 +511,7 @@ class PostgresAdapter(ServerAdapter):
                 f"{redact(error_line(created.stderr))}"
             )
         log.info("created restore database %s", target.database)
-        self._absent.discard(target.database)
-        self._existing.add(target.database)
+        self._exists[target.database] = True
         return True
 
     def restore(
@@ -545,11 +543,7 @@ class PostgresAdapter(ServerAdapter):
         """Known once warm_restore has asked (it asks whether the target exists); None when it
         has not, or could not."""
         target = self.target
-        if target is None:
-            return None
-        if target.database in self._existing:
-            return True
-        return False if target.database in self._absent else None
+        return None if target is None else self._exists.get(target.database)
 
     def _restore(
         self,
@@ -563,7 +557,7 @@ class PostgresAdapter(ServerAdapter):
         # The server is asked on its maintenance database: the target may not exist yet.
         admin_env = client_env(target, password, self.settings.environ, database="postgres")
         env = client_env(target, password, self.settings.environ)
-        client = self.client_for(admin_env, setting=self.restore_setting)
+        client = self.client_for(admin_env, self.restore_setting)
         created: list[bool] = []
 
         # pg_restore turns the archive into SQL; psql runs the cleanup and that SQL in ONE
@@ -620,14 +614,14 @@ class PostgresAdapter(ServerAdapter):
     def probe(self) -> str:
         env = client_env(self.source, self.source_password(), self.settings.environ)
         # The server_version_num setting: reads nothing of the app's.
-        server = self.server_major(env, setting=self.database.source_setting)
+        server = self.server_major(env, self.database.source_setting)
         client = choose_client(server, self.clients())
         return f"PostgreSQL {server} reachable; pg_dump {client.major} ({client.bindir}) matches"
 
     def client_versions(self) -> dict[str, str | None]:
         try:
             env = client_env(self.source, self.source_password(), self.settings.environ)
-            client = self.client_for(env)
+            client = self.client_for(env, self.database.source_setting)
         except (OperationFailed, ConfigError):
             clients = self.clients()
             if not clients:

@@ -553,7 +553,9 @@ def test_the_server_version_and_the_target_are_asked_in_one_query(
             admin = client_env(url, None, settings.environ, database="postgres")
             queries.clear()
             adapter.warm_restore()
-            created = adapter.ensure_database(adapter.client_for(admin), url, admin)
+            created = adapter.ensure_database(
+                adapter.client_for(admin, "RESTORE_DATABASE_URL"), url, admin
+            )
             assert created is not exists
             if exists:
                 assert len(queries) == 1 and "server_version_num" in queries[0], queries
