@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -257,3 +258,29 @@ def test_each_half_ends_with_a_full_bar_of_its_own_bytes(app: App) -> None:
         assert record is not None and record.total_bytes_processed
         assert last.percent_done == 1.0, (label, last)
         assert last.bytes_done == last.total_bytes == record.total_bytes_processed, (label, last)
+
+
+def test_a_probe_that_fails_after_both_halves_are_saved_fails_no_run(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe beside the halves only bounds a backend that answers nothing. Under load its
+    4 s could run out after both snapshots were saved (CI saw a run fail so): that run is good."""
+    from kamal_backup.errors import RepositoryUnreachable
+    from kamal_backup.services import backup as backup_service
+    from kamal_backup.settings import load_settings
+
+    def late_probe(halves: backup_service._Halves) -> None:
+        deadline = time.monotonic() + 60
+        while not (halves.files_summary and halves.database_summaries):
+            assert time.monotonic() < deadline, "the halves never finished"
+            time.sleep(0.01)
+        raise RepositoryUnreachable(
+            "repository unreachable: did not answer within 4s", returncode=-1
+        )
+
+    # A local repository has no probe; this one is treated as remote so that it has one.
+    monkeypatch.setattr(backup_service, "is_local_repository", lambda repository: False)
+    monkeypatch.setattr(backup_service._Halves, "probe", late_probe)
+    run = backup_service.run_backup(load_settings(environ=app.env))
+    assert run.status == "success"
+    assert {"database", "files", "manifest"} == set(snapshots_of_run(app, run.run))
