@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import re
@@ -404,7 +405,16 @@ class MysqlAdapter(ServerAdapter):
         tables = self._tables(source, env, source.database, self.database.source_setting)
         script = figures_script(source.database, tables, method, snapshot=True)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            future = pool.submit(self._run_figures, source, env, script, tables, method)
+            # In the dump's context: cancelling the operation kills the figures' session too.
+            future = pool.submit(
+                contextvars.copy_context().run,
+                self._run_figures,
+                source,
+                env,
+                script,
+                tables,
+                method,
+            )
             yield DumpCommand(argv=argv, env=env, figures=future.result)
 
     # Manifest figures ---------------------------------------------------------------------

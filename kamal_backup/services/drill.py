@@ -13,7 +13,6 @@ import shlex
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -518,6 +517,7 @@ def _perform(
     if files is not None:
         computations[FILES_PART] = functools.partial(restored_files, files_target, files.paths)
     computed = _side_by_side(computations)
+    process.raise_if_cancelled()
     for value in computed.values():
         if isinstance(value, BaseException):
             raise value
@@ -549,22 +549,12 @@ def _label(part: DrillPart) -> str:
 
 
 def _side_by_side(calls: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:
-    """Runs each call in its own thread; its result, or the exception it raised, by key."""
-    if len(calls) <= 1:
-        found: dict[str, Any] = {}
-        for key, call in calls.items():
-            try:
-                found[key] = call()
-            except (Exception, KeyboardInterrupt) as exc:
-                found[key] = exc
-        return found
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        futures = {key: pool.submit(call) for key, call in calls.items()}
-    found = {}
-    for key, future in futures.items():
-        error = future.exception()
-        found[key] = error if error is not None else future.result()
-    return found
+    """Runs each call as a part of the current operation (process.run_parts: its own thread, in
+    the operation's cancel scope, so Ctrl-C, SIGTERM or the TUI's cancel stops its children);
+    its result, or the exception it raised, by key. A part that fails leaves the others to
+    finish: what they restored stays restored and is reported."""
+    outcome = process.run_parts(calls, let_finish=lambda exc: True)
+    return {**outcome.results, **outcome.failures}
 
 
 def check_environment(settings: Settings, record: DrillRecord) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import signal
 import sqlite3
 import threading
@@ -283,7 +284,22 @@ def test_a_drill_killed_halfway_is_recorded_as_interrupted(app: App) -> None:
     add_bulk(app.db, 20000, 2000)
     app.cli("backup", check=True)
     app.env.update(scratch(app))
+    # The database's `restic dump` is held until the signal ends it: the signal lands while
+    # the database is restored, not after (a loaded CI machine once read the log line late,
+    # when both parts were restored and verified, and the record rightly said "verified").
+    [database] = app.snapshot_ids("type:database")
+    real = shutil.which("restic")
+    held = app.root / "held-bin"
+    held.mkdir()
+    (held / "restic").write_text(
+        f'#!/bin/sh\nif [ "$1" = dump ] && [ "$2" = {database} ]; then sleep 600; fi\n'
+        f'exec "{real}" "$@"\n'
+    )
+    (held / "restic").chmod(0o755)
+    plain_path = app.env["PATH"]
+    app.env["PATH"] = f"{held}:{plain_path}"
     proc = start_until(app, "restoring database snapshot", "drill")
+    app.env["PATH"] = plain_path
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 130
     [record] = state.drills(app.root / "state" / "shop")

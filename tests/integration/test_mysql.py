@@ -14,7 +14,10 @@ from collections.abc import Iterator
 import pytest
 
 from kamal_backup import process
+from kamal_backup.databases import adapters_for
 from kamal_backup.databases.mysql_sessions import RowSessions
+from kamal_backup.errors import KamalBackupError
+from kamal_backup.settings import load_settings
 from tests.conftest import App
 from tests.integration.databases import MY_ADMIN, mariadb, my_databases
 
@@ -592,3 +595,47 @@ def test_row_sessions_connect_only_after_the_main_session(
     assert mariadb("SELECT COUNT(*) FROM t", target).strip() == "20000"
     said = [r.getMessage() for r in caplog.records if "could not start" in r.getMessage()]
     assert len(said) == 2 and "max_user_connections" in said[0], said
+
+
+def test_cancelling_a_dump_stops_its_figures_session(my_app: tuple[App, str, str]) -> None:
+    """The figures' session (its own thread) belongs to the operation: a cancel kills it at
+    once instead of waiting for its queries to end."""
+    app, source, _ = my_app
+    [adapter] = adapters_for(load_settings(environ=app.env))
+    locker = subprocess.Popen(
+        ["mariadb", *MY_ADMIN, source], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    assert locker.stdin is not None
+
+    def unlock() -> None:
+        for session in mariadb(
+            "SELECT id FROM information_schema.processlist WHERE info = 'SELECT SLEEP(60)'"
+        ).split():
+            mariadb(f"KILL {session}")
+        locker.kill()
+        locker.wait()
+
+    # Its table locked for writing elsewhere, the figures' SELECT waits for the lock.
+    locker.stdin.write("LOCK TABLES customers WRITE; SELECT SLEEP(60);\n")
+    locker.stdin.flush()
+    deadline = time.monotonic() + 10
+    while "SLEEP(60)" not in mariadb("SHOW PROCESSLIST"):
+        assert time.monotonic() < deadline, "the lock was not taken"
+        time.sleep(0.05)
+    with process.cancel_scope("backup") as scope:
+        with adapter.dump_command() as command:
+            try:
+                deadline = time.monotonic() + 10
+                while not scope.children:
+                    assert time.monotonic() < deadline, "the figures' session is not the backup's"
+                    time.sleep(0.05)
+                [session] = scope.children
+                assert session.poll() is None
+                started = time.monotonic()
+                scope.cancel()
+                assert session.poll() is not None
+                assert time.monotonic() - started < 10
+            finally:
+                unlock()  # before the block waits for the figures
+        with pytest.raises(KamalBackupError):
+            command.figures()
