@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from kamal_backup import process, state
 from kamal_backup.errors import Interrupted, KamalBackupError
@@ -20,6 +21,8 @@ from kamal_backup.settings import Settings
 from kamal_backup.verification import DrillRecord
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Backup = Callable[[Settings], BackupRun]
 Drill = Callable[[Settings], DrillRecord]
@@ -67,6 +70,22 @@ def next_start(previous: float, interval: float, now: float) -> float:
     return upcoming + missed * interval
 
 
+def _stoppable(name: str, stop: threading.Event, work: Callable[[], T]) -> T:
+    """Runs one scheduled operation in its own cancel scope, which `stop` (SIGTERM/SIGINT)
+    cancels: the operation in progress, and only it, ends with Interrupted."""
+    with process.cancel_scope(name) as scope:
+        finished = threading.Event()
+        watcher = threading.Thread(
+            target=_cancel_on_stop, args=(stop, finished, scope), daemon=True
+        )
+        watcher.start()
+        try:
+            return work()
+        finally:
+            finished.set()
+            watcher.join()
+
+
 def _cancel_on_stop(
     stop: threading.Event, finished: threading.Event, scope: process.CancelScope
 ) -> None:
@@ -110,23 +129,17 @@ def run_schedule(
     runs = failures = 0
     while not stop.is_set():
         try:
-            with process.cancel_scope(f"scheduled backup {runs + 1}") as scope:
-                # `stop` (SIGTERM/SIGINT) cancels the run in progress, and only that run.
-                finished = threading.Event()
-                watcher = threading.Thread(
-                    target=_cancel_on_stop, args=(stop, finished, scope), daemon=True
-                )
-                watcher.start()
-                try:
-                    result = backup(settings)
-                finally:
-                    finished.set()
-                    watcher.join()
+            result = _stoppable(f"scheduled backup {runs + 1}", stop, lambda: backup(settings))
             log.info(
                 "scheduled backup %s succeeded in %.1fs", result.run, result.duration_seconds or 0
             )
             if drill_due(settings, datetime.now(UTC)):
-                scheduled_drill(settings, drill)
+                try:
+                    _stoppable("scheduled drill", stop, lambda: scheduled_drill(settings, drill))
+                except Interrupted:
+                    # Recorded as interrupted; the next drill stores the record in the repository.
+                    log.info("scheduled drill interrupted by shutdown")
+                    break
         except Interrupted:
             if stop.is_set():
                 log.info("scheduled backup interrupted by shutdown")

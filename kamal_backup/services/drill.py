@@ -478,6 +478,8 @@ def _perform(
         {part: functools.partial(restore, part, s) for part, s in chosen.items()}
     )
     record.parts = [part for part in restored.values() if isinstance(part, DrillPart)]
+    # Cancelled, a part killed under it may fail with its tool's error: the drill was interrupted.
+    process.raise_if_cancelled()
     failures = {part: exc for part, exc in restored.items() if isinstance(exc, BaseException)}
     for exc in failures.values():
         if isinstance(exc, Interrupted | KeyboardInterrupt):
@@ -495,7 +497,6 @@ def _perform(
             failed = "file" if part == FILES_PART else part.replace(":", " ")
             raise OperationFailed(f"{done}, but the {failed} restore failed: {exc}") from None
         raise exc
-    process.raise_if_cancelled()
     if before_verify is not None:
         before_verify(record)
 

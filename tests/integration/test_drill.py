@@ -8,6 +8,7 @@ import shutil
 import signal
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from kamal_backup.services.drill import run_drill
 from kamal_backup.services.evidence import build_evidence
 from kamal_backup.settings import Settings, load_settings
 from kamal_backup.verification import DrillRecord
-from tests.conftest import App, add_bulk, sqlite_rows, start_until
+from tests.conftest import App, sqlite_rows, start_until
 from tests.integration.databases import mariadb, my_databases, pg_databases, psql
 from tests.integration.servers import rest_server
 
@@ -280,24 +281,29 @@ def test_gates_refuse_drills(app: App) -> None:
     assert state.drills(app.root / "state" / "shop") == []
 
 
-def test_a_drill_killed_halfway_is_recorded_as_interrupted(app: App) -> None:
-    add_bulk(app.db, 20000, 2000)
-    app.cli("backup", check=True)
-    app.env.update(scratch(app))
-    # The database's `restic dump` is held until the signal ends it: the signal lands while
-    # the database is restored, not after (a loaded CI machine once read the log line late,
-    # when both parts were restored and verified, and the record rightly said "verified").
-    [database] = app.snapshot_ids("type:database")
+def holding_database_dumps(app: App) -> tuple[str, Path]:
+    """A PATH whose `restic` holds every `dump` of a SQLite database until a signal ends it
+    (manifests and the rest run as usual), and the file it touches once one is held: a signal
+    then lands while the database is restored, whatever the machine's load."""
     real = shutil.which("restic")
     held = app.root / "held-bin"
     held.mkdir()
+    marker = app.root / "dump-held"
     (held / "restic").write_text(
-        f'#!/bin/sh\nif [ "$1" = dump ] && [ "$2" = {database} ]; then sleep 600; fi\n'
-        f'exec "{real}" "$@"\n'
+        f'#!/bin/sh\nif [ "$1" = dump ]; then case "$3" in *.sqlite3) touch "{marker}"; '
+        f'sleep 600;; esac; fi\nexec "{real}" "$@"\n'
     )
     (held / "restic").chmod(0o755)
+    return f"{held}:{app.env['PATH']}", marker
+
+
+def test_a_drill_killed_halfway_is_recorded_as_interrupted(app: App) -> None:
+    app.cli("backup", check=True)
+    app.env.update(scratch(app))
+    # A loaded CI machine once read the log line late, when both parts were restored and
+    # verified: the record said "verified". The dump is held now, as a big database's would be.
     plain_path = app.env["PATH"]
-    app.env["PATH"] = f"{held}:{plain_path}"
+    app.env["PATH"], _ = holding_database_dumps(app)
     proc = start_until(app, "restoring database snapshot", "drill")
     app.env["PATH"] = plain_path
     proc.send_signal(signal.SIGTERM)
@@ -305,10 +311,8 @@ def test_a_drill_killed_halfway_is_recorded_as_interrupted(app: App) -> None:
     [record] = state.drills(app.root / "state" / "shop")
     assert record.status == "interrupted"
     assert record.verification.status == "not verified"
-    # The scratch database is never swapped in half-made: absent, or the whole restored copy
-    # (the parts restore side by side, so the database may have finished before the signal).
-    scratch_db = app.root / "scratch" / "db.sqlite3"
-    assert not scratch_db.exists() or sqlite_rows(scratch_db) == sqlite_rows(app.db)
+    # The scratch database is never swapped in half-made.
+    assert not (app.root / "scratch" / "db.sqlite3").exists()
     # The next drill stores the interrupted record in the repository too.
     drill_json(app)
     assert len(app.snapshot_ids("type:drill")) == 2
@@ -352,6 +356,28 @@ def test_the_scheduler_runs_a_due_drill_after_a_backup(app: App) -> None:
     later = datetime.now(UTC).replace(year=datetime.now(UTC).year + 1)
     report = check_health(settings, now=later)
     assert report.drill_overdue is True and report.last_drill_status == "passed"
+
+
+def test_stopping_the_scheduler_stops_its_drill_and_records_it_interrupted(app: App) -> None:
+    app.env["PATH"], held = holding_database_dumps(app)
+    settings = settings_of(app, KAMAL_BACKUP_DRILL_SCHEDULE_SECONDS="604800")
+    stop = threading.Event()
+    failures: list[int] = []
+    scheduler = threading.Thread(
+        target=lambda: failures.append(run_schedule(settings, stop)), daemon=True
+    )
+    scheduler.start()
+    deadline = time.monotonic() + 60
+    while not held.exists():
+        assert time.monotonic() < deadline and scheduler.is_alive(), "the drill never started"
+        time.sleep(0.05)
+    stop.set()  # what SIGTERM does to `kamal-backup schedule`
+    scheduler.join(timeout=30)
+    assert not scheduler.is_alive(), "the scheduler waited for its drill to finish"
+    assert failures == [0]  # the backup succeeded; a drill stopped by shutdown is no failure
+    [record] = state.drills(app.root / "state" / "shop")
+    assert record.ran_by == "scheduler" and record.status == "interrupted"
+    assert not (app.root / "scratch" / "db.sqlite3").exists()
 
 
 def test_retention_forgets_manifests_with_their_runs_and_keeps_drill_records(app: App) -> None:
