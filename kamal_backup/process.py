@@ -219,6 +219,8 @@ def run_parts(
                 if label in outcome.stopped:  # it finished before the stop reached it
                     outcome.stopped.remove(label)
 
+    if not parts:
+        return outcome
     if len(parts) == 1:
         label, work = next(iter(parts.items()))
         run_one(label, work)

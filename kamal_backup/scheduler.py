@@ -133,13 +133,17 @@ def run_schedule(
             log.info(
                 "scheduled backup %s succeeded in %.1fs", result.run, result.duration_seconds or 0
             )
-            if drill_due(settings, datetime.now(UTC)):
+            if not stop.is_set() and drill_due(settings, datetime.now(UTC)):
                 try:
                     _stoppable("scheduled drill", stop, lambda: scheduled_drill(settings, drill))
                 except Interrupted:
                     # Recorded as interrupted; the next drill stores the record in the repository.
-                    log.info("scheduled drill interrupted by shutdown")
-                    break
+                    if stop.is_set():
+                        log.info("scheduled drill interrupted by shutdown")
+                        break
+                    # e.g. its restic killed from outside: logged, and, like a failed drill,
+                    # no failure of the backups, which go on.
+                    log.error("scheduled drill interrupted")
         except Interrupted:
             if stop.is_set():
                 log.info("scheduled backup interrupted by shutdown")

@@ -457,6 +457,8 @@ def walk_files(
                 if remembered is not None and remembered[0] == figures:
                     value, keep = remembered[1], True
                 else:
+                    if cancelled():  # per file read: a directory of big files takes a while
+                        raise Interrupted()
                     try:
                         found = _value(f"{directory}/{name}", info)
                     except (FileNotFoundError, PermissionError):

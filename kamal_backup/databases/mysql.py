@@ -473,6 +473,7 @@ class MysqlAdapter(ServerAdapter):
                 child.stdin.close()
             output = child.stdout.read().decode("utf-8", "replace")
             code = child.wait()
+        process.raise_if_cancelled()  # killed by a cancel: not a failure of the count
         if code != 0:
             raise OperationFailed(
                 f"counting the MySQL database failed: {redact(error_line(tail.text()))}"

@@ -477,7 +477,8 @@ def _perform(
     restored = _side_by_side(
         {part: functools.partial(restore, part, s) for part, s in chosen.items()}
     )
-    record.parts = [part for part in restored.values() if isinstance(part, DrillPart)]
+    # In the chosen order (databases, then files), not the order they finished.
+    record.parts = [part for key in chosen if isinstance(part := restored[key], DrillPart)]
     # Cancelled, a part killed under it may fail with its tool's error: the drill was interrupted.
     process.raise_if_cancelled()
     failures = {part: exc for part, exc in restored.items() if isinstance(exc, BaseException)}

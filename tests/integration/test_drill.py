@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -297,17 +299,34 @@ def holding_database_dumps(app: App) -> tuple[str, Path]:
     return f"{held}:{app.env['PATH']}", marker
 
 
+def kill_held_dumps(app: App) -> None:
+    """Kills what a failed test left held (each held dump leads its own process group)."""
+    wrapper = str(app.root / "held-bin").encode()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and wrapper in (entry / "cmdline").read_bytes():
+                os.killpg(int(entry.name), signal.SIGKILL)
+
+
 def test_a_drill_killed_halfway_is_recorded_as_interrupted(app: App) -> None:
     app.cli("backup", check=True)
     app.env.update(scratch(app))
     # A loaded CI machine once read the log line late, when both parts were restored and
     # verified: the record said "verified". The dump is held now, as a big database's would be.
     plain_path = app.env["PATH"]
-    app.env["PATH"], _ = holding_database_dumps(app)
+    app.env["PATH"], held = holding_database_dumps(app)
     proc = start_until(app, "restoring database snapshot", "drill")
     app.env["PATH"] = plain_path
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 130
+    try:
+        deadline = time.monotonic() + 60
+        while not held.exists():  # the signal lands on a running restore
+            assert time.monotonic() < deadline, "the database's dump never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        proc.kill()
+        kill_held_dumps(app)  # only when it failed: the drill stops them itself
     [record] = state.drills(app.root / "state" / "shop")
     assert record.status == "interrupted"
     assert record.verification.status == "not verified"
@@ -341,6 +360,18 @@ def test_a_backup_without_manifest_drills_as_not_verified_and_passes(app: App) -
     assert record["verification"]["reason"] == "no manifest"  # type: ignore[index]
 
 
+def test_a_database_only_app_without_manifest_drills_as_not_verified(app: App) -> None:
+    # Nothing to recompute at all: the verification step has no part to run.
+    app.env["BACKUP_PATHS"] = ""
+    run_backup(load_settings(environ=app.env), manifest=False)
+    record = drill_json(app)
+    assert record["_exit"] == 0, record["_stderr"]
+    assert record["status"] == "passed"
+    assert record["verification"]["status"] == "not verified"  # type: ignore[index]
+    assert [part["kind"] for part in record["parts"]] == ["database"]  # type: ignore[union-attr]
+    assert len(state.drills(app.root / "state" / "shop")) == 1
+
+
 def test_the_scheduler_runs_a_due_drill_after_a_backup(app: App) -> None:
     settings = settings_of(app, KAMAL_BACKUP_DRILL_SCHEDULE_SECONDS="604800")
     failures = run_schedule(settings, threading.Event(), max_runs=1)
@@ -367,13 +398,17 @@ def test_stopping_the_scheduler_stops_its_drill_and_records_it_interrupted(app: 
         target=lambda: failures.append(run_schedule(settings, stop)), daemon=True
     )
     scheduler.start()
-    deadline = time.monotonic() + 60
-    while not held.exists():
-        assert time.monotonic() < deadline and scheduler.is_alive(), "the drill never started"
-        time.sleep(0.05)
-    stop.set()  # what SIGTERM does to `kamal-backup schedule`
-    scheduler.join(timeout=30)
-    assert not scheduler.is_alive(), "the scheduler waited for its drill to finish"
+    try:
+        deadline = time.monotonic() + 60
+        while not held.exists():
+            assert time.monotonic() < deadline and scheduler.is_alive(), "the drill never started"
+            time.sleep(0.05)
+        stop.set()  # what SIGTERM does to `kamal-backup schedule`
+        scheduler.join(timeout=30)
+        assert not scheduler.is_alive(), "the scheduler waited for its drill to finish"
+    finally:
+        stop.set()
+        kill_held_dumps(app)  # only when it failed: the drill stops them itself
     assert failures == [0]  # the backup succeeded; a drill stopped by shutdown is no failure
     [record] = state.drills(app.root / "state" / "shop")
     assert record.ran_by == "scheduler" and record.status == "interrupted"

@@ -16,7 +16,7 @@ import pytest
 from kamal_backup import process
 from kamal_backup.databases import adapters_for
 from kamal_backup.databases.mysql_sessions import RowSessions
-from kamal_backup.errors import KamalBackupError
+from kamal_backup.errors import Interrupted
 from kamal_backup.settings import load_settings
 from tests.conftest import App
 from tests.integration.databases import MY_ADMIN, mariadb, my_databases
@@ -637,5 +637,5 @@ def test_cancelling_a_dump_stops_its_figures_session(my_app: tuple[App, str, str
                 assert time.monotonic() - started < 10
             finally:
                 unlock()  # before the block waits for the figures
-        with pytest.raises(KamalBackupError):
+        with pytest.raises(Interrupted):
             command.figures()

@@ -197,7 +197,7 @@ def test_the_manifest_leaves_out_what_restic_excludes(tmp_path: Path) -> None:
 def test_a_failing_scheduled_drill_never_stops_the_backups(tmp_path: Path) -> None:
     import threading
 
-    from kamal_backup.errors import OperationFailed
+    from kamal_backup.errors import Interrupted, OperationFailed
     from kamal_backup.models import BackupRun
     from kamal_backup.scheduler import run_schedule
 
@@ -228,11 +228,23 @@ def test_a_failing_scheduled_drill_never_stops_the_backups(tmp_path: Path) -> No
         drills.append(1)
         if len(drills) == 1:
             raise OperationFailed("the scratch database is unreachable")
+        if len(drills) == 2:
+            raise Interrupted()  # its restic killed from outside, not a shutdown
         raise RuntimeError("an unexpected bug")
 
     failures = run_schedule(settings, Stop(), backup=backup, drill=drill, max_runs=3)
     assert failures == 0  # drills are not backups: their failures are logged, never counted
     assert len(backups) == 3 and len(drills) == 3  # none recorded, so each run's drill was due
+
+    # A stop that comes while the backup runs starts no drill after it.
+    stop = Stop()
+
+    def stopped_backup(settings: Settings) -> BackupRun:
+        stop.set()
+        return backup(settings)
+
+    assert run_schedule(settings, stop, backup=stopped_backup, drill=drill) == 0
+    assert len(backups) == 4 and len(drills) == 3
 
 
 def test_a_manifest_from_before_several_databases_reads_as_primary() -> None:

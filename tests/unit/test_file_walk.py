@@ -359,3 +359,28 @@ def test_a_cache_of_the_per_file_format_is_replaced(tmp_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(cache)) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {"directories"}
+
+
+def test_a_cancel_stops_the_walk_before_the_next_file_it_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One directory of big files would otherwise be read to its end after a cancel."""
+    from kamal_backup import process
+    from kamal_backup.errors import Interrupted
+
+    for i in range(5):
+        (tmp_path / f"big-{i}.bin").write_bytes(b"x" * 1000)
+    read: list[str] = []
+    real_value = verification._value
+
+    with process.cancel_scope("drill") as scope:
+
+        def value_then_cancel(path: str, info: os.stat_result) -> str | None:
+            read.append(path)
+            scope.cancel()
+            return real_value(path, info)
+
+        monkeypatch.setattr(verification, "_value", value_then_cancel)
+        with pytest.raises(Interrupted):
+            walk_files([(tmp_path, "/data")])
+    assert len(read) == 1
