@@ -79,9 +79,23 @@ class UTCFormatter(logging.Formatter):
         super().__init__("%(asctime)sZ %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the `sys.stderr` of the moment, not the one at set-up: while progress bars
+    show, rich puts a proxy there that prints each line above the bars (a handler holding the
+    real stream wrote into the bar's line: "0:00:00202" and "6-11-29T00:21:49Z INFO ...")."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(verbose: bool = False) -> None:
     """One timestamped line per step on stderr (container logs), every line redacted."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(UTCFormatter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger("kamal_backup")

@@ -39,6 +39,27 @@ def test_both_halves_show_as_two_bars_at_once(monkeypatch: pytest.MonkeyPatch) -
     assert "25%" in frames  # the file bar knows its total
 
 
+def test_a_log_line_while_bars_show_is_printed_above_them_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A drill logs while its bars show: each line goes through the console drawing them,
+    whole, not into the middle of a bar's line."""
+    import logging
+
+    out = io.StringIO()
+    monkeypatch.setattr(
+        console, "stderr", Console(file=out, force_terminal=True, width=200, color_system=None)
+    )
+    with console.preserved_logging():
+        console.setup_logging()
+        with console.live_progress() as update:
+            assert update is not None
+            update("database", ResticStatus(total_bytes=4 << 20, bytes_done=4 << 20))
+            logging.getLogger("kamal_backup.drill").info("database restored in 2.2s")
+    lines = out.getvalue().replace("\r", "\n").split("\n")
+    assert any(line.endswith(" INFO database restored in 2.2s") for line in lines), lines
+
+
 def test_no_bars_in_container_logs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(console, "stderr", Console(file=io.StringIO(), force_terminal=False))
     with console.live_progress() as update:
