@@ -81,6 +81,17 @@ class Interrupted(KamalBackupError):
         super().__init__(message)
 
 
+class DrillInterrupted(Interrupted):
+    """A drill interrupted after some of its parts were restored. `restored` says each, as
+    "<part> snapshot <id> was restored into <target>" (they stay restored); `unfinished` is the
+    kinds ("database", "files") with a part the cancel stopped, as the cancel left it."""
+
+    def __init__(self, restored: list[str], unfinished: set[str]) -> None:
+        super().__init__()
+        self.restored = restored
+        self.unfinished = unfinished
+
+
 class ToolMissing(OperationFailed):
     """An external program the operation needs is not installed."""
 

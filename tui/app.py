@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from textual.widgets import Footer, Header, Input, RichLog, TabbedContent, TabPa
 
 from kamal_backup import process
 from kamal_backup.console import preserved_logging
-from kamal_backup.errors import Interrupted
+from kamal_backup.errors import DrillInterrupted
 from kamal_backup.models import ResticStatus, SnapshotType
 from kamal_backup.redact import RedactingFilter
 from kamal_backup.settings import Settings
@@ -80,16 +79,16 @@ def cancelled_text(
     (of a drill, only the parts it restores: `kinds`)."""
     if operation != "restore drill":
         return f"cancelled: {UNTOUCHED.get(operation, 'nothing more was started')}"
-    said = describe_error(exc) if exc is not None and not isinstance(exc, Interrupted) else ""
-    done = said.split(", but", 1)[0] if "restored into" in said else ""
-    # A part that had finished stays restored (the service says which, "<part> snapshot …");
-    # each other part is as the cancel left it.
-    finished = {kind for kind in kinds if re.search(rf"(^|, ){kind}\b", done)}
-    lines = [done] if done else []
-    if "database" in kinds and "database" not in finished:
+    # A part that had finished stays restored (the drill says which); each other part is as the
+    # cancel left it. Every part restored: the cancel came while the drill verified them.
+    lines = [", ".join(exc.restored)] if isinstance(exc, DrillInterrupted) else []
+    unfinished = exc.unfinished if isinstance(exc, DrillInterrupted) else set(kinds)
+    if "database" in kinds and "database" in unfinished:
         lines.append(DRILL_DATABASE_UNTOUCHED.get(adapter, "the target database may be part-way"))
-    if "files" in kinds and "files" not in finished:
+    if "files" in kinds and "files" in unfinished:
         lines.append(FILES_UNTOUCHED)
+    if isinstance(exc, DrillInterrupted) and not unfinished:
+        lines.append("they were not verified")
     return f"cancelled: {'; '.join(lines)}"
 
 

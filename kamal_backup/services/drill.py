@@ -12,6 +12,7 @@ import secrets
 import shlex
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from kamal_backup import process, redact, state
 from kamal_backup.databases import adapter_for, adapters_for
 from kamal_backup.errors import (
     ConfigError,
+    DrillInterrupted,
     Interrupted,
     KamalBackupError,
     OperationFailed,
@@ -410,10 +412,17 @@ def run_drill(
             _perform(
                 settings, restic, every, chosen, record, check_argv, on_status, before_verify, clock
             )
-        except (Interrupted, KeyboardInterrupt):
+        except (Interrupted, KeyboardInterrupt) as exc:
             record.status = "interrupted"
             record.error = "interrupted"
             _finish(settings, restic, record, now)
+            if isinstance(exc, Interrupted) and record.parts:
+                kinds: Counter[str] = Counter(
+                    "files" if key == FILES_PART else "database" for key in chosen
+                )
+                done: Counter[str] = Counter(part.kind for part in record.parts)
+                unfinished = {kind for kind, count in kinds.items() if done[kind] < count}
+                raise DrillInterrupted(_restored(record.parts), unfinished) from None
             raise
         except KamalBackupError as exc:
             record.status = "failed"
@@ -489,12 +498,7 @@ def _perform(
         part, exc = next(iter(failures.items()))
         if record.parts:
             # Say what did happen: the other parts are restored and stay restored.
-            several = len([p for p in record.parts if p.kind == "database"]) > 1
-            done = ", ".join(
-                f"{_label(p) if several else p.kind} snapshot {p.snapshot_id[:8]} was restored "
-                f"into {p.target}"
-                for p in record.parts
-            )
+            done = ", ".join(_restored(record.parts))
             failed = "file" if part == FILES_PART else part.replace(":", " ")
             raise OperationFailed(f"{done}, but the {failed} restore failed: {exc}") from None
         raise exc
@@ -518,6 +522,8 @@ def _perform(
             )
     if files is not None:
         computations[FILES_PART] = functools.partial(restored_files, files_target, files.paths)
+    if computations:  # rows and files read again: on a big database, the longest step
+        log.info("drill: verifying the restored %s", " and ".join(_what(computations)))
     computed = _side_by_side(computations)
     process.raise_if_cancelled()
     for value in computed.values():
@@ -546,8 +552,24 @@ def _perform(
     )
 
 
+def _what(parts: Mapping[str, object]) -> list[str]:
+    databases = len([key for key in parts if key != FILES_PART])
+    said = [f"{databases} databases" if databases > 1 else "database"] if databases else []
+    return said + (["files"] if FILES_PART in parts else [])
+
+
 def _label(part: DrillPart) -> str:
     return f"database {part.database}" if part.kind == "database" and part.database else part.kind
+
+
+def _restored(parts: Sequence[DrillPart]) -> list[str]:
+    """Each restored part in words: "files snapshot 1a2b3c4d was restored into …"."""
+    several = len([p for p in parts if p.kind == "database"]) > 1
+    return [
+        f"{_label(part) if several else part.kind} snapshot {part.snapshot_id[:8]} was restored "
+        f"into {part.target}"
+        for part in parts
+    ]
 
 
 def _side_by_side(calls: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:

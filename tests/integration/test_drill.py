@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kamal_backup import cli, state
+from kamal_backup import cli, process, state
 from kamal_backup.console import preserved_logging
+from kamal_backup.errors import DrillInterrupted
 from kamal_backup.scheduler import run_schedule
 from kamal_backup.services import drill as drill_service
 from kamal_backup.services.backup import run_backup
@@ -84,6 +85,10 @@ def test_sqlite_drill_with_files_passes_verified_and_is_recorded_twice(app: App)
     files = app.root / "scratch" / "files"
     assert f"WARNING drill: {files} holds 1 file (22 B); it will be replaced" in stderr
     assert stderr.index(said) < stderr.index("restoring")  # said before anything is written
+    # The long step after the restore says what it does.
+    assert stderr.index("INFO drill: verifying the restored database and files") < (
+        stderr.index("INFO drill: verified:")
+    )
     assert not old.exists()
     assert record["status"] == "passed"
     verification = record["verification"]
@@ -335,6 +340,47 @@ def test_a_drill_killed_halfway_is_recorded_as_interrupted(app: App) -> None:
     # The next drill stores the interrupted record in the repository too.
     drill_json(app)
     assert len(app.snapshot_ids("type:drill")) == 2
+
+
+def test_a_drill_cancelled_after_its_files_were_restored_says_so(app: App) -> None:
+    """The interruption names what stays restored (the TUI says it with the cancel)."""
+    app.cli("backup", check=True)
+    app.env["PATH"], held = holding_database_dumps(app)
+    settings = settings_of(app)
+    restored_files = app.root / "scratch" / "files" / str(app.files).lstrip("/")
+    raised: list[BaseException] = []
+
+    def drill() -> None:
+        with process.cancel_scope("drill") as scope:
+            scopes.append(scope)
+            try:
+                run_drill(settings)
+            except BaseException as exc:
+                raised.append(exc)
+
+    scopes: list[process.CancelScope] = []
+    worker = threading.Thread(target=drill, daemon=True)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not (held.exists() and restored_files.exists()):
+            assert time.monotonic() < deadline and worker.is_alive(), "the parts never got there"
+            time.sleep(0.05)
+        scopes[0].cancel()
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+    finally:
+        kill_held_dumps(app)
+    [exc] = raised
+    assert isinstance(exc, DrillInterrupted), repr(exc)
+    [record] = state.drills(app.root / "state" / "shop")
+    assert record.status == "interrupted"
+    [files] = record.parts
+    assert files.kind == "files"
+    assert exc.restored == [
+        f"files snapshot {files.snapshot_id[:8]} was restored into {files.target}"
+    ]
+    assert exc.unfinished == {"database"}
 
 
 # History, evidence, scheduler, retention, append-only -------------------------------------------

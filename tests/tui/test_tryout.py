@@ -10,7 +10,7 @@ import pytest
 from textual.widgets import Checkbox, Input, RadioSet, RichLog, Select, Static, Tree
 
 from kamal_backup import process
-from kamal_backup.errors import OperationFailed
+from kamal_backup.errors import DrillInterrupted
 from kamal_backup.models import SUSPICIOUS_TAG, BackupRun, FileEntry, Snapshot
 from kamal_backup.services.backup import check_backup_paths
 from kamal_backup.verification import DrillRecord
@@ -248,9 +248,9 @@ DATABASE_UNTOUCHED = "the target database is as it was (the restore commits only
 
 
 @pytest.mark.parametrize(
-    ("done", "failed", "untouched"),
+    ("done", "unfinished", "untouched"),
     [
-        ("database snapshot 1a2b3c4d was restored into shop_drill", "file", FILES_UNTOUCHED),
+        ("database snapshot 1a2b3c4d was restored into shop_drill", "files", FILES_UNTOUCHED),
         (
             "files snapshot 5e6f7a8b was restored into /restore/files",
             "database",
@@ -259,11 +259,21 @@ DATABASE_UNTOUCHED = "the target database is as it was (the restore commits only
     ],
 )
 def test_a_drill_cancelled_after_one_part_says_that_part_stays_and_the_other_is_untouched(
-    done: str, failed: str, untouched: str
+    done: str, unfinished: str, untouched: str
 ) -> None:
-    error = OperationFailed(f"{done}, but the {failed} restore failed: interrupted")
-    said = cancelled_text("restore drill", error, "postgres", ("database", "files"))
+    said = cancelled_text(
+        "restore drill", DrillInterrupted([done], {unfinished}), "postgres", ("database", "files")
+    )
     assert said == f"cancelled: {done}; {untouched}"
+
+
+def test_a_drill_cancelled_while_it_verified_says_both_parts_were_restored() -> None:
+    done = [
+        "database snapshot 1a2b3c4d was restored into shop_drill",
+        "files snapshot 5e6f7a8b was restored into /restore/files",
+    ]
+    said = cancelled_text("restore drill", DrillInterrupted(done, set()), "sqlite")
+    assert said == f"cancelled: {', '.join(done)}; they were not verified"
 
 
 async def test_a_cancelled_backups_banner_goes_on_refresh_and_when_a_later_operation_starts(

@@ -6,6 +6,7 @@ import contextvars
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -234,3 +235,34 @@ def test_a_stderr_tail_whose_stream_is_closed_under_it_keeps_what_it_read() -> N
     finally:
         threading.excepthook = previous
     assert escaped == []
+
+
+def test_counting_a_big_sqlite_table_stops_at_a_cancel_within_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drill's (or backup's) SQLite figures see a cancel within a table, not after it."""
+    import hashlib
+    import sqlite3
+    import types
+
+    from kamal_backup.databases import sqlite as sqlite_adapter
+
+    path = tmp_path / "db.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+        db.executemany("INSERT INTO notes VALUES (?)", [(f"note {i}",) for i in range(1000)])
+    db.close()
+    hashed: list[int] = []
+    with process.cancel_scope("drill") as scope:
+
+        def blake2b_then_cancel(data: bytes, digest_size: int) -> object:
+            hashed.append(1)
+            scope.cancel()  # as Ctrl-C would, once the table's rows are being read
+            return hashlib.blake2b(data, digest_size=digest_size)
+
+        monkeypatch.setattr(
+            sqlite_adapter, "hashlib", types.SimpleNamespace(blake2b=blake2b_then_cancel)
+        )
+        with pytest.raises(Interrupted):
+            sqlite_adapter.sqlite_figures(path, "checksum")
+    assert len(hashed) <= sqlite_adapter._CANCEL_EVERY
