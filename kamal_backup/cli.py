@@ -455,8 +455,9 @@ def drill(
 ) -> None:
     """Restore a run into scratch targets, verify it against its manifest, and record the drill.
 
-    Exit 0 passed; 1 failed (restore, verification mismatch or check); 3 refused by a gate.
-    Needs KAMAL_BACKUP_ALLOW_RESTORE=true; never writes to the backup source.
+    Exit 0 passed; 1 failed (restore, verification mismatch or check); 2 configuration or
+    usage; 3 refused by a gate; 130 interrupted (recorded as such). Needs
+    KAMAL_BACKUP_ALLOW_RESTORE=true; never writes to the backup source.
     """
     from kamal_backup.services.drill import run_drill
 
