@@ -115,11 +115,15 @@ def run_schedule(
             start_delay_seconds=settings.backup_start_delay_seconds,
         ),
     )
+    drills = settings.kamal_backup_drill_schedule_seconds
     log.info(
-        "scheduler started for %s: a backup every %ds, first in %ds",
+        "scheduler started for %s: a backup every %ds, first in %ds; %s",
         settings.app_name,
         interval,
         settings.backup_start_delay_seconds,
+        f"a restore drill after a backup once the last is {drills}s old"
+        if drills
+        else "no scheduled drills (KAMAL_BACKUP_DRILL_SCHEDULE_SECONDS)",
     )
     if settings.backup_start_delay_seconds and stop.wait(settings.backup_start_delay_seconds):
         log.info("scheduler stopped before its first run")

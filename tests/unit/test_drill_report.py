@@ -194,7 +194,9 @@ def test_the_manifest_leaves_out_what_restic_excludes(tmp_path: Path) -> None:
     assert found.files == 1 and found.bytes == len("keep.txt")
 
 
-def test_a_failing_scheduled_drill_never_stops_the_backups(tmp_path: Path) -> None:
+def test_a_failing_scheduled_drill_never_stops_the_backups(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import threading
 
     from kamal_backup.errors import Interrupted, OperationFailed
@@ -232,7 +234,9 @@ def test_a_failing_scheduled_drill_never_stops_the_backups(tmp_path: Path) -> No
             raise Interrupted()  # its restic killed from outside, not a shutdown
         raise RuntimeError("an unexpected bug")
 
+    caplog.set_level("INFO", logger="kamal_backup")
     failures = run_schedule(settings, Stop(), backup=backup, drill=drill, max_runs=3)
+    assert "a restore drill after a backup once the last is 60s old" in caplog.text
     assert failures == 0  # drills are not backups: their failures are logged, never counted
     assert len(backups) == 3 and len(drills) == 3  # none recorded, so each run's drill was due
 

@@ -63,3 +63,5 @@ def test_a_failed_run_is_logged_and_the_loop_goes_on(tmp_path: Path, caplog) -> 
     assert failures == 1
     assert starts == [1000.0, 1060.0, 1120.0, 1180.0]
     assert "scheduled backup failed: the dump failed: connection refused" in caplog.text
+    # The start line says whether drills are scheduled, and what would schedule them.
+    assert "no scheduled drills (KAMAL_BACKUP_DRILL_SCHEDULE_SECONDS)" in caplog.text
