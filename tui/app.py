@@ -415,9 +415,11 @@ class KamalBackupApp(App[None]):
         target: Widget,
         call: Operation,
         kinds: tuple[SnapshotType, ...] = ("database", "files"),
+        focus: Widget | None = None,
     ) -> bool:
         """Runs `call` in a thread worker; progress and the outcome are posted to `target`.
-        `kinds`: the parts a drill restores (a cancel says what it left of those only)."""
+        `kinds`: the parts a drill restores (a cancel says what it left of those only). Started
+        from a text field, the focus leaves it: for `focus`, else the target's first control."""
         if self.operation is not None:
             self.notify(f"{self.operation} is running; wait for it or press x to cancel it")
             return False
@@ -426,7 +428,10 @@ class KamalBackupApp(App[None]):
         self.query_one(OverviewView).clear_outcome()  # the last outcome is history now
         if isinstance(self.focused, Input):
             # Keys typed now are meant for the app (x cancels), not for the field just used.
-            self.focus_first_control(target, inputs=False)
+            if focus is not None:
+                self.screen.set_focus(focus, scroll_visible=False)
+            else:
+                self.focus_first_control(target, inputs=False)
         self.refresh_bindings()
         self._run_operation(name, target, call, scope, kinds)
         return True

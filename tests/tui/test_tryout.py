@@ -17,6 +17,7 @@ from kamal_backup.verification import DrillRecord
 from tests.tui.fixed import FixedBackend, TaggedRuns, fixed_app, fixed_snapshots
 from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
 from tui.app import cancelled_text
+from tui.screens.drill import DrillView
 from tui.screens.overview import HINT
 
 
@@ -349,3 +350,73 @@ async def test_the_drill_marks_suspicious_runs_and_says_what_a_pass_proves(tmp_p
         await idle(pilot)
         text = words(tui)
         assert "⚠ MIXED RUNS" in text and SHRANK in text
+
+
+class CountingEvidence(FixedBackend):
+    """Counts the evidence documents built and the drills run."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.built = 0
+        self.drills = 0
+
+    def evidence(self) -> Any:
+        self.built += 1
+        return super().evidence()
+
+    def drill(self, *args: Any, **kwargs: Any) -> DrillRecord:
+        self.drills += 1
+        return super().drill(*args, **kwargs)
+
+
+async def test_the_evidence_is_built_again_after_a_drill(tmp_path: Path) -> None:
+    tui = drill_app(tmp_path, CountingEvidence)
+    backend = tui.backend
+    assert isinstance(backend, CountingEvidence)
+    async with tui.run_test(size=(140, 50)) as pilot:
+        await idle(pilot)
+        await pilot.press("e")
+        await wait_for(pilot, lambda: backend.built == 1, what="the evidence")
+        await idle(pilot)
+        await open_drill(pilot)
+        tui.query_one("#drill-confirm", Input).value = "shop"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: backend.drills == 1 and tui.operation is None)
+        await idle(pilot)
+        assert backend.built == 1  # not shown meanwhile: built when next shown
+        await pilot.press("e")
+        await wait_for(pilot, lambda: backend.built == 2, what="the evidence built again")
+
+
+async def test_at_80x24_a_drill_started_from_the_confirm_field_shows_its_progress(
+    tmp_path: Path,
+) -> None:
+    tui = drill_app(tmp_path, CancellableDrill)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        await open_drill(pilot)
+        field = tui.query_one("#drill-confirm", Input)
+        field.focus()
+        field.value = "shop"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: tui.operation_scope is not None, what="the drill")
+        await pilot.pause(1)
+        shown = screen_text(tui)
+        assert "restoring database…" in shown and "starting…" in shown, shown  # still in sight
+        assert isinstance(tui.focused, DrillView)  # not an Input: x cancels
+        await pilot.press("x")
+        await wait_for(pilot, lambda: tui.operation is None, what="the cancel")
+
+
+async def test_starting_without_the_app_name_puts_the_cursor_in_the_confirm_field(
+    tmp_path: Path,
+) -> None:
+    tui = drill_app(tmp_path)
+    async with tui.run_test(size=(80, 24)) as pilot:
+        await open_drill(pilot)
+        assert tui.focused is not tui.query_one("#drill-confirm", Input)
+        await pilot.press("ctrl+r")
+        await idle(pilot)
+        assert tui.focused is tui.query_one("#drill-confirm", Input)
+        await pilot.press(*"shop", "enter")  # typed there, the drill starts
+        status = tui.query_one("#drill-status", Static)
+        await wait_for(pilot, lambda: "passed" in str(status.render()), what="the drill")

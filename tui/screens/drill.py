@@ -453,6 +453,7 @@ class DrillView(VerticalScroll, View):
             self.notify(
                 f"type {self.tui.settings.app_name} in the confirm field to start", markup=False
             )
+            self.query_one("#drill-confirm", Input).focus()  # where the name is typed
             return
         backend = self.tui.backend
         kinds = self.kinds
@@ -463,13 +464,17 @@ class DrillView(VerticalScroll, View):
             # The drill service restores, verifies and records; this screen only shows it.
             return backend.drill(kinds, first, files_choice, target, on_status)
 
-        if self.tui.start_operation("restore drill", self, drill, kinds):
+        # The focus goes to the view itself, not back up to its first control: the progress
+        # lines below stay in sight (at 80x24 they were scrolled off), arrows scroll the view.
+        if self.tui.start_operation("restore drill", self, drill, kinds, focus=self):
             self.running = True
             self.query_one("#drill-confirm", Input).value = ""
             self.query_one("#drill-result", Static).update("")
             parts = " and ".join(kinds)
             self.query_one("#drill-status", Static).update(Text(f"restoring {parts}…", "bold"))
-            self.query_one(PartsProgress).start(kinds)
+            progress = self.query_one(PartsProgress)
+            progress.start(kinds)
+            self.call_after_refresh(progress.scroll_visible, animate=False)
 
     def on_operation_progress(self, message: OperationProgress) -> None:
         if not self.app.is_running:

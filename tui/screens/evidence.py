@@ -28,6 +28,8 @@ class EvidenceView(Container, View):
         super().__init__(id="evidence-view")
         self.document: Evidence | None = None
         self.loading = False
+        # An operation (or r elsewhere) read the repository again since the document was built.
+        self.stale = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="evidence-status")
@@ -50,12 +52,21 @@ class EvidenceView(Container, View):
             )
 
     def on_show(self) -> None:
-        # Built when first shown, not at start: it opens the repository and runs every client.
-        if self.document is None and not self.loading:
+        # Built when first shown, not at start: it opens the repository and runs every client;
+        # built again when shown after an operation changed what it reports (a drill, a backup).
+        if (self.document is None or self.stale) and not self.loading:
+            self.action_refresh()
+
+    def snapshots_loading(self) -> None:
+        if self.document is None:
+            return
+        self.stale = True
+        if self.tui.active_view() is self and not self.loading:
             self.action_refresh()
 
     def action_refresh(self) -> None:
         self.loading = True
+        self.stale = False
         self.query_one("#evidence-status", Static).update(Text("building evidence…", "dim"))
         self.tui.fetch(self, "evidence", self.tui.backend.evidence)
 
