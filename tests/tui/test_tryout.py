@@ -420,3 +420,16 @@ async def test_starting_without_the_app_name_puts_the_cursor_in_the_confirm_fiel
         await pilot.press(*"shop", "enter")  # typed there, the drill starts
         status = tui.query_one("#drill-status", Static)
         await wait_for(pilot, lambda: "passed" in str(status.render()), what="the drill")
+
+
+def test_the_evidence_line_counts_one_drill_in_the_singular() -> None:
+    from types import SimpleNamespace
+
+    from tui.screens.evidence import EvidenceView
+
+    def line(*statuses: str) -> str:
+        history = [SimpleNamespace(status=status) for status in statuses]
+        return EvidenceView._drills_line(SimpleNamespace(drills=SimpleNamespace(history=history)))  # type: ignore[arg-type]
+
+    assert line("passed") == "  ·  1 drill, 1 passed (see drills.history)"
+    assert line("passed", "failed") == "  ·  2 drills, 1 passed (see drills.history)"

@@ -14,6 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, Static
 
+from kamal_backup.humanize import count
 from kamal_backup.services.evidence import Evidence
 from tui.messages import Fetched, describe_error
 from tui.screens import View
@@ -111,7 +112,7 @@ class EvidenceView(Container, View):
         if not history:
             return "  ·  no restore drill recorded"
         passed = sum(item.status == "passed" for item in history)
-        return f"  ·  {len(history)} drills, {passed} passed (see drills.history)"
+        return f"  ·  {count(len(history), 'drill')}, {passed} passed (see drills.history)"
 
     def action_ask_path(self) -> None:
         if self.document is None:
