@@ -170,7 +170,7 @@ def error_for(
         return RepositoryMissing(
             f"{action}: the restic repository does not exist",
             returncode=returncode,
-            hint="check RESTIC_REPOSITORY, or set RESTIC_INIT_IF_MISSING=true to create it",
+            hint="check RESTIC_REPOSITORY; `backup` creates it when RESTIC_INIT_IF_MISSING=true",
         )
     if returncode == 11:
         return RepositoryLocked(

@@ -328,6 +328,15 @@ def test_missing_repository_without_init_is_a_clear_error(app: App, tmp_path: Pa
     assert result.returncode == 1
     assert "does not exist" in result.stderr and "RESTIC_INIT_IF_MISSING" in result.stderr
     assert not (tmp_path / "nowhere").exists()
+    # With it set, a command that never creates the repository says which one does (the hint
+    # told operators to set what they had set).
+    listed = app.cli(
+        "list",
+        extra={"RESTIC_REPOSITORY": str(tmp_path / "nowhere"), "RESTIC_INIT_IF_MISSING": "true"},
+    )
+    assert listed.returncode == 1
+    assert "`backup` creates it when RESTIC_INIT_IF_MISSING=true" in listed.stderr
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_init_if_missing_creates_the_repository(app: App, tmp_path: Path) -> None:
