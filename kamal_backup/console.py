@@ -146,6 +146,9 @@ def live_progress() -> Iterator[Callable[[str, ResticStatus], None] | None]:
             if label not in tasks:
                 tasks[label] = progress.add_task(label, total=None)
         total = status.total_bytes or None
+        if total is not None:
+            # An estimate (a small dump's) can be passed: never "48.3/8.2 kB".
+            total = max(total, status.bytes_processed)
         progress.update(tasks[label], total=total, completed=status.bytes_processed)
 
     with progress:

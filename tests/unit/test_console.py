@@ -155,3 +155,16 @@ def test_ctrl_c_before_the_commands_handlers_is_said_in_one_line(
         cli.main()
     assert exited.value.code == 130
     assert capsys.readouterr().err == ""
+
+
+def test_a_bar_never_reads_more_done_than_its_total(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(
+        console, "stderr", Console(file=out, force_terminal=True, width=100, color_system=None)
+    )
+    with console.live_progress() as update:
+        assert update is not None
+        # A small dump passes its estimated total: 48.3 kB done of 8.2 kB expected.
+        update("database", ResticStatus(total_bytes=8_200, bytes_done=48_300))
+    frames = out.getvalue()
+    assert "48.3/48.3 kB" in frames and "8.2 kB" not in frames, frames
