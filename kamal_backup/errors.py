@@ -87,7 +87,9 @@ class DrillInterrupted(Interrupted):
     kinds ("database", "files") with a part the cancel stopped, as the cancel left it."""
 
     def __init__(self, restored: list[str], unfinished: set[str]) -> None:
-        super().__init__()
+        # The CLI's line says it too: "interrupted: files snapshot … was restored into …".
+        said = ", ".join(restored) + ("" if unfinished else "; they were not verified")
+        super().__init__(f"interrupted: {said}")
         self.restored = restored
         self.unfinished = unfinished
 

@@ -66,7 +66,9 @@ DRILL_DATABASE_UNTOUCHED = {
     "sqlite": "the target file is as it was (the restore is swapped in only at its end)",
     "mysql": "the scratch database may be part-way restored (MySQL commits as it goes)",
 }
-FILES_UNTOUCHED = "the files target is as it was (files are swapped in only at the end)"
+FILES_UNTOUCHED = (
+    "nothing of the files snapshot is in the files target (files are swapped in only at the end)"
+)
 
 
 def cancelled_text(

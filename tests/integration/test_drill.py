@@ -381,6 +381,7 @@ def test_a_drill_cancelled_after_its_files_were_restored_says_so(app: App) -> No
         f"files snapshot {files.snapshot_id[:8]} was restored into {files.target}"
     ]
     assert exc.unfinished == {"database"}
+    assert str(exc) == f"interrupted: {exc.restored[0]}"  # the CLI's line says it too
 
 
 # History, evidence, scheduler, retention, append-only -------------------------------------------

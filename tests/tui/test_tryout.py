@@ -244,7 +244,9 @@ async def test_a_cancelled_drill_says_only_what_applies_to_its_parts(tmp_path: P
         assert "the target database is as it was" in said and "the files target" in said, said
 
 
-FILES_UNTOUCHED = "the files target is as it was (files are swapped in only at the end)"
+FILES_UNTOUCHED = (
+    "nothing of the files snapshot is in the files target (files are swapped in only at the end)"
+)
 DATABASE_UNTOUCHED = "the target database is as it was (the restore commits only at its end)"
 
 
