@@ -470,6 +470,10 @@ def _perform(
                 locked_by_caller=True,
                 snapshots=backups,
             )
+        if on_status is not None:
+            # Its line ends full: a restore of a few small files reports no progress of its own.
+            size = result.bytes_restored or 0
+            on_status(kind, ResticStatus(total_bytes=size, bytes_done=size, percent_done=1.0))
         return DrillPart(
             kind=kind,
             database=snapshot.database,

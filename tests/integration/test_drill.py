@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from kamal_backup import cli, process, state
 from kamal_backup.console import preserved_logging
 from kamal_backup.errors import DrillInterrupted
+from kamal_backup.models import ResticStatus
 from kamal_backup.scheduler import run_schedule
 from kamal_backup.services import drill as drill_service
 from kamal_backup.services.backup import run_backup
@@ -405,6 +406,24 @@ def test_a_backup_without_manifest_drills_as_not_verified_and_passes(app: App) -
     assert record["_exit"] == 0
     assert record["verification"]["status"] == "not verified"  # type: ignore[index]
     assert record["verification"]["reason"] == "no manifest"  # type: ignore[index]
+
+
+def test_each_parts_progress_ends_full(app: App) -> None:
+    """A part's line ends at 100% with its size, even a restore too small to report progress."""
+    app.cli("backup", check=True)
+    statuses: dict[str, list[ResticStatus]] = {}
+
+    def collect(label: str, status: ResticStatus) -> None:
+        statuses.setdefault(label, []).append(status)
+
+    record = run_drill(settings_of(app), on_status=collect)
+    assert record.status == "passed"
+    assert statuses.keys() == {"database", "files"}
+    for part in record.parts:
+        last = statuses[part.kind][-1]
+        assert last.percent_done == 1.0
+        assert last.total_bytes == last.bytes_done == part.bytes_restored
+        assert part.bytes_restored
 
 
 def test_a_database_only_app_without_manifest_drills_as_not_verified(app: App) -> None:
