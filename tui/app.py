@@ -67,7 +67,8 @@ DRILL_DATABASE_UNTOUCHED = {
     "mysql": "the scratch database may be part-way restored (MySQL commits as it goes)",
 }
 FILES_UNTOUCHED = (
-    "nothing of the files snapshot is in the files target (files are swapped in only at the end)"
+    "the files target holds what it held (files are swapped in only at the end; empty "
+    "directories may be left)"
 )
 
 
