@@ -129,6 +129,8 @@ def live_progress() -> Iterator[Callable[[str, ResticStatus], None] | None]:
     # Only for a terminal: container logs draw no bars and need no rich.progress.
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from kamal_backup.models import VERIFYING
+
     progress = Progress(
         TextColumn("{task.description:<8}"),
         BarColumn(),
@@ -142,6 +144,8 @@ def live_progress() -> Iterator[Callable[[str, ResticStatus], None] | None]:
     lock = threading.Lock()
 
     def update(label: str, status: ResticStatus) -> None:
+        if label == VERIFYING:
+            return  # no figures to draw; the drill logs the step
         with lock:
             if label not in tasks:
                 tasks[label] = progress.add_task(label, total=None)

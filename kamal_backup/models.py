@@ -131,6 +131,11 @@ class FileEntry(Model):
         return self.type == "dir"
 
 
+# The label of the one status a drill posts once every part is restored and it verifies them
+# (no figures: the TUI says so in its status line; the CLI logs it).
+VERIFYING = "verifying"
+
+
 class ResticStatus(Model):
     """A progress line from restic's --json output (backup or restore)."""
 

@@ -35,6 +35,7 @@ from kamal_backup.locking import operation_lock
 from kamal_backup.models import (
     FILES_PART,
     RECORD_TYPES,
+    VERIFYING,
     ResticStatus,
     Snapshot,
     SnapshotType,
@@ -528,6 +529,8 @@ def _perform(
         computations[FILES_PART] = functools.partial(restored_files, files_target, files.paths)
     if computations:  # rows and files read again: on a big database, the longest step
         log.info("drill: verifying the restored %s", " and ".join(_what(computations)))
+        if on_status is not None:
+            on_status(VERIFYING, ResticStatus())
     computed = _side_by_side(computations)
     process.raise_if_cancelled()
     for value in computed.values():

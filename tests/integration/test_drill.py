@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from kamal_backup import cli, process, state
 from kamal_backup.console import preserved_logging
 from kamal_backup.errors import DrillInterrupted
-from kamal_backup.models import ResticStatus
+from kamal_backup.models import VERIFYING, ResticStatus
 from kamal_backup.scheduler import run_schedule
 from kamal_backup.services import drill as drill_service
 from kamal_backup.services.backup import run_backup
@@ -412,13 +412,16 @@ def test_each_parts_progress_ends_full(app: App) -> None:
     """A part's line ends at 100% with its size, even a restore too small to report progress."""
     app.cli("backup", check=True)
     statuses: dict[str, list[ResticStatus]] = {}
+    order: list[str] = []
 
     def collect(label: str, status: ResticStatus) -> None:
         statuses.setdefault(label, []).append(status)
+        order.append(label)
 
     record = run_drill(settings_of(app), on_status=collect)
     assert record.status == "passed"
-    assert statuses.keys() == {"database", "files"}
+    assert statuses.keys() == {"database", "files", VERIFYING}
+    assert order[-1] == VERIFYING and order.count(VERIFYING) == 1  # once both are restored
     for part in record.parts:
         last = statuses[part.kind][-1]
         assert last.percent_done == 1.0

@@ -11,7 +11,14 @@ from textual.widgets import Checkbox, Input, RadioSet, RichLog, Select, Static, 
 
 from kamal_backup import process
 from kamal_backup.errors import DrillInterrupted
-from kamal_backup.models import SUSPICIOUS_TAG, BackupRun, FileEntry, Snapshot
+from kamal_backup.models import (
+    SUSPICIOUS_TAG,
+    VERIFYING,
+    BackupRun,
+    FileEntry,
+    ResticStatus,
+    Snapshot,
+)
 from kamal_backup.services.backup import check_backup_paths
 from kamal_backup.verification import DrillRecord
 from tests.tui.fixed import FixedBackend, TaggedRuns, fixed_app, fixed_snapshots
@@ -19,6 +26,7 @@ from tests.tui.screen import idle, screen_text, wait_for, wait_for_text
 from tui.app import cancelled_text
 from tui.screens.drill import DrillView
 from tui.screens.overview import HINT
+from tui.widgets.progress import PartsProgress
 
 
 class MissingPath(FixedBackend):
@@ -436,3 +444,31 @@ def test_the_evidence_line_counts_one_drill_in_the_singular() -> None:
 
     assert line("passed") == "  ·  1 drill, 1 passed (see drills.history)"
     assert line("passed", "failed") == "  ·  2 drills, 1 passed (see drills.history)"
+
+
+class VerifyingDrill(FixedBackend):
+    """Restores at once, then verifies until cancelled."""
+
+    def drill(self, kinds: Any, snapshot: Any, files: Any, target: Any, on_status: Any) -> Any:
+        for kind in kinds:
+            on_status(kind, ResticStatus(total_bytes=10, bytes_done=10, percent_done=1.0))
+        on_status(VERIFYING, ResticStatus())
+        until_cancelled()
+        raise AssertionError("unreachable")
+
+
+async def test_a_verifying_drill_says_so_in_its_status_line(tmp_path: Path) -> None:
+    tui = drill_app(tmp_path, VerifyingDrill)
+    async with tui.run_test(size=(140, 50)) as pilot:
+        await open_drill(pilot)
+        tui.query_one("#drill-confirm", Input).value = "shop"
+        await pilot.press("ctrl+r")
+        status = tui.query_one("#drill-status", Static)
+        await wait_for(
+            pilot,
+            lambda: str(status.render()) == "verifying the restored database…",
+            what="the verifying line",
+        )
+        assert "verifying" not in tui.query_one(PartsProgress).shown()  # no bar of its own
+        await pilot.press("x")
+        await wait_for(pilot, lambda: tui.operation is None, what="the cancel")

@@ -15,11 +15,17 @@ from kamal_backup import console
 from kamal_backup.models import ResticStatus
 
 
-def test_both_halves_show_as_two_bars_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def terminal(monkeypatch: pytest.MonkeyPatch, width: int = 100) -> io.StringIO:
+    """kamal-backup's stderr as a terminal of `width` columns; what is drawn on it."""
     out = io.StringIO()
     monkeypatch.setattr(
-        console, "stderr", Console(file=out, force_terminal=True, width=100, color_system=None)
+        console, "stderr", Console(file=out, force_terminal=True, width=width, color_system=None)
     )
+    return out
+
+
+def test_both_halves_show_as_two_bars_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = terminal(monkeypatch)
     with console.live_progress() as update:
         assert update is not None
         halves = [
@@ -46,10 +52,7 @@ def test_a_log_line_while_bars_show_is_printed_above_them_whole(
     whole, not into the middle of a bar's line."""
     import logging
 
-    out = io.StringIO()
-    monkeypatch.setattr(
-        console, "stderr", Console(file=out, force_terminal=True, width=200, color_system=None)
-    )
+    out = terminal(monkeypatch, width=200)
     with console.preserved_logging():
         console.setup_logging()
         with console.live_progress() as update:
@@ -158,13 +161,22 @@ def test_ctrl_c_before_the_commands_handlers_is_said_in_one_line(
 
 
 def test_a_bar_never_reads_more_done_than_its_total(monkeypatch: pytest.MonkeyPatch) -> None:
-    out = io.StringIO()
-    monkeypatch.setattr(
-        console, "stderr", Console(file=out, force_terminal=True, width=100, color_system=None)
-    )
+    out = terminal(monkeypatch)
     with console.live_progress() as update:
         assert update is not None
         # A small dump passes its estimated total: 48.3 kB done of 8.2 kB expected.
         update("database", ResticStatus(total_bytes=8_200, bytes_done=48_300))
     frames = out.getvalue()
     assert "48.3/48.3 kB" in frames and "8.2 kB" not in frames, frames
+
+
+def test_the_drills_verifying_status_draws_no_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kamal_backup.models import VERIFYING
+
+    out = terminal(monkeypatch)
+    with console.live_progress() as update:
+        assert update is not None
+        update("database", ResticStatus(total_bytes=4 << 20, bytes_done=4 << 20))
+        update(VERIFYING, ResticStatus())
+    frames = out.getvalue()
+    assert "database" in frames and VERIFYING not in frames

@@ -27,6 +27,7 @@ from textual.widgets._select import SelectCurrent, SelectOverlay
 
 from kamal_backup.humanize import describe_age, human_bytes
 from kamal_backup.models import (
+    VERIFYING,
     GateVerdict,
     ResticStatus,
     Snapshot,
@@ -114,6 +115,7 @@ class DrillView(VerticalScroll, View):
         self.kinds: tuple[SnapshotType, ...] = ("database",)
         self.snapshots: list[Snapshot] = []
         self.running = False
+        self.running_kinds: tuple[SnapshotType, ...] = ()  # what the running drill restores
         self.listing_error: str | None = None
         # What the scratch targets hold now, for the (kinds, files target) it was asked for.
         self.contents: list[TargetContents] | None = None
@@ -468,6 +470,7 @@ class DrillView(VerticalScroll, View):
         # lines below stay in sight (at 80x24 they were scrolled off), arrows scroll the view.
         if self.tui.start_operation("restore drill", self, drill, kinds, focus=self):
             self.running = True
+            self.running_kinds = kinds
             self.query_one("#drill-confirm", Input).value = ""
             self.query_one("#drill-result", Static).update("")
             parts = " and ".join(kinds)
@@ -478,6 +481,12 @@ class DrillView(VerticalScroll, View):
 
     def on_operation_progress(self, message: OperationProgress) -> None:
         if not self.app.is_running:
+            return
+        if message.label == VERIFYING:  # every part restored: the longest step may follow
+            parts = " and ".join(self.running_kinds)
+            self.query_one("#drill-status", Static).update(
+                Text(f"verifying the restored {parts}…", "bold")
+            )
             return
         self.query_one(PartsProgress).update(message.label, message.status)
 
