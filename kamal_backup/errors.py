@@ -87,9 +87,9 @@ class DrillInterrupted(Interrupted):
     kinds ("database", "files") with a part the cancel stopped, as the cancel left it."""
 
     def __init__(self, restored: list[str], unfinished: set[str]) -> None:
-        # The CLI's line says it too: "interrupted: files snapshot … was restored into …".
-        said = ", ".join(restored) + ("" if unfinished else "; they were not verified")
-        super().__init__(f"interrupted: {said}")
+        # What stays: "files snapshot … was restored into …", the CLI's line and the TUI's.
+        self.said = ", ".join(restored) + ("" if unfinished else "; they were not verified")
+        super().__init__(f"interrupted: {self.said}")
         self.restored = restored
         self.unfinished = unfinished
 

@@ -84,14 +84,13 @@ def cancelled_text(
         return f"cancelled: {UNTOUCHED.get(operation, 'nothing more was started')}"
     # A part that had finished stays restored (the drill says which); each other part is as the
     # cancel left it. Every part restored: the cancel came while the drill verified them.
-    lines = [", ".join(exc.restored)] if isinstance(exc, DrillInterrupted) else []
-    unfinished = exc.unfinished if isinstance(exc, DrillInterrupted) else set(kinds)
+    lines, unfinished = (
+        ([exc.said], exc.unfinished) if isinstance(exc, DrillInterrupted) else ([], set(kinds))
+    )
     if "database" in kinds and "database" in unfinished:
         lines.append(DRILL_DATABASE_UNTOUCHED.get(adapter, "the target database may be part-way"))
     if "files" in kinds and "files" in unfinished:
         lines.append(FILES_UNTOUCHED)
-    if isinstance(exc, DrillInterrupted) and not unfinished:
-        lines.append("they were not verified")
     return f"cancelled: {'; '.join(lines)}"
 
 
