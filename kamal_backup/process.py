@@ -274,14 +274,36 @@ class SignalWatcher:
 
 
 @functools.cache
+def _grouping() -> dict[str, Any]:
+    """Popen's arguments that give a child a process group of its own: for the scope to signal
+    it with whatever it started (killpg), and for the terminal's Ctrl-C to reach kamal-backup
+    alone, which then stops its children in order.
+
+    Without a controlling terminal (the scheduler, `kamal accessory exec` without -i, cron), the
+    group is in kamal-backup's session, as the steps of a shell's pipeline are: with the
+    kernel's scheduling autogroups (sched_autogroup_enabled) each session gets a CPU share of
+    its own, as large as the database server's whole share, so children in sessions of their
+    own took CPU from the server doing the work (a PostgreSQL restore took 1.13-1.22 of the
+    same pipeline by hand, 1.00-1.09 in one session) and a listing's nice value meant nothing
+    against them. With one, each child gets a session of its own, without that terminal: a
+    psql or ssh asking for a password would otherwise open the terminal from a background
+    group and stop there, and the TUI's terminal is nobody else's.
+    """
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return {"process_group": 0}
+    return {"start_new_session": True}
+
+
+@functools.cache
 def _death_signal_prefix() -> tuple[str, ...]:
     """`setpriv --pdeathsig KILL --` where util-linux has it (Linux), else nothing.
 
-    Children run in their own process group (so the operator's Ctrl-C reaches kamal-backup,
-    which then stops them in order), which also means they would outlive a SIGKILLed
-    kamal-backup and finish a snapshot of a run that never completed. The kernel's parent-death signal closes that gap.
-    setpriv sets it and execs the tool; doing it in a preexec_fn instead can deadlock the forked
-    child while other threads run.
+    Children run in process groups of their own (see _grouping), which also means they would
+    outlive a SIGKILLed kamal-backup and finish a snapshot of a run that never completed. The
+    kernel's parent-death signal closes that gap. setpriv sets it and execs the tool; doing it
+    in a preexec_fn instead can deadlock the forked child while other threads run.
     """
     setpriv = shutil.which("setpriv")
     if setpriv is None:
@@ -363,7 +385,7 @@ def prestart(argv: Sequence[str], env: Mapping[str, str], niceness: int = 0) -> 
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            process_group=0,  # see _start
+            **_grouping(),
             close_fds=True,
             # Safe here, unlike in spawn: prestart runs before Python has started a thread.
             preexec_fn=(lambda: os.nice(niceness)) if niceness else None,
@@ -490,13 +512,7 @@ def _start(
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
-            # Its own process group, for the scope to signal it and its children (killpg) and
-            # for the terminal's Ctrl-C to reach only kamal-backup; not its own session, as a
-            # shell's pipeline: with the kernel's autogroups (sched_autogroup_enabled), each new
-            # session would get the CPU share of the database server's whole session, so a dump
-            # or restore would take CPU from the server that does the work (a PostgreSQL restore
-            # took 1.13-1.22 of the hand pipeline's time so, 1.00-1.09 without).
-            process_group=0,
+            **_grouping(),
             close_fds=True,
             pass_fds=tuple(pass_fds),
         )

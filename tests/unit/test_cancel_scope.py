@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextvars
+import json
 import os
+import pty
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -268,37 +272,104 @@ def test_counting_a_big_sqlite_table_stops_at_a_cancel_within_its_rows(
     assert len(hashed) <= sqlite_adapter._CANCEL_EVERY
 
 
-def autogroup(pid: int) -> str | None:
-    """The kernel's scheduling autogroup of pid ("/autogroup-85 nice 0"), where it has them."""
+# Run in a process of its own, with or without a controlling terminal: what the child of a
+# spawn (or of a prestart it takes) is grouped with, as JSON.
+GROUPING = """
+import json, os, sys
+from pathlib import Path
+from kamal_backup import process
+
+def autogroup(pid):
     try:
         return Path(f"/proc/{pid}/autogroup").read_text().split()[0]
     except OSError:
         return None
 
+env = {"PATH": os.environ["PATH"]}
+argv = ["sleep", "30"]
+if sys.argv[1] == "prestarted":
+    assert process.prestart(argv, env, niceness=5)
+with process.cancel_scope("test") as scope, process.spawn(argv, env=env) as child:
+    seen = {
+        "own group": os.getpgid(child.pid) == child.pid,  # setpriv execs sleep: the same pid
+        "same session": os.getsid(child.pid) == os.getsid(0),
+        "same autogroup": autogroup(child.pid) == autogroup(os.getpid()),
+        "niceness": os.getpriority(os.PRIO_PROCESS, child.pid)
+        - os.getpriority(os.PRIO_PROCESS, 0),
+    }
+    scope.cancel(grace_seconds=1)
+    seen["stopped"] = child.wait(timeout=5) != 0
+process.stop_prestarted()
+print("grouping:", json.dumps(seen))
+"""
 
-@pytest.mark.parametrize("prestarted", [False, True], ids=["spawned", "prestarted"])
-def test_a_child_leads_its_own_process_group_but_stays_in_kamal_backups_session(
-    prestarted: bool,
-) -> None:
-    """Its own group: the scope kills it with its children (killpg) and the terminal's Ctrl-C
-    reaches only kamal-backup. Not its own session, as a shell's pipeline: with the kernel's
-    autogroups each session gets a CPU share of its own, the database server's whole session
-    too, so restic, pg_restore and psql in sessions of their own took CPU from the server
-    doing the import (a PostgreSQL restore took 1.13-1.22 of the hand pipeline's time)."""
-    argv = ["sleep", "30"]
-    if prestarted:
-        assert process.prestart(argv, ENV, niceness=5)
+
+def grouping_env() -> dict[str, str]:
+    return {"PATH": os.environ["PATH"], "PYTHONPATH": str(Path(__file__).parents[2])}
+
+
+def grouping_without_a_terminal(how: str) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", GROUPING, how],
+        env=grouping_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        start_new_session=True,  # no controlling terminal, whatever runs the tests
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.split("grouping:")[1])
+
+
+def grouping_on_a_terminal(how: str) -> dict[str, object]:
+    pid, fd = pty.fork()  # the child leads a session whose controlling terminal is the pty
+    if pid == 0:
+        os.execve(sys.executable, [sys.executable, "-c", GROUPING, how], grouping_env())
+    output = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO once the child has closed its side
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    return json.loads(text.split("grouping:")[1])
+
+
+def autogroups() -> bool:
     try:
-        with process.cancel_scope("test") as scope, process.spawn(argv, env=ENV) as child:
-            assert os.getpgid(child.pid) == child.pid  # setpriv execs sleep: the same pid
-            assert os.getsid(child.pid) == os.getsid(0)
-            assert autogroup(child.pid) == autogroup(os.getpid())
-            if prestarted:  # the niceness it was started with holds within that group
-                assert (
-                    os.getpriority(os.PRIO_PROCESS, child.pid)
-                    == os.getpriority(os.PRIO_PROCESS, 0) + 5
-                )
-            scope.cancel(grace_seconds=1)
-            assert child.wait(timeout=5) != 0
-    finally:
-        process.stop_prestarted()
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("how", ["spawned", "prestarted"])
+def test_without_a_terminal_a_child_leads_its_own_group_in_kamal_backups_session(how: str) -> None:
+    """As a shell's pipeline: with the kernel's autogroups each session gets a CPU share of its
+    own, the database server's whole session too, so restic, pg_restore and psql in sessions
+    of their own took CPU from the server doing the import (a PostgreSQL restore took 1.13-1.22
+    of the hand pipeline's time) and the listing's nice value meant nothing against them."""
+    seen = grouping_without_a_terminal(how)
+    assert seen == {
+        "own group": True,  # the scope's killpg, and a Ctrl-C for kamal-backup alone
+        "same session": True,
+        "same autogroup": True,
+        "niceness": 5 if how == "prestarted" else 0,  # holds within the one group
+        "stopped": True,
+    }
+
+
+@pytest.mark.parametrize("how", ["spawned", "prestarted"])
+def test_on_a_terminal_a_child_gets_a_session_of_its_own(how: str) -> None:
+    """Without the terminal: a psql or ssh asking for a password would otherwise open it from a
+    background group and stop there, and the TUI's terminal is nobody else's."""
+    seen = grouping_on_a_terminal(how)
+    assert seen["own group"] is True and seen["same session"] is False
+    assert seen["stopped"] is True
+    if autogroups():
+        assert seen["same autogroup"] is False
