@@ -281,16 +281,17 @@ def _grouping() -> dict[str, Any]:
 
     Without a controlling terminal (the scheduler, `kamal accessory exec` without -i, cron), the
     group is in kamal-backup's session, as the steps of a shell's pipeline are: with the
-    kernel's scheduling autogroups (sched_autogroup_enabled) each session gets a CPU share of
-    its own, as large as the database server's whole share, so children in sessions of their
-    own took CPU from the server doing the work (a PostgreSQL restore took 1.13-1.22 of the
-    same pipeline by hand, 1.00-1.09 in one session) and a listing's nice value meant nothing
-    against them. With one, each child gets a session of its own, without that terminal: a
-    psql or ssh asking for a password would otherwise open the terminal from a background
-    group and stop there, and the TUI's terminal is nobody else's.
+    kernel's scheduling autogroups (sched_autogroup_enabled; in the root CPU cgroup only, not
+    in a container's own) each session gets a CPU share of its own, as large as the database
+    server's whole share, so children in sessions of their own took CPU from the server doing
+    the work (a PostgreSQL restore took 1.14-1.19 of the same pipeline by hand, 1.00-1.09 in
+    one session) and a listing's nice value meant nothing against them. With one, each child
+    gets a session of its own, without that terminal: a psql or ssh asking for a password
+    would otherwise open the terminal from a background group and stop there, and the TUI's
+    terminal is nobody else's.
     """
     try:
-        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK))
     except OSError:
         return {"process_group": 0}
     return {"start_new_session": True}
