@@ -358,7 +358,12 @@ def grouping_on_a_terminal(how: str) -> dict[str, object]:
             output += chunk
     finally:
         os.close(fd)
+        # Its side of the pty closes as it exits, a moment before it can be reaped.
+        reap_by = time.monotonic() + 10
         done, status = os.waitpid(pid, os.WNOHANG)
+        while done == 0 and time.monotonic() < reap_by:
+            time.sleep(0.02)
+            done, status = os.waitpid(pid, os.WNOHANG)
         if done == 0:
             os.kill(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
