@@ -104,20 +104,26 @@ def run_on_a_terminal(app: App, *args: str) -> tuple[int, str]:
     """Runs the CLI on a pseudo-terminal; (exit code, everything it drew)."""
     pid, fd = pty.fork()
     if pid == 0:  # child: the CLI on a pseudo-terminal
-        os.execve(
-            sys.executable,
-            [sys.executable, "-m", "kamal_backup", *args],
-            {**app.env, "TERM": "xterm", "COLUMNS": "120"},
-        )
-    output = b""
-    while True:
         try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
+            os.execve(
+                sys.executable,
+                [sys.executable, "-m", "kamal_backup", *args],
+                {**app.env, "TERM": "xterm", "COLUMNS": "120"},
+            )
+        finally:
+            os._exit(127)  # never a second pytest in the fork
+    output = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(fd)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), output.decode("utf-8", "replace")
 
