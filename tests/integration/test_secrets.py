@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import App, add_bulk
+from tests.pty_run import run_on_a_pty
 
 pytestmark = pytest.mark.integration
 
@@ -102,30 +101,10 @@ def test_progress_bars_on_a_terminal(app: App) -> None:
 
 def run_on_a_terminal(app: App, *args: str) -> tuple[int, str]:
     """Runs the CLI on a pseudo-terminal; (exit code, everything it drew)."""
-    pid, fd = pty.fork()
-    if pid == 0:  # child: the CLI on a pseudo-terminal
-        try:
-            os.execve(
-                sys.executable,
-                [sys.executable, "-m", "kamal_backup", *args],
-                {**app.env, "TERM": "xterm", "COLUMNS": "120"},
-            )
-        finally:
-            os._exit(127)  # never a second pytest in the fork
-    output = b""
-    try:
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
-    finally:
-        os.close(fd)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), output.decode("utf-8", "replace")
+    return run_on_a_pty(
+        [sys.executable, "-m", "kamal_backup", *args],
+        {**app.env, "TERM": "xterm", "COLUMNS": "120"},
+    )
 
 
 def test_cli_subprocesses_never_get_a_shell_string() -> None:

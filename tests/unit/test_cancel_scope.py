@@ -5,9 +5,6 @@ from __future__ import annotations
 import contextvars
 import json
 import os
-import pty
-import select
-import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +17,7 @@ from kamal_backup import process
 from kamal_backup.errors import Interrupted, OperationFailed
 from kamal_backup.redact import Redactor
 from kamal_backup.restic import unreachable_cause
+from tests.pty_run import run_on_a_pty
 
 ENV = {"PATH": os.environ["PATH"]}
 
@@ -336,39 +334,8 @@ def grouping_without_a_terminal(how: str) -> dict[str, object]:
 
 
 def grouping_on_a_terminal(how: str) -> dict[str, object]:
-    pid, fd = pty.fork()  # the child leads a session whose controlling terminal is the pty
-    if pid == 0:
-        try:
-            os.execve(sys.executable, [sys.executable, "-c", GROUPING, how], grouping_env())
-        finally:
-            os._exit(127)  # never a second pytest in the fork
-    output, status = b"", None
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # EIO once the child has closed its side
-                break
-            if not chunk:
-                break
-            output += chunk
-    finally:
-        os.close(fd)
-        # Its side of the pty closes as it exits, a moment before it can be reaped.
-        reap_by = time.monotonic() + 10
-        done, status = os.waitpid(pid, os.WNOHANG)
-        while done == 0 and time.monotonic() < reap_by:
-            time.sleep(0.02)
-            done, status = os.waitpid(pid, os.WNOHANG)
-        if done == 0:
-            os.kill(pid, signal.SIGKILL)
-            _, status = os.waitpid(pid, 0)
-    text = output.decode(errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 0, text
+    code, text = run_on_a_pty([sys.executable, "-c", GROUPING, how], grouping_env(), timeout=30)
+    assert code == 0, text
     return grouped(text)
 
 
